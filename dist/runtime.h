@@ -1,0 +1,52 @@
+/* runtime: process start-up and shutdown shared by every command.
+ *
+ * runtime_init (collective over MPI_COMM_WORLD) makes sure OpenBLAS runs a
+ * kernel that suits the CPU (re-executing the program with OPENBLAS_CORETYPE
+ * set when Debian's build would fall back to a generic one), initialises MPI,
+ * sets BLAS threads to cores-per-node / ranks-per-node unless the user chose,
+ * and checks one sgemm against a naive product. */
+#ifndef TD_RUNTIME_H
+#define TD_RUNTIME_H
+
+#include <mpi.h>
+#include <stdio.h>
+
+#include "status.h"
+
+typedef struct {
+    int rank, size;            /* in MPI_COMM_WORLD */
+    int node_rank, node_size;  /* among the ranks sharing this node */
+    int blas_threads;
+    char blas_core[64];
+} Runtime;
+
+extern Runtime g_rt;
+
+/* Call first thing in main, with main's argc/argv. May not return (re-exec). */
+void runtime_init(int *argc, char ***argv);
+void runtime_finalize(void);
+
+/* Ends the whole job with the recorded error (td_error_message), naming this
+ * rank. Use when only some ranks may have failed; MPI_Abort never hangs. */
+_Noreturn void runtime_abort(TdStatus code);
+
+/* Collective over comm: true on every rank when s == TD_OK on every rank.
+ * Call before the next collective whenever a rank may have failed alone. The
+ * ranks that did not fail learn the first failing rank's message. */
+TdStatus runtime_agree(MPI_Comm comm, TdStatus s);
+
+/* Ends the program: on success finalizes and returns 0; on failure prints the
+ * message once (from the lowest failing rank) and returns an exit code. The
+ * status must already be agreed across ranks (runtime_agree). */
+int runtime_finish(TdStatus s);
+
+/* Rank-0 progress line with elapsed time: "[  12.3s] message". */
+void td_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Any-rank line tagged with the rank: "[  12.3s rank 3] message". */
+void td_log_rank(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+double td_wall(void); /* seconds since runtime_init */
+
+/* Peak resident memory of this process, in MiB. */
+double runtime_peak_rss_mib(void);
+
+#endif
