@@ -1,0 +1,2 @@
+# Single-process numerics that are not layers: optimizer, schedule, clipping.
+tadist_unit_test(test_optim test_optim.c)
