@@ -1,9 +1,173 @@
-#include "commands.h"
+/* tadist bench: images/s and memory of the engine on a randomly initialised
+ * encoder: a forward pass, and one training step in full, attn and ntk mode
+ * (forward, head loss, backward, gradient clipping, AdamW). Single-process:
+ * rank 0 measures while the other ranks wait. Compare against PyTorch with
+ * jobs/bench.sh, which runs jobs/bench_torch.py with the same settings. */
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
 
-/* Placeholder until this command is implemented in this session. */
+#include "cli.h"
+#include "commands.h"
+#include "model_io.h"
+#include "optim.h"
+#include "rng.h"
+#include "runtime.h"
+#include "trainable.h"
+#include "vit.h"
+
+enum { BENCH_CLASSES = 10 };
+
+typedef struct {
+    VitModel model;
+    VitWork work;
+    VitHead head;
+    float *pixels, *embeds, *dembeds, *heads, *grads, *delta;
+    int *labels;
+    AdamW opt;
+    int B;
+} Bench;
+
+static double seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static TdStatus bench_setup(Bench *b, const char *arch_name, int B, unsigned long long seed)
+{
+    VitArch a;
+    TD_TRY(vit_arch_by_name(arch_name, &a));
+    TD_TRY(model_alloc(&b->model, &a));
+    params_init_random(&a, &b->model.table, b->model.params, seed);
+    TD_TRY(vit_work_alloc(&b->work, &a, &b->model.table, B));
+    TD_TRY(vit_head_alloc(&b->head, B, a.out_dim, BENCH_CLASSES));
+    const size_t S = (size_t)a.image, total = b->model.table.total;
+    b->B = B;
+    if (!(b->pixels = td_aligned_calloc((size_t)B * a.channels * S * S * sizeof(float))) ||
+        !(b->embeds = td_aligned_calloc((size_t)B * a.out_dim * sizeof(float))) ||
+        !(b->dembeds = td_aligned_calloc((size_t)B * a.out_dim * sizeof(float))) ||
+        !(b->heads = td_aligned_calloc((size_t)BENCH_CLASSES * a.out_dim * sizeof(float))) ||
+        !(b->grads = td_aligned_calloc(total * sizeof(float))) ||
+        !(b->delta = td_aligned_calloc(total * sizeof(float))))
+        return TD_ERR_NOMEM;
+    TD_ALLOC(b->labels, B);
+    TdRng r;
+    rng_seed(&r, seed + 1);
+    for (size_t i = 0; i < (size_t)B * a.channels * S * S; i++)
+        b->pixels[i] = (float)rng_normal(&r);
+    for (int i = 0; i < BENCH_CLASSES * a.out_dim; i++)
+        b->heads[i] = (float)rng_normal(&r) / 8.0f;
+    for (int i = 0; i < B; i++)
+        b->labels[i] = (int)rng_below(&r, BENCH_CLASSES);
+    AdamWConfig oc = {1e-5f, 0.9f, 0.999f, 1e-8f, 0.1f};
+    return adamw_init(&b->opt, &oc, total);
+}
+
+static void bench_free(Bench *b)
+{
+    adamw_free(&b->opt);
+    td_free(b->pixels), td_free(b->embeds), td_free(b->dembeds), td_free(b->heads);
+    td_free(b->grads), td_free(b->delta);
+    free(b->labels);
+    vit_head_free(&b->head);
+    vit_work_free(&b->work);
+    model_free(&b->model);
+}
+
+/* One training step as the fine-tuning loop runs it. ntk trains delta around
+ * the fixed theta0 (the model), the others train the model itself. */
+static void train_step(Bench *b, const unsigned char *mask, int ntk)
+{
+    const ParamTable *t = &b->model.table;
+    memset(b->grads, 0, t->total * sizeof(float));
+    if (ntk)
+        vit_ntk_forward(b->model.params, &b->work, b->delta, mask, b->pixels, b->B, b->embeds, NULL);
+    else
+        vit_forward(b->model.params, &b->work, b->pixels, b->B, b->embeds);
+    vit_head_loss(&b->head, b->embeds, b->heads, 100.0f, b->labels, b->B, BENCH_CLASSES, NULL,
+                  b->dembeds, NULL);
+    vit_backward(&b->work, b->dembeds, b->grads, mask);
+    double norm = sqrt(optim_grad_sumsq(t, mask, b->grads));
+    optim_clip_scale(t, mask, b->grads, norm, 1.0f);
+    adamw_step(&b->opt, t, mask, ntk ? b->delta : b->model.params, b->grads, 1e-5f);
+}
+
+static TdStatus bench_run(const char *arch_name, int B, int iters, int warmup)
+{
+    Bench b;
+    memset(&b, 0, sizeof b);
+    TdStatus s = bench_setup(&b, arch_name, B, 1234);
+    if (s != TD_OK) {
+        bench_free(&b);
+        return s;
+    }
+    const ParamTable *t = &b.model.table;
+    unsigned char *full = calloc((size_t)t->count, 1), *attn = calloc((size_t)t->count, 1);
+    if (!full || !attn) {
+        free(full), free(attn), bench_free(&b);
+        return td_fail(TD_ERR_NOMEM, "bench: out of memory");
+    }
+    s = trainable_mask(t, "full", full);
+    if (s == TD_OK)
+        s = trainable_mask(t, "attn", attn);
+    char desc[256];
+    model_describe(&b.model.arch, desc, sizeof desc);
+    printf("tadist bench: %s (%s), %zu parameters, batch %d, BLAS core %s, %d thread(s), "
+           "workspace %.0f MiB\n",
+           arch_name, desc, model_numel(&b.model), B, g_rt.blas_core, g_rt.blas_threads,
+           (double)b.work.floats * 4.0 / 1048576.0);
+    const char *names[] = {"forward", "full step", "attn step", "ntk step"};
+    double ms[4];
+    for (int m = 0; s == TD_OK && m < 4; m++) {
+        double t0 = 0.0;
+        for (int it = 0; it < warmup + iters; it++) {
+            if (it == warmup)
+                t0 = seconds();
+            if (m == 0)
+                vit_forward(b.model.params, &b.work, b.pixels, B, b.embeds);
+            else
+                train_step(&b, m == 2 ? attn : full, m == 3);
+        }
+        ms[m] = (seconds() - t0) / iters * 1e3;
+        printf("tadist %s batch %d threads %d: %-10s %8.2f img/s  (%8.1f ms)  peak %.0f MiB\n",
+               arch_name, B, g_rt.blas_threads, names[m], B / ms[m] * 1e3, ms[m],
+               runtime_peak_rss_mib());
+        fflush(stdout);
+    }
+    if (s == TD_OK)
+        printf("tadist %s: attn step / full step = %.2f, ntk step / full step = %.2f\n", arch_name,
+               ms[2] / ms[1], ms[3] / ms[1]);
+    free(full), free(attn);
+    bench_free(&b);
+    return s;
+}
+
 TdStatus cmd_bench(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return td_fail(TD_ERR_INTERNAL, "command 'bench' is not built yet");
+    const char *arch = "vit_b32";
+    int batch = 16, iters = 3, warmup = 1, help = 0;
+    const CliOption opts[] = {
+        {"arch", 0, CLI_STR, &arch, "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28)"},
+        {"batch", 0, CLI_INT, &batch, "images per step (default 16)"},
+        {"iters", 0, CLI_INT, &iters, "timed iterations per row (default 3)"},
+        {"warmup", 0, CLI_INT, &warmup, "untimed iterations first (default 1)"},
+        {"help", 'h', CLI_FLAG, &help, "this text"},
+        {NULL, 0, 0, NULL, NULL}};
+    const char *pos[1];
+    int npos;
+    TdStatus s = cli_parse("bench", argc, argv, opts, pos, 0, &npos);
+    if (s == TD_OK && help) {
+        if (g_rt.rank == 0)
+            cli_usage("tadist bench --arch NAME --batch B [--iters N] [--warmup N]", opts);
+        return TD_OK;
+    }
+    if (s == TD_OK && (batch < 1 || iters < 1 || warmup < 0))
+        s = td_fail(TD_ERR_ARG, "bench: --batch and --iters must be >= 1, --warmup >= 0");
+    if (s == TD_OK && g_rt.rank == 0)
+        s = bench_run(arch, batch, iters, warmup);
+    return runtime_agree(MPI_COMM_WORLD, s);
 }
