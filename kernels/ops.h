@@ -91,7 +91,8 @@ void op_logits_bwd(float *dxn, float *dhead, const float *dlogits, const float *
 
 /* ---- mean cross-entropy with label smoothing eps (0 = none) ----
  * Returns the loss (accumulated in double); writes dlogits = dL/dlogits when
- * not NULL (already divided by N); probs (N,K) optional scratch/out. */
+ * not NULL (already divided by N). A label outside [0, K) gives NaN: callers
+ * validate labels when they load a data set. */
 double op_xent_fwd_bwd(float *dlogits, const float *logits, const int *labels, int N, int K,
                        float smoothing);
 

@@ -1,0 +1,692 @@
+/* ops: the layers of a CLIP ViT as forward / backward / jvp (see ops.h).
+ *
+ * Speed notes. Every product is one cblas_sgemm; backward passes accumulate
+ * with beta = 1 straight into the gradient buffers. Elementwise loops are
+ * written so that gcc -O3 -march=native vectorises them without -ffast-math:
+ * restrict pointers, no calls in inner loops, and row reductions split into
+ * LANES independent partial sums (a plain float reduction would stay scalar
+ * under strict IEEE ordering). */
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LANES 16
+
+/* ------------------------------------------------------------------ helpers */
+
+/* exp for the hot elementwise loops (softmax, sigmoid): Cephes' expf
+ * polynomial with 2^n assembled in the exponent bits, on the clamped range
+ * [-87.3, 88] (checked against expf in tests/test_ops.c). glibc's expf only
+ * vectorises with -ffast-math. */
+static inline float fast_expf(float x)
+{
+    x = x < -87.33654f ? -87.33654f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* n = round(x / ln2) by the 1.5 * 2^23 trick: floorf/rintf do not vectorise
+     * while math may trap (gcc's default) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) << 23};
+    return p * two_n.f;
+}
+
+static float sum_f(const float *restrict x, int n)
+{
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += x[i + j];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += x[i];
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+static float dot_f(const float *restrict x, const float *restrict y, int n)
+{
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += x[i + j] * y[i + j];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += x[i] * y[i];
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    return s;
+}
+
+static float max_f(const float *restrict x, int n)
+{
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* Each of the N rows of out (N,C) = v (C). */
+static void fill_rows(float *restrict out, const float *restrict v, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        memcpy(out + (size_t)n * C, v, (size_t)C * sizeof(float));
+}
+
+/* acc (C) += sum over the N rows of x (N,C). */
+static void add_row_sums(float *restrict acc, const float *restrict x, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const float *restrict xn = x + (size_t)n * C;
+        for (int c = 0; c < C; c++)
+            acc[c] += xn[c];
+    }
+}
+
+/* ------------------------------------------------------------------- linear */
+
+void op_linear_fwd(float *out, const float *in, const float *w, const float *b, int N, int C,
+                   int OC)
+{
+    // out (N,OC), in (N,C), w (OC,C), b (OC) or NULL
+    float beta = 0.0f;
+    if (b) {
+        fill_rows(out, b, N, OC);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, in, C, w, C, beta, out,
+                OC);
+}
+
+void op_linear_bwd(float *din, float *dw, float *db, const float *dout, const float *in,
+                   const float *w, int N, int C, int OC)
+{
+    // din (N,C) += dout (N,OC) @ w (OC,C)
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
+                    1.0f, din, C);
+    // dw (OC,C) += dout^T (OC,N) @ in (N,C)
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, in, C,
+                    1.0f, dw, C);
+    if (db)
+        add_row_sums(db, dout, N, OC);
+}
+
+void op_linear_jvp(float *tout, const float *in, const float *tin, const float *w,
+                   const float *tw, const float *tb, int N, int C, int OC)
+{
+    // tout (N,OC) = tin @ w^T + in @ tw^T + tb
+    float beta = 0.0f;
+    if (tb) {
+        fill_rows(tout, tb, N, OC);
+        beta = 1.0f;
+    }
+    if (tin) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, tin, C, w, C, beta,
+                    tout, OC);
+        beta = 1.0f;
+    }
+    if (tw) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, in, C, tw, C, beta,
+                    tout, OC);
+        beta = 1.0f;
+    }
+    if (beta == 0.0f)
+        memset(tout, 0, (size_t)N * OC * sizeof(float));
+}
+
+/* ------------------------------------------------------------------- matmul */
+
+void op_matmul_fwd(float *out, const float *in, const float *w, int N, int C, int OC)
+{
+    // out (N,OC) = in (N,C) @ w (C,OC)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, in, C, w, OC, 0.0f,
+                out, OC);
+}
+
+void op_matmul_bwd(float *din, float *dw, const float *dout, const float *in, const float *w,
+                   int N, int C, int OC)
+{
+    // din (N,C) += dout (N,OC) @ w^T (OC,C)
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, w, OC,
+                    1.0f, din, C);
+    // dw (C,OC) += in^T (C,N) @ dout (N,OC)
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, in, C, dout, OC,
+                    1.0f, dw, OC);
+}
+
+void op_matmul_jvp(float *tout, const float *in, const float *tin, const float *w,
+                   const float *tw, int N, int C, int OC)
+{
+    float beta = 0.0f;
+    if (tin) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, tin, C, w, OC,
+                    beta, tout, OC);
+        beta = 1.0f;
+    }
+    if (tw) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, in, C, tw, OC,
+                    beta, tout, OC);
+        beta = 1.0f;
+    }
+    if (beta == 0.0f)
+        memset(tout, 0, (size_t)N * OC * sizeof(float));
+}
+
+/* ------------------------------------------------------------ patch embedding */
+
+void op_im2col(float *cols, const float *img, int B, int CH, int S, int P)
+{
+    // cols (B*G*G, CH*P*P), img (B,CH,S,S); a trailing S % P strip is dropped, as by conv1
+    int G = S / P;
+    size_t K = (size_t)CH * P * P;
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < G; gy++)
+            for (int gx = 0; gx < G; gx++) {
+                float *row = cols + ((size_t)(b * G + gy) * G + gx) * K;
+                for (int ch = 0; ch < CH; ch++)
+                    for (int ky = 0; ky < P; ky++) {
+                        const float *src =
+                            img + (((size_t)b * CH + ch) * S + (size_t)gy * P + ky) * S +
+                            (size_t)gx * P;
+                        memcpy(row + ((size_t)ch * P + ky) * P, src, (size_t)P * sizeof(float));
+                    }
+            }
+}
+
+/* ----------------------------------------------------------- token assembly */
+
+void op_embed_fwd(float *x, const float *patches, const float *cls, const float *pos, int B,
+                  int T, int D)
+{
+    // x (B,T,D), patches (B,T-1,D), cls (D), pos (T,D)
+    for (int b = 0; b < B; b++) {
+        float *restrict xb = x + (size_t)b * T * D;
+        const float *restrict pb = patches + (size_t)b * (T - 1) * D;
+        for (int d = 0; d < D; d++)
+            xb[d] = cls[d] + pos[d];
+        for (size_t i = 0; i < (size_t)(T - 1) * D; i++)
+            xb[D + i] = pb[i] + pos[D + i];
+    }
+}
+
+void op_embed_bwd(float *dpatches, float *dcls, float *dpos, const float *dx, int B, int T, int D)
+{
+    for (int b = 0; b < B; b++) {
+        const float *restrict dxb = dx + (size_t)b * T * D;
+        if (dcls)
+            for (int d = 0; d < D; d++)
+                dcls[d] += dxb[d];
+        if (dpatches) {
+            float *restrict dpb = dpatches + (size_t)b * (T - 1) * D;
+            for (size_t i = 0; i < (size_t)(T - 1) * D; i++)
+                dpb[i] += dxb[D + i];
+        }
+        if (dpos)
+            for (size_t i = 0; i < (size_t)T * D; i++)
+                dpos[i] += dxb[i];
+    }
+}
+
+void op_embed_jvp(float *tx, const float *tpatches, const float *tcls, const float *tpos, int B,
+                  int T, int D)
+{
+    for (int b = 0; b < B; b++) {
+        float *restrict txb = tx + (size_t)b * T * D;
+        if (tpos)
+            memcpy(txb, tpos, (size_t)T * D * sizeof(float));
+        else
+            memset(txb, 0, (size_t)T * D * sizeof(float));
+        if (tcls)
+            for (int d = 0; d < D; d++)
+                txb[d] += tcls[d];
+        if (tpatches) {
+            const float *restrict tpb = tpatches + (size_t)b * (T - 1) * D;
+            for (size_t i = 0; i < (size_t)(T - 1) * D; i++)
+                txb[D + i] += tpb[i];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- LayerNorm */
+
+void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *in, const float *w,
+                      const float *b, int N, int C, float eps)
+{
+    // out (N,C), mean (N), rstd (N), in (N,C), w (C), b (C); biased variance as in PyTorch
+    for (int n = 0; n < N; n++) {
+        const float *restrict x = in + (size_t)n * C;
+        float *restrict y = out + (size_t)n * C;
+        float m = sum_f(x, C) / (float)C;
+        float acc[LANES] = {0};
+        int i = 0;
+        for (; i + LANES <= C; i += LANES)
+            for (int j = 0; j < LANES; j++) {
+                float d = x[i + j] - m;
+                acc[j] += d * d;
+            }
+        float v = 0.0f;
+        for (; i < C; i++)
+            v += (x[i] - m) * (x[i] - m);
+        for (int j = 0; j < LANES; j++)
+            v += acc[j];
+        float s = 1.0f / sqrtf(v / (float)C + eps);
+        for (int c = 0; c < C; c++)
+            y[c] = (x[c] - m) * s * w[c] + b[c];
+        if (mean)
+            mean[n] = m;
+        if (rstd)
+            rstd[n] = s;
+    }
+}
+
+/* sum(g) and sum(g * xhat) over one row, g = dout * w (or a tangent), xhat = (x - m) * s. */
+static void ln_row_moments(const float *restrict g, const float *restrict w,
+                           const float *restrict x, float m, float s, int C, float *sum_g,
+                           float *sum_gx)
+{
+    float a1[LANES] = {0}, a2[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= C; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float gw = w ? g[i + j] * w[i + j] : g[i + j];
+            a1[j] += gw;
+            a2[j] += gw * (x[i + j] - m) * s;
+        }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (; i < C; i++) {
+        float gw = w ? g[i] * w[i] : g[i];
+        s1 += gw;
+        s2 += gw * (x[i] - m) * s;
+    }
+    for (int j = 0; j < LANES; j++) {
+        s1 += a1[j];
+        s2 += a2[j];
+    }
+    *sum_g = s1;
+    *sum_gx = s2;
+}
+
+void op_layernorm_bwd(float *din, float *dw, float *db, const float *dout, const float *in,
+                      const float *w, const float *mean, const float *rstd, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const float *restrict x = in + (size_t)n * C;
+        const float *restrict g = dout + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        if (din) {
+            float sg, sgx;
+            ln_row_moments(g, w, x, m, s, C, &sg, &sgx);
+            float mg = sg / (float)C, mgx = sgx / (float)C;
+            float *restrict dx = din + (size_t)n * C;
+            for (int c = 0; c < C; c++)
+                dx[c] += (g[c] * w[c] - mg - (x[c] - m) * s * mgx) * s;
+        }
+        if (dw)
+            for (int c = 0; c < C; c++)
+                dw[c] += g[c] * (x[c] - m) * s;
+        if (db)
+            for (int c = 0; c < C; c++)
+                db[c] += g[c];
+    }
+}
+
+void op_layernorm_jvp(float *tout, const float *in, const float *tin, const float *w,
+                      const float *tw, const float *tb, const float *mean, const float *rstd,
+                      int N, int C)
+{
+    // tout = txhat * w + xhat * tw + tb, txhat = s * (tx - mean(tx) - xhat * mean(xhat * tx))
+    for (int n = 0; n < N; n++) {
+        const float *restrict x = in + (size_t)n * C;
+        float *restrict y = tout + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        if (tin) {
+            const float *restrict tx = tin + (size_t)n * C;
+            float st, stx;
+            ln_row_moments(tx, NULL, x, m, s, C, &st, &stx);
+            float mt = st / (float)C, mtx = stx / (float)C;
+            for (int c = 0; c < C; c++)
+                y[c] = (tx[c] - mt - (x[c] - m) * s * mtx) * s * w[c];
+        } else {
+            memset(y, 0, (size_t)C * sizeof(float));
+        }
+        if (tw)
+            for (int c = 0; c < C; c++)
+                y[c] += (x[c] - m) * s * tw[c];
+        if (tb)
+            for (int c = 0; c < C; c++)
+                y[c] += tb[c];
+    }
+}
+
+/* ---------------------------------------------------------------- attention */
+
+size_t op_attention_scratch(int T, int D)
+{
+    (void)D;
+    return (size_t)T * T; /* one (T,T) matrix: dP in backward, tS in jvp */
+}
+
+/* In place: each of the T rows of a (T,T) becomes its softmax. */
+static void softmax_rows(float *a, int T)
+{
+    for (int i = 0; i < T; i++) {
+        float *restrict r = a + (size_t)i * T;
+        float m = max_f(r, T);
+        for (int j = 0; j < T; j++)
+            r[j] = fast_expf(r[j] - m);
+        float inv = 1.0f / sum_f(r, T);
+        for (int j = 0; j < T; j++)
+            r[j] *= inv;
+    }
+}
+
+/* In place: g = p * (g - rowsum(p * g)), the softmax's backward and jvp alike. */
+static void softmax_vjp_rows(float *g, const float *p, int T)
+{
+    for (int i = 0; i < T; i++) {
+        float *restrict gr = g + (size_t)i * T;
+        const float *restrict pr = p + (size_t)i * T;
+        float d = dot_f(gr, pr, T);
+        for (int j = 0; j < T; j++)
+            gr[j] = pr[j] * (gr[j] - d);
+    }
+}
+
+void op_attention_fwd(float *out, float *att, const float *qkv, int B, int T, int D, int NH)
+{
+    // out (B,T,D), att (B,NH,T,T), qkv (B,T,3D); q/k/v of a head addressed with ld 3D
+    int HD = D / NH, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)HD);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * ld + (size_t)h * HD;
+            const float *k = q + D, *v = q + 2 * D;
+            float *p = att + ((size_t)b * NH + h) * T * T;
+            float *o = out + (size_t)b * T * D + (size_t)h * HD;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, ld, k, ld,
+                        0.0f, p, T);
+            softmax_rows(p, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, v, ld,
+                        0.0f, o, D);
+        }
+}
+
+void op_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *att,
+                      float *scratch, int B, int T, int D, int NH)
+{
+    // dqkv (B,T,3D) +=; dout (B,T,D); scratch (T,T) holds dP, then dS
+    if (!dqkv)
+        return;
+    int HD = D / NH, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)HD);
+    float *dp = scratch;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t off = (size_t)b * T * ld + (size_t)h * HD;
+            const float *q = qkv + off, *k = q + D, *v = q + 2 * D;
+            float *dq = dqkv + off, *dk = dq + D, *dv = dq + 2 * D;
+            const float *p = att + ((size_t)b * NH + h) * T * T;
+            const float *dout_h = dout + (size_t)b * T * D + (size_t)h * HD;
+            // dP = dO V^T, dV += P^T dO
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dout_h, D, v,
+                        ld, 0.0f, dp, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, dout_h, D,
+                        1.0f, dv, ld);
+            softmax_vjp_rows(dp, p, T);
+            // dQ += scale dS K, dK += scale dS^T Q
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dp, T, k, ld,
+                        1.0f, dq, ld);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dp, T, q, ld,
+                        1.0f, dk, ld);
+        }
+}
+
+void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const float *att,
+                      float *scratch, int B, int T, int D, int NH)
+{
+    // tout (B,T,D) =; scratch (T,T) holds tS, then tP
+    if (!tqkv) {
+        memset(tout, 0, (size_t)B * T * D * sizeof(float));
+        return;
+    }
+    int HD = D / NH, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)HD);
+    float *ts = scratch;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            size_t off = (size_t)b * T * ld + (size_t)h * HD;
+            const float *q = qkv + off, *k = q + D, *v = q + 2 * D;
+            const float *tq = tqkv + off, *tk = tq + D, *tv = tq + 2 * D;
+            const float *p = att + ((size_t)b * NH + h) * T * T;
+            float *o = tout + (size_t)b * T * D + (size_t)h * HD;
+            // tS = scale (tQ K^T + Q tK^T); tP = P * (tS - rowsum(P * tS))
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, tq, ld, k, ld,
+                        0.0f, ts, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, ld, tk, ld,
+                        1.0f, ts, T);
+            softmax_vjp_rows(ts, p, T);
+            // tout = tP V + P tV
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, ts, T, v, ld,
+                        0.0f, o, D);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, tv, ld,
+                        1.0f, o, D);
+        }
+}
+
+/* -------------------------------------------------------------- activations */
+
+#define QGELU_K 1.702f
+#define INV_SQRT2 0.70710678118654752f
+#define INV_SQRT2PI 0.39894228040143268f
+
+void op_act_fwd(float *out, const float *in, size_t n, TdAct act)
+{
+    float *restrict y = out;
+    const float *restrict x = in;
+    if (act == TD_ACT_QUICK_GELU) {
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] / (1.0f + fast_expf(-QGELU_K * x[i]));
+    } else {
+        for (size_t i = 0; i < n; i++)
+            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+    }
+}
+
+void op_act_bwd(float *din, const float *dout, const float *in, size_t n, TdAct act)
+{
+    if (!din)
+        return;
+    float *restrict dx = din;
+    const float *restrict g = dout, *restrict x = in;
+    if (act == TD_ACT_QUICK_GELU) {
+        for (size_t i = 0; i < n; i++) {
+            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
+            dx[i] += g[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
+            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
+            dx[i] += g[i] * (cdf + x[i] * pdf);
+        }
+    }
+}
+
+void op_act_jvp(float *tout, const float *in, const float *tin, size_t n, TdAct act)
+{
+    float *restrict ty = tout;
+    const float *restrict x = in, *restrict tx = tin;
+    if (!tin) {
+        memset(tout, 0, n * sizeof(float));
+        return;
+    }
+    if (act == TD_ACT_QUICK_GELU) {
+        for (size_t i = 0; i < n; i++) {
+            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
+            ty[i] = tx[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
+            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
+            ty[i] = tx[i] * (cdf + x[i] * pdf);
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- residual */
+
+void op_add_inplace(float *x, const float *y, size_t n)
+{
+    float *restrict a = x;
+    const float *restrict c = y;
+    for (size_t i = 0; i < n; i++)
+        a[i] += c[i];
+}
+
+/* ------------------------------------------------------------ class token */
+
+void op_cls_gather(float *out, const float *x, int B, int T, int D)
+{
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * D, x + (size_t)b * T * D, (size_t)D * sizeof(float));
+}
+
+void op_cls_scatter_add(float *dx, const float *dout, int B, int T, int D)
+{
+    if (!dx)
+        return;
+    for (int b = 0; b < B; b++) {
+        float *restrict d = dx + (size_t)b * T * D;
+        const float *restrict g = dout + (size_t)b * D;
+        for (int i = 0; i < D; i++)
+            d[i] += g[i];
+    }
+}
+
+/* ----------------------------------------------------------------- L2 norm */
+
+/* A zero row maps to zero instead of NaN (as F.normalize's clamp at 1e-12). */
+#define L2_MIN_NORM 1e-12f
+
+void op_l2norm_fwd(float *out, float *norm, const float *x, int N, int C)
+{
+    for (int n = 0; n < N; n++) {
+        const float *restrict xr = x + (size_t)n * C;
+        float *restrict y = out + (size_t)n * C;
+        float nr = sqrtf(dot_f(xr, xr, C));
+        float inv = 1.0f / (nr > L2_MIN_NORM ? nr : L2_MIN_NORM);
+        for (int c = 0; c < C; c++)
+            y[c] = xr[c] * inv;
+        if (norm)
+            norm[n] = nr;
+    }
+}
+
+void op_l2norm_bwd(float *dx, const float *dout, const float *out, const float *norm, int N, int C)
+{
+    // dx += (dout - out <out, dout>) / norm
+    if (!dx)
+        return;
+    for (int n = 0; n < N; n++) {
+        const float *restrict g = dout + (size_t)n * C;
+        const float *restrict y = out + (size_t)n * C;
+        float *restrict d = dx + (size_t)n * C;
+        float inv = 1.0f / (norm[n] > L2_MIN_NORM ? norm[n] : L2_MIN_NORM);
+        float p = dot_f(y, g, C);
+        for (int c = 0; c < C; c++)
+            d[c] += (g[c] - y[c] * p) * inv;
+    }
+}
+
+void op_l2norm_jvp(float *tout, const float *tx, const float *out, const float *norm, int N, int C)
+{
+    // the Jacobian is symmetric: same form as the backward
+    if (!tx) {
+        memset(tout, 0, (size_t)N * C * sizeof(float));
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        const float *restrict t = tx + (size_t)n * C;
+        const float *restrict y = out + (size_t)n * C;
+        float *restrict d = tout + (size_t)n * C;
+        float inv = 1.0f / (norm[n] > L2_MIN_NORM ? norm[n] : L2_MIN_NORM);
+        float p = dot_f(y, t, C);
+        for (int c = 0; c < C; c++)
+            d[c] = (t[c] - y[c] * p) * inv;
+    }
+}
+
+/* ------------------------------------------------------------------ logits */
+
+void op_logits_fwd(float *logits, const float *xn, const float *head, float scale, int N, int E,
+                   int K)
+{
+    // logits (N,K) = scale * xn (N,E) @ head^T (K,E)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, K, E, scale, xn, E, head, E, 0.0f,
+                logits, K);
+}
+
+void op_logits_bwd(float *dxn, float *dhead, const float *dlogits, const float *xn,
+                   const float *head, float scale, int N, int E, int K)
+{
+    // dxn (N,E) += scale dlogits @ head; dhead (K,E) += scale dlogits^T @ xn
+    if (dxn)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, E, K, scale, dlogits, K, head,
+                    E, 1.0f, dxn, E);
+    if (dhead)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, E, N, scale, dlogits, K, xn, E,
+                    1.0f, dhead, E);
+}
+
+/* ------------------------------------------------------------ cross-entropy */
+
+double op_xent_fwd_bwd(float *dlogits, const float *logits, const int *labels, int N, int K,
+                       float smoothing)
+{
+    // loss = mean_n [ lse(z_n) - sum_k t_nk z_nk ], t = (1-eps) onehot + eps/K.
+    // A label outside [0, K) makes the loss NaN (the caller checks isfinite).
+    double total = 0.0;
+    double off = (double)smoothing / K, on = 1.0 - smoothing + off;
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * K;
+        int y = labels[n];
+        if (y < 0 || y >= K)
+            return NAN;
+        double m = z[0];
+        for (int k = 1; k < K; k++)
+            m = z[k] > m ? z[k] : m;
+        double se = 0.0, sz = 0.0;
+        for (int k = 0; k < K; k++) {
+            se += exp(z[k] - m);
+            sz += z[k];
+        }
+        double lse = m + log(se);
+        total += lse - (off * sz + (on - off) * z[y]);
+        if (dlogits) {
+            float *dz = dlogits + (size_t)n * K;
+            for (int k = 0; k < K; k++) {
+                double t = k == y ? on : off;
+                dz[k] = (float)((exp(z[k] - lse) - t) / N);
+            }
+        }
+    }
+    return total / N;
+}
