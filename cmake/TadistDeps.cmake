@@ -16,6 +16,9 @@ tadist_require_pkg(blas openblas libopenblas-dev)
 tadist_require_pkg(libconfig libconfig libconfig-dev)
 tadist_require_pkg(cjson libcjson libcjson-dev)
 tadist_require_pkg(png libpng libpng-dev)
+tadist_require_pkg(xxhash libxxhash libxxhash-dev)
+tadist_require_pkg(zlib zlib zlib1g-dev)
+tadist_require_pkg(freetype freetype2 libfreetype-dev)
 
 # The HDF5 found must be the MPI-IO build: task vectors are written collectively.
 include(CheckSymbolExists)

@@ -36,6 +36,15 @@ TdStatus model_read(const char *path, VitModel *m);
 /* Writes MODEL.h5 atomically (temporary name, then rename); recomputes checksum. */
 TdStatus model_write(const char *path, VitModel *m);
 
+/* vit_arch_validate plus bounds that keep every size in params.c from
+ * overflowing; the message starts with what (a file name). */
+TdStatus model_arch_check(const char *what, const VitArch *a);
+
+/* Number of parameters (sum of numel, not the padded buffer length). */
+size_t model_numel(const VitModel *m);
+/* One-line description of an architecture, e.g. "width 768, 12 layers, ...". */
+void model_describe(const VitArch *a, char *buf, size_t cap);
+
 /* Hex digest of the parameter values (XXH3-128 of the tensors in table order). */
 void model_checksum(const VitModel *m, char out[40]);
 
