@@ -1,0 +1,432 @@
+/* vit: the CLIP ViT encoder as a sequence of ops (see vit.h).
+ *
+ * Table order equals forward order (conv1, class, pos, ln_pre, then per block
+ * ln_1, in_proj, out_proj, ln_2, c_fc, c_proj, then ln_post, proj). So "is any
+ * trainable tensor below this op?" is one comparison with the lowest trainable
+ * index: the op whose first tensor has index i needs its input gradient iff
+ * lowest < i. The same holds for tangents in forward mode. */
+#include "vit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+/* Sizes of one architecture at batch B; N = B*T rows of tokens. */
+typedef struct {
+    int D, L, NH, P, S, F, E, CH, T, GG, K, B, N, NP;
+} Dims;
+
+static Dims dims_of(const VitArch *a, int B)
+{
+    Dims d;
+    d.D = a->width;
+    d.L = a->layers;
+    d.NH = a->heads;
+    d.P = a->patch;
+    d.S = a->image;
+    d.F = a->mlp;
+    d.E = a->out_dim;
+    d.CH = a->channels;
+    d.T = vit_arch_tokens(a);
+    d.GG = d.T - 1;
+    d.K = d.CH * d.P * d.P;
+    d.B = B;
+    d.N = B * d.T;
+    d.NP = B * d.GG;
+    return d;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, int max_batch)
+{
+    memset(w, 0, sizeof *w);
+    TD_TRY(vit_arch_validate(a));
+    if (max_batch <= 0)
+        return td_fail(TD_ERR_ARG, "vit: batch size must be positive (got %d)", max_batch);
+    if (table->count != params_proj(a) + 1)
+        return td_fail(TD_ERR_INTERNAL, "vit: parameter table has %d tensors, architecture %d",
+                       table->count, params_proj(a) + 1);
+    Dims d = dims_of(a, max_batch);
+    const size_t N = (size_t)d.N, L = (size_t)d.L, D = (size_t)d.D, F = (size_t)d.F;
+    const size_t B = (size_t)max_batch, T = (size_t)d.T;
+    VitActs *s = &w->acts;
+    VitScratch *c = &w->scr;
+    struct {
+        float **p;
+        size_t n;
+    } parts[] = {
+        {&s->cols, (size_t)d.NP * d.K},
+        {&s->emb, N * D},
+        {&s->lnpre_mean, N},
+        {&s->lnpre_rstd, N},
+        {&s->res, (L + 1) * N * D},
+        {&s->ln1, L * N * D},
+        {&s->ln1_mean, L * N},
+        {&s->ln1_rstd, L * N},
+        {&s->qkv, L * N * 3 * D},
+        {&s->att, L * B * d.NH * T * T},
+        {&s->atty, L * N * D},
+        {&s->mid, L * N * D},
+        {&s->ln2, L * N * D},
+        {&s->ln2_mean, L * N},
+        {&s->ln2_rstd, L * N},
+        {&s->fc, L * N * F},
+        {&s->fca, L * N * F},
+        {&s->cls, B * D},
+        {&s->lnpost_mean, B},
+        {&s->lnpost_rstd, B},
+        {&s->pooled, B * D},
+        {&c->r, N * D},
+        {&c->a, N * max_sz(F, 3 * D)},
+        {&c->b, N * F},
+        {&c->c, N * D}, /* also the patches (B*G*G, D) in forward */
+        {&c->d, N * D},
+        {&c->att, op_attention_scratch(d.T, d.D)},
+        {&c->bd1, B * D},
+        {&c->bd2, B * D},
+        {&c->be, B * (size_t)d.E},
+    };
+    const size_t nparts = sizeof parts / sizeof parts[0];
+    size_t total = 0;
+    for (size_t i = 0; i < nparts; i++)
+        total += (parts[i].n + 15) / 16 * 16; /* 64-byte aligned pieces */
+    w->memory = td_aligned_calloc(total * sizeof(float));
+    if (!w->memory)
+        return TD_ERR_NOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        *parts[i].p = w->memory + off;
+        off += (parts[i].n + 15) / 16 * 16;
+    }
+    w->floats = total;
+    w->arch = *a;
+    w->table = table;
+    w->max_batch = max_batch;
+    return TD_OK;
+}
+
+void vit_work_free(VitWork *w)
+{
+    td_free(w->memory);
+    memset(w, 0, sizeof *w);
+}
+
+/* Per-block slices of the saved activations. */
+typedef struct {
+    float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *mid, *ln2, *ln2_mean, *ln2_rstd,
+        *fc, *fca, *out;
+} BlockActs;
+
+static BlockActs block_acts(const VitWork *w, int l)
+{
+    const Dims d = dims_of(&w->arch, w->max_batch);
+    const size_t N = (size_t)d.N, D = (size_t)d.D, F = (size_t)d.F, ll = (size_t)l;
+    const VitActs *s = &w->acts;
+    BlockActs b;
+    b.x = s->res + ll * N * D;
+    b.out = s->res + (ll + 1) * N * D;
+    b.ln1 = s->ln1 + ll * N * D;
+    b.ln1_mean = s->ln1_mean + ll * N;
+    b.ln1_rstd = s->ln1_rstd + ll * N;
+    b.qkv = s->qkv + ll * N * 3 * D;
+    b.att = s->att + ll * (size_t)w->max_batch * d.NH * d.T * d.T;
+    b.atty = s->atty + ll * N * D;
+    b.mid = s->mid + ll * N * D;
+    b.ln2 = s->ln2 + ll * N * D;
+    b.ln2_mean = s->ln2_mean + ll * N;
+    b.ln2_rstd = s->ln2_rstd + ll * N;
+    b.fc = s->fc + ll * N * F;
+    b.fca = s->fca + ll * N * F;
+    return b;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+void vit_forward(const float *params, VitWork *w, const float *pixels, int B, float *embeds)
+{
+    const ParamTable *t = w->table;
+    const Dims d = dims_of(&w->arch, B);
+    const float eps = w->arch.ln_eps;
+    VitActs *s = &w->acts;
+#define W(i) params_at_c(t, params, (i))
+    float *patches = w->scr.c; /* (B*G*G, D), only until embed */
+    op_im2col(s->cols, pixels, B, d.CH, d.S, d.P);
+    op_linear_fwd(patches, s->cols, W(PARAM_CONV1_W), NULL, d.NP, d.K, d.D);
+    op_embed_fwd(s->emb, patches, W(PARAM_CLASS_EMB), W(PARAM_POS_EMB), B, d.T, d.D);
+    op_layernorm_fwd(s->res, s->lnpre_mean, s->lnpre_rstd, s->emb, W(PARAM_LN_PRE_W),
+                     W(PARAM_LN_PRE_B), d.N, d.D, eps);
+    for (int l = 0; l < d.L; l++) {
+        BlockActs a = block_acts(w, l);
+        const int i0 = params_block_index(l, 0);
+        op_layernorm_fwd(a.ln1, a.ln1_mean, a.ln1_rstd, a.x, W(i0 + BLK_LN1_W),
+                         W(i0 + BLK_LN1_B), d.N, d.D, eps);
+        op_linear_fwd(a.qkv, a.ln1, W(i0 + BLK_QKV_W), W(i0 + BLK_QKV_B), d.N, d.D, 3 * d.D);
+        op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
+        op_linear_fwd(a.mid, a.atty, W(i0 + BLK_OUT_W), W(i0 + BLK_OUT_B), d.N, d.D, d.D);
+        op_add_inplace(a.mid, a.x, (size_t)d.N * d.D);
+        op_layernorm_fwd(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, W(i0 + BLK_LN2_W),
+                         W(i0 + BLK_LN2_B), d.N, d.D, eps);
+        op_linear_fwd(a.fc, a.ln2, W(i0 + BLK_FC_W), W(i0 + BLK_FC_B), d.N, d.D, d.F);
+        op_act_fwd(a.fca, a.fc, (size_t)d.N * d.F, w->arch.act);
+        op_linear_fwd(a.out, a.fca, W(i0 + BLK_PROJ_W), W(i0 + BLK_PROJ_B), d.N, d.F, d.D);
+        op_add_inplace(a.out, a.mid, (size_t)d.N * d.D);
+    }
+    const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
+    op_cls_gather(s->cls, block_acts(w, d.L - 1).out, B, d.T, d.D);
+    op_layernorm_fwd(s->pooled, s->lnpost_mean, s->lnpost_rstd, s->cls, W(ipost), W(ipost + 1),
+                     B, d.D, eps);
+    op_matmul_fwd(embeds, s->pooled, W(iproj), B, d.D, d.E);
+#undef W
+    w->B = B;
+    w->params = params;
+}
+
+const float *vit_hidden(const VitWork *w, int level)
+{
+    const Dims d = dims_of(&w->arch, w->max_batch);
+    return w->acts.res + (size_t)level * d.N * d.D;
+}
+
+const float *vit_pooled(const VitWork *w) { return w->acts.pooled; }
+
+/* ----------------------------------------------------------------- backward */
+
+static float *zeroed(float *p, size_t n)
+{
+    memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned char *trainable)
+{
+    const ParamTable *t = w->table;
+    const float *params = w->params;
+    const Dims d = dims_of(&w->arch, w->B);
+    const VitActs *s = &w->acts;
+    const VitScratch *c = &w->scr;
+    const size_t ND = (size_t)d.N * d.D, NF = (size_t)d.N * d.F;
+    int lowest = 0;
+    while (trainable && lowest < t->count && !trainable[lowest])
+        lowest++;
+    if (lowest == t->count)
+        return;
+#define W(i) params_at_c(t, params, (i))
+#define G(i) ((!trainable || trainable[i]) ? params_at(t, grads, (i)) : NULL)
+#define NEED(i) (lowest < (i))
+    const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
+    float *dpooled = NEED(iproj) ? zeroed(c->bd1, (size_t)d.B * d.D) : NULL;
+    op_matmul_bwd(dpooled, G(iproj), dembeds, s->pooled, W(iproj), d.B, d.D, d.E);
+    if (!dpooled)
+        return;
+    float *dcls = NEED(ipost) ? zeroed(c->bd2, (size_t)d.B * d.D) : NULL;
+    op_layernorm_bwd(dcls, G(ipost), G(ipost + 1), dpooled, s->cls, W(ipost), s->lnpost_mean,
+                     s->lnpost_rstd, d.B, d.D);
+    if (!dcls)
+        return;
+    float *dres = zeroed(c->r, ND); /* dL/d(residual stream), walking down */
+    op_cls_scatter_add(dres, dcls, d.B, d.T, d.D);
+    for (int l = d.L - 1; l >= 0; l--) {
+        const BlockActs a = block_acts(w, l);
+        const int i0 = params_block_index(l, 0);
+        /* MLP sub-layer: dres = dL/d(block output) */
+        const int ip = i0 + BLK_PROJ_W, ifc = i0 + BLK_FC_W, il2 = i0 + BLK_LN2_W;
+        float *dfca = NEED(ip) ? zeroed(c->a, NF) : NULL;
+        op_linear_bwd(dfca, G(ip), G(ip + 1), dres, a.fca, W(ip), d.N, d.F, d.D);
+        if (!dfca)
+            return;
+        float *dfc = zeroed(c->b, NF);
+        op_act_bwd(dfc, dfca, a.fc, NF, w->arch.act);
+        float *dln2 = NEED(ifc) ? zeroed(c->c, ND) : NULL;
+        op_linear_bwd(dln2, G(ifc), G(ifc + 1), dfc, a.ln2, W(ifc), d.N, d.D, d.F);
+        if (!dln2)
+            return;
+        op_layernorm_bwd(NEED(il2) ? dres : NULL, G(il2), G(il2 + 1), dln2, a.mid, W(il2),
+                         a.ln2_mean, a.ln2_rstd, d.N, d.D);
+        if (!NEED(il2))
+            return;
+        /* attention sub-layer: dres = dL/d(mid) */
+        const int io = i0 + BLK_OUT_W, iq = i0 + BLK_QKV_W, il1 = i0 + BLK_LN1_W;
+        float *datty = NEED(io) ? zeroed(c->d, ND) : NULL;
+        op_linear_bwd(datty, G(io), G(io + 1), dres, a.atty, W(io), d.N, d.D, d.D);
+        if (!datty)
+            return;
+        float *dqkv = zeroed(c->a, 3 * ND);
+        op_attention_bwd(dqkv, datty, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
+        float *dln1 = NEED(iq) ? zeroed(c->c, ND) : NULL;
+        op_linear_bwd(dln1, G(iq), G(iq + 1), dqkv, a.ln1, W(iq), d.N, d.D, 3 * d.D);
+        if (!dln1)
+            return;
+        op_layernorm_bwd(NEED(il1) ? dres : NULL, G(il1), G(il1 + 1), dln1, a.x, W(il1),
+                         a.ln1_mean, a.ln1_rstd, d.N, d.D);
+        if (!NEED(il1))
+            return;
+    }
+    /* embeddings: dres = dL/d(ln_pre output) */
+    float *demb = NEED(PARAM_LN_PRE_W) ? zeroed(c->c, ND) : NULL;
+    op_layernorm_bwd(demb, G(PARAM_LN_PRE_W), G(PARAM_LN_PRE_B), dres, s->emb,
+                     W(PARAM_LN_PRE_W), s->lnpre_mean, s->lnpre_rstd, d.N, d.D);
+    if (!demb)
+        return;
+    float *dconv = G(PARAM_CONV1_W);
+    float *dpatches = dconv ? zeroed(c->d, (size_t)d.NP * d.D) : NULL;
+    op_embed_bwd(dpatches, G(PARAM_CLASS_EMB), G(PARAM_POS_EMB), demb, d.B, d.T, d.D);
+    if (dconv)
+        op_linear_bwd(NULL, dconv, NULL, dpatches, s->cols, W(PARAM_CONV1_W), d.NP, d.K, d.D);
+#undef W
+#undef G
+#undef NEED
+}
+
+/* --------------------------------------------------------------------- jvp */
+
+void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsigned char *mask,
+             int B, float *tembeds)
+{
+    const ParamTable *t = w->table;
+    const Dims d = dims_of(&w->arch, B);
+    const VitActs *s = &w->acts;
+    const VitScratch *c = &w->scr;
+    const size_t ND = (size_t)d.N * d.D, NF = (size_t)d.N * d.F;
+#define W(i) params_at_c(t, params, (i))
+#define TG(i) ((!mask || mask[i]) ? params_at_c(t, tangent, (i)) : NULL)
+    /* tr: tangent of the residual stream, meaningful once live (zero before) */
+    float *tr = c->r;
+    int live = 0;
+    if (TG(PARAM_CONV1_W) || TG(PARAM_CLASS_EMB) || TG(PARAM_POS_EMB) || TG(PARAM_LN_PRE_W) ||
+        TG(PARAM_LN_PRE_B)) {
+        float *tpatches = NULL, *temb = NULL;
+        if (TG(PARAM_CONV1_W)) {
+            tpatches = c->c;
+            op_linear_jvp(tpatches, s->cols, NULL, W(PARAM_CONV1_W), TG(PARAM_CONV1_W), NULL,
+                          d.NP, d.K, d.D);
+        }
+        if (tpatches || TG(PARAM_CLASS_EMB) || TG(PARAM_POS_EMB)) {
+            temb = c->d;
+            op_embed_jvp(temb, tpatches, TG(PARAM_CLASS_EMB), TG(PARAM_POS_EMB), B, d.T, d.D);
+        }
+        op_layernorm_jvp(tr, s->emb, temb, W(PARAM_LN_PRE_W), TG(PARAM_LN_PRE_W),
+                         TG(PARAM_LN_PRE_B), s->lnpre_mean, s->lnpre_rstd, d.N, d.D);
+        live = 1;
+    }
+    for (int l = 0; l < d.L; l++) {
+        const BlockActs a = block_acts(w, l);
+        const int i0 = params_block_index(l, 0);
+        /* attention sub-layer */
+        const int il1 = i0 + BLK_LN1_W, iq = i0 + BLK_QKV_W, io = i0 + BLK_OUT_W;
+        float *tln = NULL, *tqkv = NULL, *tatty = NULL;
+        if (live || TG(il1) || TG(il1 + 1)) {
+            tln = c->c;
+            op_layernorm_jvp(tln, a.x, live ? tr : NULL, W(il1), TG(il1), TG(il1 + 1),
+                             a.ln1_mean, a.ln1_rstd, d.N, d.D);
+        }
+        if (tln || TG(iq) || TG(iq + 1)) {
+            tqkv = c->a;
+            op_linear_jvp(tqkv, a.ln1, tln, W(iq), TG(iq), TG(iq + 1), d.N, d.D, 3 * d.D);
+            tatty = c->d;
+            op_attention_jvp(tatty, a.qkv, tqkv, a.att, c->att, B, d.T, d.D, d.NH);
+        }
+        if (tatty || TG(io) || TG(io + 1)) {
+            float *dst = live ? c->c : tr;
+            op_linear_jvp(dst, a.atty, tatty, W(io), TG(io), TG(io + 1), d.N, d.D, d.D);
+            if (live)
+                op_add_inplace(tr, dst, ND);
+            live = 1;
+        }
+        /* MLP sub-layer */
+        const int il2 = i0 + BLK_LN2_W, ifc = i0 + BLK_FC_W, ip = i0 + BLK_PROJ_W;
+        float *tln2 = NULL, *tfca = NULL;
+        if (live || TG(il2) || TG(il2 + 1)) {
+            tln2 = c->c;
+            op_layernorm_jvp(tln2, a.mid, live ? tr : NULL, W(il2), TG(il2), TG(il2 + 1),
+                             a.ln2_mean, a.ln2_rstd, d.N, d.D);
+        }
+        if (tln2 || TG(ifc) || TG(ifc + 1)) {
+            float *tfc = c->b;
+            op_linear_jvp(tfc, a.ln2, tln2, W(ifc), TG(ifc), TG(ifc + 1), d.N, d.D, d.F);
+            tfca = c->a;
+            op_act_jvp(tfca, a.fc, tfc, NF, w->arch.act);
+        }
+        if (tfca || TG(ip) || TG(ip + 1)) {
+            float *dst = live ? c->c : tr;
+            op_linear_jvp(dst, a.fca, tfca, W(ip), TG(ip), TG(ip + 1), d.N, d.F, d.D);
+            if (live)
+                op_add_inplace(tr, dst, ND);
+            live = 1;
+        }
+    }
+    const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
+    float *tcls = NULL, *tpooled = NULL;
+    if (live) {
+        tcls = c->bd1;
+        op_cls_gather(tcls, tr, B, d.T, d.D);
+    }
+    if (tcls || TG(ipost) || TG(ipost + 1)) {
+        tpooled = c->bd2;
+        op_layernorm_jvp(tpooled, s->cls, tcls, W(ipost), TG(ipost), TG(ipost + 1),
+                         s->lnpost_mean, s->lnpost_rstd, B, d.D);
+    }
+    op_matmul_jvp(tembeds, s->pooled, tpooled, W(iproj), TG(iproj), B, d.D, d.E);
+#undef W
+#undef TG
+}
+
+void vit_ntk_forward(const float *theta0, VitWork *w, const float *delta,
+                     const unsigned char *mask, const float *pixels, int B, float *out,
+                     float *f0)
+{
+    float *base = f0 ? f0 : w->scr.be;
+    vit_forward(theta0, w, pixels, B, base);
+    vit_jvp(theta0, w, delta, mask, B, out);
+    op_add_inplace(out, base, (size_t)B * w->arch.out_dim);
+}
+
+/* --------------------------------------------------------------------- head */
+
+TdStatus vit_head_alloc(VitHead *h, int max_batch, int E, int max_classes)
+{
+    memset(h, 0, sizeof *h);
+    if (max_batch <= 0 || E <= 0 || max_classes <= 0)
+        return td_fail(TD_ERR_ARG, "head: batch %d, dim %d, classes %d must be positive",
+                       max_batch, E, max_classes);
+    const size_t B = (size_t)max_batch;
+    TD_ALLOC(h->xn, B * E);
+    TD_ALLOC(h->norm, B);
+    TD_ALLOC(h->dlogits, B * max_classes);
+    TD_ALLOC(h->dxn, B * E);
+    TD_ALLOC(h->logits, B * max_classes);
+    h->max_batch = max_batch;
+    h->E = E;
+    h->max_classes = max_classes;
+    return TD_OK;
+}
+
+void vit_head_free(VitHead *h)
+{
+    free(h->xn);
+    free(h->norm);
+    free(h->dlogits);
+    free(h->dxn);
+    free(h->logits);
+    memset(h, 0, sizeof *h);
+}
+
+double vit_head_loss(VitHead *h, const float *embeds, const float *head, float scale,
+                     const int *labels, int B, int C, float *logits, float *dembeds,
+                     float *dhead)
+{
+    const int E = h->E;
+    float *lg = logits ? logits : h->logits;
+    op_l2norm_fwd(h->xn, h->norm, embeds, B, E);
+    op_logits_fwd(lg, h->xn, head, scale, B, E, C);
+    const int need = dembeds || dhead;
+    double loss = op_xent_fwd_bwd(need ? h->dlogits : NULL, lg, labels, B, C, 0.0f);
+    if (!need)
+        return loss;
+    float *dxn = dembeds ? zeroed(h->dxn, (size_t)B * E) : NULL;
+    op_logits_bwd(dxn, dhead, h->dlogits, h->xn, head, scale, B, E, C);
+    if (dembeds)
+        op_l2norm_bwd(zeroed(dembeds, (size_t)B * E), dxn, h->xn, h->norm, B, E);
+    return loss;
+}

@@ -1,0 +1,140 @@
+/* vit: the whole CLIP ViT image encoder over a batch, built from ops.h.
+ *
+ *   pixels (B,CH,S,S) -> im2col -> conv1 as a bias-free linear -> + class token,
+ *   + positional embedding -> ln_pre -> L pre-LN blocks
+ *     x += out_proj(attn(ln_1(x) @ in_proj^T + b));  x += c_proj(act(c_fc(ln_2(x))))
+ *   -> class token -> ln_post -> @ proj -> image embeddings (B,E)
+ *
+ * plus its reverse mode (vit_backward: weight gradients of a trainable subset,
+ * no work below the lowest trainable tensor), its forward mode (vit_jvp: the
+ * tangent of the embeddings along a direction in parameter space) and the
+ * linearised model of ntk fine-tuning (vit_ntk_forward).
+ *
+ * All activations that backward and jvp reuse live in ONE allocation (VitWork)
+ * sized for a maximum batch; a call never allocates. Every GEMM has M = B*T
+ * (or B*G*G, or B) rows. Single-process; BLAS threads do the parallel work.
+ * Size letters: vit_arch.h; N = B*T rows of tokens. */
+#ifndef TD_VIT_H
+#define TD_VIT_H
+
+#include <stddef.h>
+
+#include "params.h"
+#include "status.h"
+#include "vit_arch.h"
+
+/* Saved activations, per block arrays are (L, ...) with the batch dim at max_batch.
+ * ln1, ln2 and fca could be recomputed from their inputs; they are kept
+ * because each is a full pass over (N, D) or (N, F) that backward and jvp
+ * would repeat (ViT-B/32, batch 128: about 4 GiB of activations in all).
+ * A pointer to a (B, ...) slice of a (max_batch, ...) buffer is its start:
+ * the first B rows are contiguous. */
+typedef struct {
+    float *cols;       /* (B*G*G, CH*P*P) im2col of the pixels: conv1's input */
+    float *emb;        /* (N, D) tokens before ln_pre */
+    float *lnpre_mean; /* (N) */
+    float *lnpre_rstd; /* (N) */
+    float *res;        /* (L+1, N, D) residual stream: res[0] after ln_pre, res[l+1] block l out */
+    float *ln1;        /* (L, N, D) ln_1 output */
+    float *ln1_mean;   /* (L, N) */
+    float *ln1_rstd;   /* (L, N) */
+    float *qkv;        /* (L, N, 3D) */
+    float *att;        /* (L, B, NH, T, T) softmax probabilities */
+    float *atty;       /* (L, N, D) heads concatenated, out_proj's input */
+    float *mid;        /* (L, N, D) residual after the attention sub-layer */
+    float *ln2;        /* (L, N, D) */
+    float *ln2_mean;   /* (L, N) */
+    float *ln2_rstd;   /* (L, N) */
+    float *fc;         /* (L, N, F) c_fc output, before the activation */
+    float *fca;        /* (L, N, F) activation output, c_proj's input */
+    float *cls;        /* (B, D) class token of res[L] */
+    float *lnpost_mean; /* (B) */
+    float *lnpost_rstd; /* (B) */
+    float *pooled;     /* (B, D) ln_post output */
+} VitActs;
+
+/* Scratch reused by backward and jvp (nothing in it survives a call). */
+typedef struct {
+    float *r;    /* (N, D) gradient / tangent of the residual stream */
+    float *a;    /* (N, max(F, 3D)) */
+    float *b;    /* (N, F) */
+    float *c;    /* (N, D) */
+    float *d;    /* (N, D) */
+    float *att;  /* op_attention_scratch(T, D) */
+    float *bd1;  /* (B, D) */
+    float *bd2;  /* (B, D) */
+    float *be;   /* (B, E) */
+} VitScratch;
+
+typedef struct {
+    VitArch arch;
+    const ParamTable *table; /* borrowed; must outlive the work */
+    int max_batch;
+    int B;                   /* batch of the last vit_forward, 0 before */
+    const float *params;     /* parameters of the last vit_forward (borrowed) */
+    VitActs acts;
+    VitScratch scr;
+    float *memory;           /* the one allocation behind acts and scr */
+    size_t floats;           /* its size */
+} VitWork;
+
+/* Allocates the workspace of architecture a (table built from a) for batches
+ * up to max_batch. */
+TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, int max_batch);
+void vit_work_free(VitWork *w);
+
+/* Forward pass: embeds (B,E) = f(pixels (B,CH,S,S); params). Saves every
+ * activation that backward and jvp need; params must stay unchanged until they
+ * have run. B <= max_batch. */
+void vit_forward(const float *params, VitWork *w, const float *pixels, int B, float *embeds);
+
+/* Residual stream after ln_pre (level 0) or after block level-1, (B,T,D) of
+ * the last forward; and the pooled class token (B,D). */
+const float *vit_hidden(const VitWork *w, int level);
+const float *vit_pooled(const VitWork *w);
+
+/* Reverse mode of the last forward: ADDS dL/dparam into grads (flat, table
+ * layout) for the tensors with trainable[i] != 0 (NULL: all); the others are
+ * left untouched, and no gradient is propagated below the lowest trainable
+ * tensor. dembeds (B,E) = dL/dembeds. */
+void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned char *trainable);
+
+/* Forward mode of the last forward: tembeds (B,E) = J(params) . tangent, with
+ * tangent flat in table layout; tensors with mask[i] == 0 count as zero
+ * tangent and are never read (mask NULL: all). Reuses the saved activations
+ * and leaves them intact, so vit_backward may still follow. B must be the
+ * batch of the last forward. */
+void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsigned char *mask,
+             int B, float *tembeds);
+
+/* The linearised model of ntk fine-tuning:
+ *   out = f(x; theta0) + J(theta0) . delta,  delta = theta - theta0 (table layout).
+ * Runs vit_forward at theta0 and vit_jvp along delta. The gradient of a loss
+ * of out w.r.t. theta is J(theta0)^T dL/dout: call vit_backward next with
+ * dL/dout; it uses the theta0 activations this call saved. If f0 is not NULL
+ * it receives f(x; theta0) (B,E). */
+void vit_ntk_forward(const float *theta0, VitWork *w, const float *delta,
+                     const unsigned char *mask, const float *pixels, int B, float *out,
+                     float *f0);
+
+/* ---- the classification head on top of the encoder ----
+ *   feat = embeds / ||embeds||;  logits = scale * feat @ head^T;  loss = mean CE. */
+typedef struct {
+    int max_batch, E, max_classes;
+    float *xn;      /* (B, E) normalised features */
+    float *norm;    /* (B) */
+    float *dlogits; /* (B, C) */
+    float *dxn;     /* (B, E) */
+    float *logits;  /* (B, C) when the caller passes none */
+} VitHead;
+
+TdStatus vit_head_alloc(VitHead *h, int max_batch, int E, int max_classes);
+void vit_head_free(VitHead *h);
+/* Returns the mean cross-entropy of the logits of embeds (B,E) with head
+ * (C,E) against labels (B). Optional outputs: logits (B,C) written; dembeds
+ * (B,E) OVERWRITTEN with dL/dembeds; dhead (C,E) += dL/dhead. */
+double vit_head_loss(VitHead *h, const float *embeds, const float *head, float scale,
+                     const int *labels, int B, int C, float *logits, float *dembeds,
+                     float *dhead);
+
+#endif
