@@ -1,9 +1,65 @@
-#include "commands.h"
+/* The main command: tadist CONFIG.cfg [--set key=value]... [--print-config].
+ * Loads and validates the configuration (rank 0 reads, every rank gets a copy),
+ * then hands it to the pipeline. */
+#include <cblas.h>
+#include <stdio.h>
 
-/* Placeholder until this command is implemented in this session. */
+#include "cli.h"
+#include "commands.h"
+#include "config.h"
+#include "pipeline.h"
+#include "runtime.h"
+
+static const char k_usage[] =
+    "tadist CONFIG.cfg [--set key=value]... [--print-config]\n"
+    "       tadist --print-reference   (every option, documented: config/reference.cfg)";
+
+/* blas.threads = 0 keeps runtime_init's choice. */
+static void apply_blas_threads(const TdConfig *cfg)
+{
+    if (cfg->blas.threads <= 0 || cfg->blas.threads == g_rt.blas_threads)
+        return;
+    openblas_set_num_threads(cfg->blas.threads);
+    g_rt.blas_threads = cfg->blas.threads;
+    td_log("BLAS threads per rank: %d (blas.threads)", g_rt.blas_threads);
+}
+
 TdStatus cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return td_fail(TD_ERR_INTERNAL, "command 'run' is not built yet");
+    CliList sets = {0};
+    int print_config = 0, print_reference = 0, help = 0;
+    const CliOption opts[] = {
+        {"set", 0, CLI_LIST, &sets,
+         "override one option, e.g. --set finetune.lr=3e-5 --set finetune.modes=full,attn"},
+        {"print-config", 0, CLI_FLAG, &print_config, "print every effective value (rank 0)"},
+        {"print-reference", 0, CLI_FLAG, &print_reference,
+         "print the documented reference configuration and exit"},
+        {"help", 'h', CLI_FLAG, &help, "this help"},
+        {NULL, 0, 0, NULL, NULL},
+    };
+    const char *path = NULL;
+    int npos = 0;
+    /* argv is the same on every rank, so a parse error is the same everywhere */
+    TdStatus s = cli_parse("run", argc, argv, opts, &path, 1, &npos);
+    if (s == TD_OK && (help || print_reference)) {
+        if (g_rt.rank == 0) {
+            if (help)
+                cli_usage(k_usage, opts);
+            else
+                config_print_reference(stdout);
+        }
+        return TD_OK;
+    }
+    if (s == TD_OK && npos != 1)
+        s = td_fail(TD_ERR_ARG, "run: expected one configuration file; usage: %s", k_usage);
+    if (s != TD_OK)
+        return runtime_agree(MPI_COMM_WORLD, s);
+
+    TdConfig cfg;
+    TD_TRY(config_load(path, &sets, &cfg)); /* agreed across ranks */
+    if (print_config && g_rt.rank == 0)
+        config_print(&cfg, stdout);
+    td_log("configuration OK: %s%s", path, sets.count ? " with --set overrides" : "");
+    apply_blas_threads(&cfg);
+    return pipeline_run(&cfg);
 }

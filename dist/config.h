@@ -1,0 +1,244 @@
+/* config: the run configuration (libconfig files), its schema, and how every
+ * rank gets the same copy.
+ *
+ * The schema is the option lists below: one line per option,
+ *   X(section, TYPE, name, default, limits, doc)
+ * From that one line come the field of TdConfig (cfg->section.name), the key
+ * "section.name" in files and --set, its default, its validation, the
+ * canonical dump and the line in config/reference.cfg. Adding an option is
+ * adding a line; a new section also needs its struct and its place in the
+ * table in config.c.
+ *
+ * TYPE       C field      limits                       text form (--set, defaults)
+ * INT        int          range "[lo,hi]", NULL = any  42
+ * FLOAT      double       range, ( ) = open end        1e-5   (an int is accepted)
+ * BOOL       int (0/1)    NULL                         true | false
+ * STR        char[256]    NULL                         models/x.h5  or  "a b"
+ * ENUM       char[256]    "a|b|c"                      a
+ * CHOICES    TdCfgNames   "a|b|c": one or more, no repeats   ["a","b"]  or  a,b
+ * NAMES      TdCfgNames   NULL: zero or more free names      [] , ["x","y"]  or  x,y
+ * NUM2/NUM3  double[2/3]  range of each entry                [0.9, 1.0]  or  0.9,1.0
+ * Ranges use "inf"; "(0,inf)" means > 0. Every field is fixed-size, so a
+ * TdConfig is plain bytes: rank 0 reads and validates, then broadcasts it. */
+#ifndef TD_CONFIG_H
+#define TD_CONFIG_H
+
+#include <stdio.h>
+
+#include "cli.h"
+#include "status.h"
+
+enum { TD_CFG_STR_MAX = 256, TD_CFG_NAME_MAX = 64, TD_CFG_LIST_MAX = 32 };
+
+typedef char TdCfgStr[TD_CFG_STR_MAX];
+typedef struct {
+    int count;
+    char item[TD_CFG_LIST_MAX][TD_CFG_NAME_MAX];
+} TdCfgNames;
+typedef double TdCfgNum2[2];
+typedef double TdCfgNum3[3];
+
+/* ---- the options, section by section ------------------------------------ */
+
+#define TD_CONFIG_RUN(X)                                                                        \
+    X(run, STR, name, "tadist", NULL, "label of the run; its outputs go to out_dir/name")        \
+    X(run, STR, out_dir, "runs", NULL, "directory for checkpoints, task vectors and results")    \
+    X(run, INT, seed, "0", "[0,2147483647]",                                                    \
+      "seed of every random choice (data order, augmentation, initialisation)")                  \
+    X(run, CHOICES, stages, "finetune,single,addition",                                         \
+      "finetune|single|addition|negation|disentangle",                                          \
+      "stages to run, in this order: fine-tune each task, single-task accuracy, task addition, " \
+      "task negation, weight disentanglement")
+
+#define TD_CONFIG_MODEL(X)                                                                      \
+    X(model, STR, path, "models/vit_b32.h5", NULL,                                             \
+      "the pre-trained encoder theta0 (tadist model file)")                                     \
+    X(model, STR, arch, "", NULL,                                                               \
+      "when model.path is missing and hf_import is empty: write a random encoder of this "       \
+      "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28); \"\" = the file "    \
+      "must exist")                                                                             \
+    X(model, STR, hf_import, "", NULL,                                                          \
+      "when model.path is missing: Hugging Face CLIP directory (model.safetensors) to import "   \
+      "into it; \"\" = none")
+
+#define TD_CONFIG_DATA(X)                                                                       \
+    X(data, STR, dir, "data", NULL, "task suite directory: one TASK.h5 per task (tadist data)")  \
+    X(data, NAMES, tasks, "cars,dtd,eurosat,gtsrb,mnist,resisc45,sun397,svhn", NULL,           \
+      "tasks, by file name in data.dir without .h5; one fine-tuning per task")                  \
+    X(data, INT, image, "0", "[0,4096]", "input side in pixels; 0 = the model's")               \
+    X(data, BOOL, augment, "true", NULL,                                                        \
+      "random resized crop at train time (eval always resizes and centre-crops)")               \
+    X(data, NUM2, crop_scale, "0.9,1.0", "(0,1]",                                             \
+      "random resized crop: range of the area kept")                                             \
+    X(data, ENUM, interpolation, "bicubic", "bicubic|bilinear", "resampling of every resize")    \
+    X(data, NUM3, mean, "0.48145466,0.4578275,0.40821073", "[0,1]",                             \
+      "per-channel normalisation mean (CLIP's)")                                                 \
+    X(data, NUM3, std, "0.26862954,0.26130258,0.27577711", "(0,inf)",                           \
+      "per-channel normalisation std (CLIP's)")
+
+#define TD_CONFIG_HEADS(X)                                                                      \
+    X(heads, ENUM, source, "zeroshot", "prototype|probe|file|zeroshot",                         \
+      "each task's head: zeroshot = CLIP class-name prompt heads (the paper's), prototype = "    \
+      "class means of theta0 features, probe = linear probe on theta0 features, "              \
+      "file = heads.file")                                                                      \
+    X(heads, STR, file, "", NULL, "heads file, when heads.source = \"file\"") \
+    X(heads, FLOAT, logit_scale, "100", "(0,inf)",                                              \
+      "logits = logit_scale * cosine(feature, head row), for every head source")               \
+    X(heads, INT, probe_steps, "300", "[1,inf)",                                                \
+      "heads.source = probe: full-batch Adam steps of softmax regression on theta0 features")
+
+#define TD_CONFIG_FINETUNE(X)                                                                   \
+    X(finetune, CHOICES, modes, "attn", "full|attn|attn_bias|mlp|linear|ntk",                   \
+      "fine-tuning modes, each a separate set of task vectors: attn is the paper's, full and "   \
+      "ntk its baselines")                                                                       \
+    X(finetune, ENUM, optimizer, "adamw", "adamw", "optimizer")                                 \
+    X(finetune, FLOAT, lr, "1e-5", "(0,inf)", "peak learning rate")                             \
+    X(finetune, FLOAT, weight_decay, "0.1", "[0,inf)", "AdamW decoupled weight decay")          \
+    X(finetune, FLOAT, beta1, "0.9", "[0,1)", "AdamW beta1")                                    \
+    X(finetune, FLOAT, beta2, "0.999", "[0,1)", "AdamW beta2")                                  \
+    X(finetune, FLOAT, eps, "1e-8", "(0,inf)", "AdamW epsilon")                                 \
+    X(finetune, INT, batch, "128", "[1,inf)", "images per step, over all ranks of a task")      \
+    X(finetune, INT, steps, "2000", "[1,inf)", "optimizer steps per task")                      \
+    X(finetune, INT, warmup, "500", "[0,inf)", "linear warm-up steps (at most finetune.steps)") \
+    X(finetune, ENUM, schedule, "cosine", "cosine|linear|constant",                             \
+      "learning rate after warm-up: cosine or linear decay to 0, or constant")                  \
+    X(finetune, FLOAT, grad_clip, "1.0", "[0,inf)", "clip the global gradient norm; 0 = off")   \
+    X(finetune, FLOAT, label_smoothing, "0", "[0,1)", "label smoothing of the cross-entropy")   \
+    X(finetune, BOOL, train_heads, "false", NULL,                                                 \
+      "train the heads with the encoder (the paper keeps them frozen)")                        \
+    X(finetune, INT, checkpoint_every, "0", "[0,inf)",                                          \
+      "save a checkpoint every N steps; 0 = only the final weights")                            \
+    X(finetune, INT, log_every, "50", "[1,inf)", "log loss and throughput every N steps") \
+    X(finetune, INT, stop_after, "0", "[0,inf)",                                                \
+      "testing: end the run after N steps of each task as if killed (resume test); 0 = off")
+
+#define TD_CONFIG_MERGE(X)                                                                      \
+    X(merge, CHOICES, methods, "sum", "sum|mean|ties|dare|dare_ties",                           \
+      "merges evaluated by the addition stage: sum = theta0 + alpha*sum(tau) (task arithmetic), " \
+      "mean = weight average, ties, dare (then sum), dare_ties (DARE, then TIES)")
+
+#define TD_CONFIG_MERGE_ALPHA(X)                                                                \
+    X(merge.alpha, FLOAT, start, "0", NULL, "first scaling coefficient of the search grid")     \
+    X(merge.alpha, FLOAT, stop, "1", NULL, "last coefficient (included when on the grid)")      \
+    X(merge.alpha, FLOAT, step, "0.05", "(0,inf)",                                              \
+      "grid step; the coefficient is chosen on val, by mean normalised accuracy")
+
+#define TD_CONFIG_MERGE_TIES(X)                                                                 \
+    X(merge.ties, FLOAT, k, "20", "[0,100]",                                                  \
+      "percent of largest-magnitude entries kept per task vector")                              \
+    X(merge.ties, ENUM, scope, "global", "global|tensor",                                       \
+      "top-k over the whole model or per tensor")                                               \
+    X(merge.ties, ENUM, combine, "mean", "mean|sum",                                            \
+      "how entries that agree with the elected sign are combined")
+
+#define TD_CONFIG_MERGE_DARE(X)                                                                 \
+    X(merge.dare, FLOAT, p, "0.5", "[0,1)",                                                     \
+      "drop probability of each entry; the rest are scaled by 1/(1-p)")                         \
+    X(merge.dare, INT, seed, "0", "[0,2147483647]", "seed of the drop masks")
+
+#define TD_CONFIG_EVAL(X)                                                                       \
+    X(eval, INT, batch, "256", "[1,inf)", "images per forward pass, over all ranks")            \
+    X(eval, CHOICES, heads, "frozen", "frozen|finetuned|refit",                                 \
+      "heads that score a merged encoder: theta0's frozen heads, heads trained with the "       \
+      "encoder (needs finetune.train_heads), heads refit on the merged features")               \
+    X(eval, INT, limit, "0", "[0,inf)", "at most this many images per split and task; 0 = all")
+
+#define TD_CONFIG_NEGATION(X)                                                                   \
+    X(negation, NAMES, targets, "", NULL, "tasks to negate; [] = every task of data.tasks")     \
+    X(negation, STR, control, "", NULL,                                                         \
+      "control task (in data.dir) whose accuracy must be kept; needed by the negation stage")  \
+    X(negation, FLOAT, threshold, "0.95", "(0,1]",                                              \
+      "keep control accuracy >= threshold * theta0's; alpha from the merge.alpha grid")
+
+#define TD_CONFIG_DISENTANGLE(X)                                                                \
+    X(disentangle, FLOAT, min, "-2", NULL, "smallest coefficient of the grid")                  \
+    X(disentangle, FLOAT, max, "2", NULL, "largest coefficient of the grid")                    \
+    X(disentangle, INT, points, "15", "[2,1001]",                                             \
+      "coefficients per axis, linspace(min, max, points)")                                      \
+    X(disentangle, NAMES, pairs, "", NULL,                                                      \
+      "task pairs \"a:b\" of data.tasks; needed by the disentangle stage")                      \
+    X(disentangle, ENUM, measure, "pred", "pred|repr",                                          \
+      "pred = fraction of changed predictions (the paper's xi), repr = symmetric KL of features")
+
+#define TD_CONFIG_BLAS(X)                                                                       \
+    X(blas, INT, threads, "0", "[0,4096]",                                                      \
+      "OpenBLAS threads per rank; 0 = cores per node / ranks per node (or TADIST_BLAS_THREADS)")
+
+/* ---- the typed configuration --------------------------------------------- */
+
+#define TD_CFG_CTYPE_INT int
+#define TD_CFG_CTYPE_FLOAT double
+#define TD_CFG_CTYPE_BOOL int
+#define TD_CFG_CTYPE_STR TdCfgStr
+#define TD_CFG_CTYPE_ENUM TdCfgStr
+#define TD_CFG_CTYPE_CHOICES TdCfgNames
+#define TD_CFG_CTYPE_NAMES TdCfgNames
+#define TD_CFG_CTYPE_NUM2 TdCfgNum2
+#define TD_CFG_CTYPE_NUM3 TdCfgNum3
+#define TD_CFG_FIELD(sec, type, name, def, limits, doc) TD_CFG_CTYPE_##type name;
+
+typedef struct { TD_CONFIG_RUN(TD_CFG_FIELD) } TdRunConfig;
+typedef struct { TD_CONFIG_MODEL(TD_CFG_FIELD) } TdModelConfig;
+typedef struct { TD_CONFIG_DATA(TD_CFG_FIELD) } TdDataConfig;
+typedef struct { TD_CONFIG_HEADS(TD_CFG_FIELD) } TdHeadsConfig;
+typedef struct { TD_CONFIG_FINETUNE(TD_CFG_FIELD) } TdFinetuneConfig;
+typedef struct { TD_CONFIG_MERGE_ALPHA(TD_CFG_FIELD) } TdMergeAlphaConfig;
+typedef struct { TD_CONFIG_MERGE_TIES(TD_CFG_FIELD) } TdMergeTiesConfig;
+typedef struct { TD_CONFIG_MERGE_DARE(TD_CFG_FIELD) } TdMergeDareConfig;
+typedef struct {
+    TD_CONFIG_MERGE(TD_CFG_FIELD)
+    TdMergeAlphaConfig alpha;
+    TdMergeTiesConfig ties;
+    TdMergeDareConfig dare;
+} TdMergeConfig;
+typedef struct { TD_CONFIG_EVAL(TD_CFG_FIELD) } TdEvalConfig;
+typedef struct { TD_CONFIG_NEGATION(TD_CFG_FIELD) } TdNegationConfig;
+typedef struct { TD_CONFIG_DISENTANGLE(TD_CFG_FIELD) } TdDisentangleConfig;
+typedef struct { TD_CONFIG_BLAS(TD_CFG_FIELD) } TdBlasConfig;
+
+typedef struct {
+    TdRunConfig run;
+    TdModelConfig model;
+    TdDataConfig data;
+    TdHeadsConfig heads;
+    TdFinetuneConfig finetune;
+    TdMergeConfig merge;
+    TdEvalConfig eval;
+    TdNegationConfig negation;
+    TdDisentangleConfig disentangle;
+    TdBlasConfig blas;
+} TdConfig;
+
+/* ---- loading ---------------------------------------------------------------- */
+
+/* Collective over MPI_COMM_WORLD. Rank 0 applies the defaults, then the file
+ * at path (NULL = defaults only), then each "key=value" of sets in order, and
+ * validates; the status is agreed (runtime_agree) and every rank gets rank 0's
+ * TdConfig. Only rank 0 reads path and sets (other ranks may pass NULL).
+ * Errors name the file and line (or the --set argument) and the key. */
+TdStatus config_load(const char *path, const CliList *sets, TdConfig *out);
+
+/* Single-process: the defaults, then path and sets, validated (config_load's
+ * rank-0 half; for tools that run on one rank). */
+TdStatus config_load_local(const char *path, const CliList *sets, TdConfig *out);
+
+/* Every effective value, as a libconfig file that loads back to the same
+ * TdConfig. */
+void config_print(const TdConfig *cfg, FILE *f);
+
+/* The documented reference file (config/reference.cfg): every option at its
+ * default with its description and limits beside it. */
+void config_print_reference(FILE *f);
+
+/* The effective value of one key in the text form above (strings unquoted,
+ * lists as ["a", "b"] or [0.9, 1.0]). TD_ERR_ARG for an unknown key. */
+TdStatus config_value_text(const TdConfig *cfg, const char *key, char *buf, size_t n);
+
+/* Checks the schema itself: unique keys, sections contiguous, every default
+ * valid. Single-process. */
+TdStatus config_schema_check(void);
+
+/* List helpers for stages. */
+int config_names_contains(const TdCfgNames *l, const char *name);
+
+#endif

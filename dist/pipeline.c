@@ -1,0 +1,50 @@
+#include "pipeline.h"
+
+#include <string.h>
+
+#include "runtime.h"
+
+/* Stages in pipeline order. Implementing one means replacing its NULL with a
+ * TdStatus (*)(const TdConfig *) that is collective and returns an agreed status. */
+typedef struct {
+    const char *name;
+    const char *what;
+    TdStatus (*run)(const TdConfig *cfg);
+} Stage;
+
+static const Stage k_stages[] = {
+    {"finetune", "fine-tune theta0 on each task, once per finetune.modes entry", NULL},
+    {"single", "single-task accuracy of each fine-tuned encoder (normalisation)", NULL},
+    {"addition", "merge task vectors (merge.methods), pick alpha on val, test", NULL},
+    {"negation", "subtract each task vector, keeping the control task's accuracy", NULL},
+    {"disentangle", "weight disentanglement error over the disentangle grid", NULL},
+};
+
+static void log_plan(const TdConfig *cfg)
+{
+    char modes[1024], methods[1024];
+    config_value_text(cfg, "finetune.modes", modes, sizeof modes);
+    config_value_text(cfg, "merge.methods", methods, sizeof methods);
+    td_log("run '%s': model %s, %d task(s) from %s, modes %s, merges %s", cfg->run.name,
+           cfg->model.path, cfg->data.tasks.count, cfg->data.dir, modes, methods);
+}
+
+TdStatus pipeline_run(const TdConfig *cfg)
+{
+    log_plan(cfg);
+    int pending = 0;
+    for (size_t i = 0; i < sizeof k_stages / sizeof k_stages[0]; i++) {
+        const Stage *st = &k_stages[i];
+        if (!config_names_contains(&cfg->run.stages, st->name))
+            continue;
+        if (!st->run) {
+            td_log("stage %s (%s): NOT IMPLEMENTED YET, skipped", st->name, st->what);
+            pending++;
+            continue;
+        }
+        TD_TRY(st->run(cfg));
+    }
+    if (pending)
+        td_log("%d requested stage(s) are not implemented yet: nothing was computed", pending);
+    return TD_OK;
+}
