@@ -3,6 +3,7 @@
  *   tadist CONFIG [--set key=value]...   run the pipeline a configuration describes
  *   tadist import | init | check | bench | data ...   tools; `tadist CMD --help` */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
@@ -36,6 +37,10 @@ int main(int argc, char **argv)
         usage();
         return argc < 2 ? 2 : 0;
     }
+    /* Output meant for files or pipes must not start with the start-up log line. */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--print-reference") == 0 || strcmp(argv[i], "--print-config") == 0)
+            setenv("TADIST_QUIET", "1", 1);
     runtime_init(&argc, &argv);
     TdStatus s = TD_OK;
     const Command *cmd = NULL;
