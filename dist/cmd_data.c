@@ -20,7 +20,7 @@
 #include "task_io.h"
 
 typedef struct {
-    const char *out, *name, *classes;
+    const char *out, *name, *classes, *classes_file;
     int seed, help;
     double test_fraction;
 } CommonArgs;
@@ -30,6 +30,7 @@ typedef struct {
     {"name", 0, CLI_STR, &(a).name, "task name stored in the file (default: from -o)"},       \
     {"seed", 0, CLI_INT, &(a).seed, "seed of the val split (and of a generated test split)"}, \
     {"classes", 0, CLI_STR, &(a).classes, "comma-separated class names in label order"},      \
+    {"classes-file", 0, CLI_STR, &(a).classes_file, "class names, one a line, in label order"}, \
     {"help", 'h', CLI_FLAG, &(a).help, "show this help"}
 
 static TdStatus finish_import(TdStatus s, TaskData *t, const char *out)
@@ -58,11 +59,45 @@ static const char *name_from(const CommonArgs *a, char *buf, size_t cap)
     return buf;
 }
 
-static TdStatus need_out(const char *cmd, const CommonArgs *a)
+/* Checks -o and turns --classes-file into a comma-separated a->classes
+ * (buf holds it). */
+static TdStatus need_out(const char *cmd, CommonArgs *a, char *buf, size_t cap)
 {
     if (!a->out)
         return td_fail(TD_ERR_ARG, "data %s: -o OUT.h5 is required", cmd);
-    return TD_OK;
+    if (!a->classes_file)
+        return TD_OK;
+    if (a->classes)
+        return td_fail(TD_ERR_ARG, "data %s: give --classes or --classes-file, not both", cmd);
+    FILE *f = fopen(a->classes_file, "r");
+    if (!f)
+        return td_fail(TD_ERR_IO, "%s: cannot open", a->classes_file);
+    char line[TASK_CLASS_LEN + 2];
+    size_t used = 0;
+    int n = 0;
+    TdStatus s = TD_OK;
+    buf[0] = '\0';
+    while (s == TD_OK && fgets(line, sizeof line, f)) {
+        n++;
+        size_t l = strcspn(line, "\r\n");
+        if (line[l] == '\0' && !feof(f))
+            s = td_fail(TD_ERR_FORMAT, "%s: line %d longer than %d characters", a->classes_file, n,
+                        TASK_CLASS_LEN - 1);
+        else if (l == 0 || memchr(line, ',', l))
+            s = td_fail(TD_ERR_FORMAT, "%s: line %d is empty or holds a comma", a->classes_file, n);
+        else if (used + l + 2 > cap)
+            s = td_fail(TD_ERR_FORMAT, "%s: too many class names", a->classes_file);
+        else {
+            if (used)
+                buf[used++] = ',';
+            memcpy(buf + used, line, l);
+            used += l;
+            buf[used] = '\0';
+        }
+    }
+    fclose(f);
+    a->classes = buf;
+    return s;
 }
 
 static TdStatus do_import_idx(int argc, char **argv)
@@ -82,7 +117,8 @@ static TdStatus do_import_idx(int argc, char **argv)
                   "--test-labels F -o OUT.h5 [options]", opts);
         return TD_OK;
     }
-    TD_TRY(need_out("import-idx", &a));
+    static char cbuf[TASK_MAX_CLASSES * TASK_CLASS_LEN];
+    TD_TRY(need_out("import-idx", &a, cbuf, sizeof cbuf));
     for (int i = 0; i < 4; i++)
         if (!f[i])
             return td_fail(TD_ERR_ARG, "data import-idx: --%s is required", opts[i].name);
@@ -115,7 +151,8 @@ static TdStatus do_import_dir(int argc, char **argv, int json)
     }
     if (np != 1)
         return td_fail(TD_ERR_ARG, "%s: give the source folder", cmd);
-    TD_TRY(need_out(cmd + 5, &a));
+    static char cbuf[TASK_MAX_CLASSES * TASK_CLASS_LEN];
+    TD_TRY(need_out(cmd + 5, &a, cbuf, sizeof cbuf));
     char nb[TASK_NAME_LEN];
     ImportOpts io = {name_from(&a, nb, sizeof nb), (uint64_t)a.seed, a.test_fraction, a.classes};
     TaskData t;

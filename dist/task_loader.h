@@ -1,0 +1,74 @@
+/* task_loader: streams preprocessed batches of one split of a task file.
+ *
+ * The order of an epoch depends on (seed, epoch) only: a seeded permutation
+ * for training (shuffle), file order for evaluation. Global batch b holds the
+ * order's entries [b*B, (b+1)*B); rank r of `size` takes the contiguous slice
+ * [floor(B_b*r/size), floor(B_b*(r+1)/size)) of it and reads just those images
+ * (one HDF5 hyperslab union, independent I/O). The train-time crop of the image
+ * at position p of the epoch is drawn from a stream seeded by (seed, epoch, p).
+ * So the global batch - indices, labels and preprocessed pixels - is the same
+ * for any rank count; only who computes which part changes.
+ *
+ * Preprocessing (kernels/image.h): train = RandomResizedCrop(S, scale (0.9,1),
+ * bicubic); eval = resize shorter side + centre crop; then gray -> RGB and
+ * CLIP mean/std. Output x is (n_local, 3, S, S) float, y (n_local) int32. */
+#ifndef TD_TASK_LOADER_H
+#define TD_TASK_LOADER_H
+
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdint.h>
+
+#include "status.h"
+#include "task_io.h"
+
+typedef struct {
+    const char *path;  /* TASK.h5 */
+    int split;         /* TASK_TRAIN, TASK_VAL or TASK_TEST */
+    int global_batch;  /* B, over all ranks */
+    int image_size;    /* S, the model's image side */
+    uint64_t seed;
+    int train;         /* 1: shuffle every epoch, random crops, drop the last partial batch */
+} LoaderOpts;
+
+typedef struct {
+    int epoch;
+    int64_t batch;            /* index of the batch in its epoch */
+    int nglobal;              /* images in the global batch (0: end of an eval pass) */
+    int offset, nlocal;       /* this rank's slice of it */
+    const int64_t *indices;   /* (nglobal) split indices of the global batch */
+} LoaderBatch;
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+    LoaderOpts o;
+    TaskData info;            /* header: shape, classes, split sizes (no pixels) */
+    int64_t n;                /* images in the split */
+    int64_t batches;          /* per epoch */
+    int epoch;
+    int64_t batch;            /* next batch */
+    int64_t *order;           /* (n) this epoch's order */
+    hid_t file, dimages, dlabels;
+    uint8_t *raw;             /* (local max, H, W, C) read buffer */
+    int64_t *sorted;          /* (local max) scratch */
+    int32_t *rawlab;          /* (local max) */
+} TaskLoader;
+
+/* Collective over comm: opens the split of o->path on every rank. */
+TdStatus loader_open(TaskLoader *L, MPI_Comm comm, const LoaderOpts *o);
+void loader_close(TaskLoader *L);
+
+/* Most images one rank gets in a batch (for sizing x and y). */
+int loader_local_max(const TaskLoader *L);
+
+/* Positions the loader at (epoch, batch). Local. */
+void loader_seek(TaskLoader *L, int epoch, int64_t batch);
+
+/* Reads and preprocesses this rank's slice of the next global batch into
+ * x (nlocal,3,S,S) and y (nlocal). Training rolls over into the next epoch; an
+ * evaluation pass ends with one batch of nglobal = 0, then starts again.
+ * Local (not collective): agree (runtime_agree) before the next collective. */
+TdStatus loader_next(TaskLoader *L, float *x, int32_t *y, LoaderBatch *b);
+
+#endif
