@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "finetune.h"
 #include "runtime.h"
 
 /* Stages in pipeline order. Implementing one means replacing its NULL with a
@@ -13,7 +14,7 @@ typedef struct {
 } Stage;
 
 static const Stage k_stages[] = {
-    {"finetune", "fine-tune theta0 on each task, once per finetune.modes entry", NULL},
+    {"finetune", "fine-tune theta0 on each task, once per finetune.modes entry", finetune_stage},
     {"single", "single-task accuracy of each fine-tuned encoder (normalisation)", NULL},
     {"addition", "merge task vectors (merge.methods), pick alpha on val, test", NULL},
     {"negation", "subtract each task vector, keeping the control task's accuracy", NULL},

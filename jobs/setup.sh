@@ -15,7 +15,7 @@ pkgs=(
   libcjson-dev                           # safetensors JSON headers
   libxxhash-dev                          # model checksums (XXH3-128)
   libpng-dev zlib1g-dev                  # PNG images and contact sheets; gzipped IDX
-  libfreetype-dev fonts-dejavu-core      # glyph tasks of the embedded suite
+  libfreetype-dev fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf  # glyph tasks of the embedded suite
   dataset-fashion-mnist                  # Fashion-MNIST IDX files (embedded suite)
   libcmocka-dev                          # unit tests
 )

@@ -1,0 +1,193 @@
+#include "evaluate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+#include "task_loader.h"
+#include "vit.h"
+
+/* One eval pass over a split: the loader, the encoder's workspace, buffers. */
+typedef struct {
+    TaskLoader L;
+    VitWork w;
+    int nloc, S, E;
+    float *x, *emb;
+    int32_t *y;
+} EvalPass;
+
+static void pass_close(EvalPass *p)
+{
+    loader_close(&p->L);
+    vit_work_free(&p->w);
+    free(p->x);
+    free(p->emb);
+    free(p->y);
+    memset(p, 0, sizeof *p);
+}
+
+static TdStatus pass_open_local(EvalPass *p, const EvalEncoder *enc)
+{
+    const VitArch *a = &enc->model->arch;
+    p->nloc = loader_local_max(&p->L);
+    p->S = a->image;
+    p->E = a->out_dim;
+    TD_TRY(vit_work_alloc(&p->w, a, &enc->model->table, p->nloc > 0 ? p->nloc : 1));
+    TD_ALLOC(p->x, (size_t)(p->nloc + 1) * 3 * p->S * p->S);
+    TD_ALLOC(p->emb, (size_t)(p->nloc + 1) * p->E);
+    TD_ALLOC(p->y, p->nloc + 1);
+    return TD_OK;
+}
+
+static TdStatus pass_open(EvalPass *p, MPI_Comm comm, const EvalEncoder *enc, const char *path,
+                          int split, int batch)
+{
+    memset(p, 0, sizeof *p);
+    LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0};
+    TD_TRY(loader_open(&p->L, comm, &o));
+    return runtime_agree(comm, pass_open_local(p, enc));
+}
+
+/* Embeds this rank's slice of the next batch into p->emb (normalised rows).
+ * *stop: end of the pass or past limit. The caller agrees the status. */
+static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, int64_t limit, LoaderBatch *b,
+                          int *stop)
+{
+    TD_TRY(loader_next(&p->L, p->x, p->y, b));
+    int64_t first = b->batch * (int64_t)p->L.o.global_batch;
+    *stop = b->nglobal == 0 || (limit > 0 && first >= limit);
+    if (*stop || b->nlocal == 0)
+        return TD_OK;
+    if (limit > 0) { /* keep global positions < limit */
+        int64_t keep = limit - first - b->offset;
+        if (keep < b->nlocal)
+            b->nlocal = keep < 0 ? 0 : (int)keep;
+    }
+    if (b->nlocal == 0)
+        return TD_OK;
+    const float *theta0 = enc->model->params;
+    if (enc->ntk_delta)
+        vit_ntk_forward(theta0, &p->w, enc->ntk_delta, enc->ntk_mask, p->x, b->nlocal, p->emb,
+                        NULL);
+    else
+        vit_forward(enc->params ? enc->params : theta0, &p->w, p->x, b->nlocal, p->emb);
+    for (int i = 0; i < b->nlocal; i++) {
+        float *e = p->emb + (size_t)i * p->E;
+        double s = 0;
+        for (int k = 0; k < p->E; k++)
+            s += (double)e[k] * e[k];
+        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+        for (int k = 0; k < p->E; k++)
+            e[k] *= inv;
+    }
+    return TD_OK;
+}
+
+static int argmax_row(const float *f, const float *head, int C, int E)
+{
+    int best = 0;
+    double bv = -INFINITY;
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int k = 0; k < E; k++)
+            s += (double)f[k] * head[(size_t)c * E + k];
+        if (s > bv) {
+            bv = s;
+            best = c;
+        }
+    }
+    return best;
+}
+
+double eval_head_accuracy(const float *feat, const int32_t *labels, int64_t n, int E,
+                          const float *head, int C)
+{
+    int64_t ok = 0;
+    for (int64_t i = 0; i < n; i++)
+        ok += argmax_row(feat + i * E, head, C, E) == labels[i];
+    return n ? (double)ok / (double)n : 0.0;
+}
+
+TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
+                       int batch, int64_t limit, const float *head, int C, double *acc)
+{
+    EvalPass p;
+    TD_TRY(pass_open(&p, comm, enc, task_path, split, batch));
+    long long cnt[2] = {0, 0}; /* correct, seen */
+    TdStatus s = TD_OK;
+    for (;;) {
+        LoaderBatch b;
+        int stop = 0;
+        s = runtime_agree(comm, pass_next(&p, enc, limit, &b, &stop));
+        if (s != TD_OK || stop)
+            break;
+        for (int i = 0; i < b.nlocal; i++)
+            cnt[0] += argmax_row(p.emb + (size_t)i * p.E, head, C, p.E) == p.y[i];
+        cnt[1] += b.nlocal;
+    }
+    pass_close(&p);
+    TD_TRY(s);
+    if (MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_LONG_LONG, MPI_SUM, comm) != MPI_SUCCESS)
+        return td_fail(TD_ERR_MPI, "eval_accuracy: MPI_Allreduce failed");
+    *acc = cnt[1] ? (double)cnt[0] / (double)cnt[1] : 0.0;
+    return TD_OK;
+}
+
+TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
+                       int batch, int64_t limit, float **feat, int32_t **labels, int64_t *n)
+{
+    EvalPass p;
+    TD_TRY(pass_open(&p, comm, enc, task_path, split, batch));
+    int64_t total = p.L.n;
+    if (limit > 0 && limit < total)
+        total = limit;
+    int E = p.E, size;
+    MPI_Comm_size(comm, &size);
+    float *F = calloc((size_t)(total + 1) * E, sizeof *F);
+    int32_t *Y = calloc((size_t)total + 1, sizeof *Y);
+    int *cnt = calloc((size_t)size, sizeof *cnt), *disp = calloc((size_t)size, sizeof *disp);
+
+    TdStatus s = (F && Y && cnt && disp)
+                     ? TD_OK : td_fail(TD_ERR_NOMEM, "eval_features: out of memory");
+    s = runtime_agree(comm, s);
+    /* each batch: gather the slices in rank order; the global batch is
+     * contiguous in the split's file order */
+    int64_t at = 0;
+    while (s == TD_OK) {
+        LoaderBatch b;
+        int stop = 0;
+        s = runtime_agree(comm, pass_next(&p, enc, limit, &b, &stop));
+        if (s != TD_OK || stop)
+            break;
+        int mine = b.nlocal;
+        if (MPI_Allgather(&mine, 1, MPI_INT, cnt, 1, MPI_INT, comm) != MPI_SUCCESS) {
+            s = td_fail(TD_ERR_MPI, "eval_features: MPI_Allgather failed");
+            break;
+        }
+        int tot = 0;
+        for (int r = 0; r < size; r++) {
+            disp[r] = tot;
+            tot += cnt[r];
+        }
+        MPI_Allgatherv(p.y, mine, MPI_INT32_T, Y + at, cnt, disp, MPI_INT32_T, comm);
+        for (int r = 0; r < size; r++) {
+            cnt[r] *= E;
+            disp[r] *= E;
+        }
+        MPI_Allgatherv(p.emb, mine * E, MPI_FLOAT, F + at * E, cnt, disp, MPI_FLOAT, comm);
+        at += tot;
+    }
+    free(cnt);
+    free(disp);
+    pass_close(&p);
+    if (s != TD_OK) {
+        free(F);
+        free(Y);
+        return s;
+    }
+    *feat = F;
+    *labels = Y;
+    *n = at;
+    return TD_OK;
+}

@@ -1,0 +1,40 @@
+/* evaluate: image features and head accuracy of an encoder over a task split,
+ * data-parallel over a communicator (each rank embeds its slice of every
+ * global batch, task_loader.h).
+ *
+ * An encoder is either plain, f(x; params), or linearised (ntk),
+ * f(x; theta0) + J(theta0) delta with delta on the tensors of a mask. Heads
+ * score L2-normalised features: logits = scale * feat @ head^T (head (C,E)). */
+#ifndef TD_EVALUATE_H
+#define TD_EVALUATE_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "model_io.h"
+#include "status.h"
+
+typedef struct {
+    const VitModel *model;      /* theta0: architecture, table, and the ntk point */
+    const float *params;        /* plain: parameters to evaluate (NULL = theta0) */
+    const float *ntk_delta;     /* ntk: delta in table layout, or NULL for plain */
+    const unsigned char *ntk_mask; /* tensors of delta that are non-zero */
+} EvalEncoder;
+
+/* Embeds every image of one split, normalised, gathered on every rank of comm:
+ * feat (n,E) and labels (n), allocated here (free with free()). batch is the
+ * global batch of one forward pass; limit > 0 keeps the first limit images.
+ * Collective over comm; the status is agreed. */
+TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
+                       int batch, int64_t limit, float **feat, int32_t **labels, int64_t *n);
+
+/* Fraction of the split's images (first limit, 0 = all) whose argmax logit is
+ * their label. Collective over comm; *acc and the status are agreed. */
+TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
+                       int batch, int64_t limit, const float *head, int C, double *acc);
+
+/* Accuracy of head (C,E) on normalised features feat (n,E). Local. */
+double eval_head_accuracy(const float *feat, const int32_t *labels, int64_t n, int E,
+                          const float *head, int C);
+
+#endif

@@ -1,0 +1,764 @@
+#include "finetune.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "evaluate.h"
+#include "heads.h"
+#include "model_io.h"
+#include "optim.h"
+#include "rng.h"
+#include "runtime.h"
+#include "task_loader.h"
+#include "trainable.h"
+#include "vit.h"
+
+enum { FT_OK = 0, FT_NAN = 1, FT_INTERRUPTED = 2 };
+/* Per-task results, summed over WORLD from each group's rank 0. */
+enum { R_STATUS, R_STEPS, R_FAIL_STEP, R_ACC_VAL, R_ACC_TEST, R_LOSS, R_T0_VAL, R_T0_TEST, R_N };
+
+typedef struct {
+    const TdConfig *cfg;
+    const VitModel *m;     /* theta0 */
+    const HeadSet *heads;
+    const char *mode;
+    int ntk;
+    unsigned char *mask;   /* (table count) */
+    size_t ntrain;         /* trained elements */
+    char run_dir[600];
+} FtRun;
+
+/* ---- small helpers ---- */
+
+static void pack(const ParamTable *t, const unsigned char *mask, const float *full, float *out)
+{
+    for (int i = 0; i < t->count; i++)
+        if (mask[i]) {
+            memcpy(out, full + t->info[i].offset, t->info[i].numel * sizeof *out);
+            out += t->info[i].numel;
+        }
+}
+
+static void unpack(const ParamTable *t, const unsigned char *mask, const float *in, float *full)
+{
+    for (int i = 0; i < t->count; i++)
+        if (mask[i]) {
+            memcpy(full + t->info[i].offset, in, t->info[i].numel * sizeof *in);
+            in += t->info[i].numel;
+        }
+}
+
+static void masked_diff(const ParamTable *t, const unsigned char *mask, const float *a,
+                        const float *b, float *out)
+{
+    for (int i = 0; i < t->count; i++)
+        if (mask[i])
+            for (size_t k = t->info[i].offset; k < t->info[i].offset + t->info[i].numel; k++)
+                out[k] = a[k] - b[k];
+}
+
+static float schedule_lr(const TdFinetuneConfig *f, long step)
+{
+    long steps = f->steps, warm = f->warmup < f->steps ? f->warmup : f->steps;
+    if (strcmp(f->schedule, "cosine") == 0 || step < warm)
+        return optim_lr_cosine((float)f->lr, step, warm, steps);
+    if (strcmp(f->schedule, "linear") == 0)
+        return (float)(f->lr * (double)(steps - step) / (double)(steps - warm));
+    return (float)f->lr;
+}
+
+static uint64_t task_seed(const TdConfig *cfg, int t)
+{
+    return rng_derive((uint64_t)cfg->run.seed, 0x7461736bULL, (uint64_t)t);
+}
+
+/* Hash of everything a checkpoint's trajectory depends on. */
+static void config_hash(const FtRun *r, int t, char out[20])
+{
+    const TdFinetuneConfig *f = &r->cfg->finetune;
+    char buf[2048];
+    int n = snprintf(buf, sizeof buf,
+                     "%s|%s|%s|%.17g|%.17g|%.17g|%.17g|%.17g|%d|%d|%d|%s|%.17g|%d|%s|%.17g|%d",
+                     r->mode, r->cfg->data.tasks.item[t], r->m->checksum, f->lr, f->weight_decay,
+                     f->beta1, f->beta2, f->eps, f->batch, f->steps, f->warmup, f->schedule,
+                     f->grad_clip, r->cfg->run.seed, r->cfg->heads.source,
+                     r->cfg->heads.logit_scale, r->heads->classes[t]);
+    uint64_t h = XXH64(buf, (size_t)n, 0);
+    h ^= XXH64(r->heads->w[t], (size_t)r->heads->classes[t] * r->heads->E * sizeof(float), 1);
+    snprintf(out, 20, "%016llx", (unsigned long long)h);
+}
+
+static TdStatus mkdir_p(const char *path)
+{
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+                return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+        return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
+    return TD_OK;
+}
+
+/* ---- HDF5 attribute helpers ---- */
+
+static herr_t attr_str(hid_t obj, const char *name, const char *val)
+{
+    hid_t ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, strlen(val) + 1);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, val);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(ty);
+    return e;
+}
+
+static herr_t attr_num(hid_t obj, const char *name, double v, int integer)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t ty = integer ? H5T_STD_I64LE : H5T_IEEE_F64LE;
+    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+    long long iv = (long long)v;
+    herr_t e = a < 0 ? -1
+                     : (integer ? H5Awrite(a, H5T_NATIVE_LLONG, &iv)
+                                : H5Awrite(a, H5T_NATIVE_DOUBLE, &v));
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return e;
+}
+
+static int attr_read_str(hid_t obj, const char *name, char *buf, size_t n)
+{
+    hid_t a = -1;
+    H5E_BEGIN_TRY { a = H5Aopen(obj, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (a < 0)
+        return -1;
+    hid_t ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, n);
+    herr_t e = H5Aread(a, ty, buf);
+    H5Tclose(ty);
+    H5Aclose(a);
+    buf[n - 1] = 0;
+    return e < 0 ? -1 : 0;
+}
+
+/* ---- checkpoints (one writer: the group's rank 0; serial HDF5) ---- */
+
+static void ckpt_path(const FtRun *r, int t, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/ckpt/%s_%s.h5", r->run_dir, r->mode, r->cfg->data.tasks.item[t]);
+}
+
+static herr_t write_vec(hid_t f, const char *name, const float *v, size_t n)
+{
+    hsize_t d = n;
+    hid_t sp = H5Screate_simple(1, &d, NULL);
+    hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+    if (ds >= 0)
+        H5Dclose(ds);
+    H5Sclose(sp);
+    return e;
+}
+
+static herr_t read_vec(hid_t f, const char *name, float *v, size_t n)
+{
+    hid_t ds = -1;
+    H5E_BEGIN_TRY { ds = H5Dopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
+    if (ds < 0)
+        return -1;
+    hid_t sp = H5Dget_space(ds);
+    herr_t e = (size_t)H5Sget_simple_extent_npoints(sp) == n
+                   ? H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) : -1;
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return e;
+}
+
+static TdStatus ckpt_save(const FtRun *r, int t, long step, const float *theta, const AdamW *o,
+                          float *scratch)
+{
+    char path[700], tmp[720], hash[20];
+    ckpt_path(r, t, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    config_hash(r, t, hash);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return td_fail(TD_ERR_IO, "cannot create checkpoint '%s'", tmp);
+    herr_t e = attr_str(f, "config_hash", hash);
+    e |= attr_num(f, "step", (double)step, 1);
+    pack(&r->m->table, r->mask, theta, scratch);
+    e |= write_vec(f, "theta", scratch, r->ntrain);
+    pack(&r->m->table, r->mask, o->m, scratch);
+    e |= write_vec(f, "adam_m", scratch, r->ntrain);
+    pack(&r->m->table, r->mask, o->v, scratch);
+    e |= write_vec(f, "adam_v", scratch, r->ntrain);
+    H5Fclose(f);
+    if (e < 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return td_fail(TD_ERR_IO, "cannot write checkpoint '%s'", path);
+    }
+    return TD_OK;
+}
+
+/* Resumes from the checkpoint when present and made with the same settings;
+ * *step = 0 otherwise. Any rank of the group (independent reads). */
+static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, float *scratch, long *step)
+{
+    char path[700], hash[20], have[20];
+    *step = 0;
+    ckpt_path(r, t, path, sizeof path);
+    if (access(path, F_OK) != 0)
+        return TD_OK;
+    config_hash(r, t, hash);
+    hid_t f = -1;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0)
+        return td_fail(TD_ERR_FORMAT, "checkpoint '%s' is unreadable; delete it to start over",
+                       path);
+    TdStatus s = TD_OK;
+    if (attr_read_str(f, "config_hash", have, sizeof have) != 0 || strcmp(have, hash) != 0) {
+        td_log_rank("checkpoint %s was made with other settings: ignored, starting over", path);
+        H5Fclose(f);
+        return TD_OK;
+    }
+    long long st = 0;
+    hid_t a = H5Aopen(f, "step", H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_LLONG, &st);
+    if (a >= 0)
+        H5Aclose(a);
+    float *mv[3] = {theta, o->m, o->v};
+    const char *nm[3] = {"theta", "adam_m", "adam_v"};
+    for (int k = 0; k < 3 && e >= 0; k++) {
+        e = read_vec(f, nm[k], scratch, r->ntrain);
+        if (e >= 0)
+            unpack(&r->m->table, r->mask, scratch, mv[k]);
+    }
+    H5Fclose(f);
+    if (e < 0 || st < 0 || st > r->cfg->finetune.steps)
+        s = td_fail(TD_ERR_FORMAT, "checkpoint '%s' is damaged; delete it to start over", path);
+    *step = st;
+    o->step = st;
+    return s;
+}
+
+/* ---- one task, one group ---- */
+
+typedef struct {
+    TaskLoader L;
+    VitWork w;
+    VitHead h;
+    AdamW o;
+    float *x, *emb, *demb, *grads, *delta, *packed;
+    int32_t *y;
+    FILE *metrics;
+} Trainer;
+
+static void trainer_free(Trainer *T)
+{
+    loader_close(&T->L);
+    vit_work_free(&T->w);
+    vit_head_free(&T->h);
+    adamw_free(&T->o);
+    free(T->x), free(T->emb), free(T->demb), free(T->y), free(T->packed);
+    td_free(T->grads), td_free(T->delta);
+    if (T->metrics)
+        fclose(T->metrics);
+    memset(T, 0, sizeof *T);
+}
+
+static TdStatus trainer_alloc(Trainer *T, const FtRun *r, int t, int grank)
+{
+    const VitArch *a = &r->m->arch;
+    int nl = loader_local_max(&T->L), S = a->image, E = a->out_dim, nb = nl > 0 ? nl : 1;
+    TD_TRY(vit_work_alloc(&T->w, a, &r->m->table, nb));
+    TD_TRY(vit_head_alloc(&T->h, nb, E, r->heads->classes[t]));
+    const TdFinetuneConfig *f = &r->cfg->finetune;
+    AdamWConfig oc = {(float)f->lr, (float)f->beta1, (float)f->beta2, (float)f->eps,
+                      (float)f->weight_decay};
+    TD_TRY(adamw_init(&T->o, &oc, r->m->table.total));
+    TD_ALLOC(T->x, (size_t)nb * 3 * S * S);
+    TD_ALLOC(T->emb, (size_t)nb * E);
+    TD_ALLOC(T->demb, (size_t)nb * E);
+    TD_ALLOC(T->y, nb);
+    TD_ALLOC(T->packed, r->ntrain + 1);
+    T->grads = td_aligned_calloc(r->m->table.total * sizeof(float));
+    T->delta = td_aligned_calloc(r->m->table.total * sizeof(float));
+    if (!T->grads || !T->delta)
+        return td_fail(TD_ERR_NOMEM, "fine-tuning: out of memory");
+    if (grank == 0) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/metrics/%s_%s.jsonl", r->run_dir, r->mode,
+                 r->cfg->data.tasks.item[t]);
+        T->metrics = fopen(path, "a");
+        if (!T->metrics)
+            return td_fail(TD_ERR_IO, "cannot open metrics file '%s'", path);
+    }
+    return TD_OK;
+}
+
+/* Forward, backward and the group's gradient sum for one global batch.
+ * Returns the global mean loss in *loss; grads hold the summed gradient. */
+static TdStatus train_step(const FtRun *r, int t, Trainer *T, MPI_Comm gcomm, int gsize,
+                           const float *theta, double *loss)
+{
+    const ParamTable *tab = &r->m->table;
+    LoaderBatch b;
+    TD_TRY(runtime_agree(gcomm, loader_next(&T->L, T->x, T->y, &b)));
+    for (int i = 0; i < tab->count; i++)
+        if (r->mask[i])
+            memset(T->grads + tab->info[i].offset, 0, tab->info[i].numel * sizeof(float));
+    double lsum = 0;
+    int nl = b.nlocal, E = r->m->arch.out_dim;
+    if (nl > 0) {
+        if (r->ntk) {
+            masked_diff(tab, r->mask, theta, r->m->params, T->delta);
+            vit_ntk_forward(r->m->params, &T->w, T->delta, r->mask, T->x, nl, T->emb, NULL);
+        } else {
+            vit_forward(theta, &T->w, T->x, nl, T->emb);
+        }
+        double l = vit_head_loss(&T->h, T->emb, r->heads->w[t], (float)r->cfg->heads.logit_scale,
+                                 T->y, nl, r->heads->classes[t], NULL, T->demb, NULL);
+        float frac = (float)nl / (float)b.nglobal; /* mean over the GLOBAL batch */
+        for (size_t k = 0; k < (size_t)nl * E; k++)
+            T->demb[k] *= frac;
+        vit_backward(&T->w, T->demb, T->grads, r->mask);
+        lsum = l * frac;
+    }
+    if (gsize > 1) {
+        pack(tab, r->mask, T->grads, T->packed);
+        if (MPI_Allreduce(MPI_IN_PLACE, T->packed, (int)r->ntrain, MPI_FLOAT, MPI_SUM, gcomm) !=
+                MPI_SUCCESS ||
+            MPI_Allreduce(MPI_IN_PLACE, &lsum, 1, MPI_DOUBLE, MPI_SUM, gcomm) != MPI_SUCCESS)
+            return td_fail(TD_ERR_MPI, "fine-tuning: gradient MPI_Allreduce failed");
+        unpack(tab, r->mask, T->packed, T->grads);
+    }
+    *loss = lsum;
+    return TD_OK;
+}
+
+static void fmt_eta(double s, char *buf, size_t n)
+{
+    if (s >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60)
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else
+        snprintf(buf, n, "%.0fs", s);
+}
+
+/* Trains task t in group gcomm: theta (in: theta0, out: theta_t) and res. */
+static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, double *res)
+{
+    const TdFinetuneConfig *f = &r->cfg->finetune;
+    const char *task = r->cfg->data.tasks.item[t];
+    int grank, gsize;
+    MPI_Comm_rank(gcomm, &grank);
+    MPI_Comm_size(gcomm, &gsize);
+    char path[600];
+    heads_task_path(r->cfg, t, path, sizeof path);
+    Trainer T;
+    memset(&T, 0, sizeof T);
+    LoaderOpts lo = {path, TASK_TRAIN, f->batch, r->m->arch.image, task_seed(r->cfg, t), 1};
+    TdStatus s = loader_open(&T.L, gcomm, &lo);
+    if (s == TD_OK)
+        s = runtime_agree(gcomm, trainer_alloc(&T, r, t, grank));
+    long step = 0;
+    if (s == TD_OK)
+        s = runtime_agree(gcomm, ckpt_load(r, t, theta, &T.o, T.packed, &step));
+    if (s != TD_OK) {
+        trainer_free(&T);
+        return s;
+    }
+    if (step > 0)
+        td_log_rank("%s/%s: resuming from checkpoint at step %ld", r->mode, task, step);
+    loader_seek(&T.L, (int)(step / T.L.batches), step % T.L.batches);
+    res[R_STATUS] = FT_OK;
+    double t_last = td_wall(), t_start = t_last;
+    long step_last = step, step_start = step;
+    double loss = 0;
+    while (step < f->steps) {
+        s = train_step(r, t, &T, gcomm, gsize, theta, &loss);
+        if (s != TD_OK)
+            break;
+        double norm = sqrt(optim_grad_sumsq(&r->m->table, r->mask, T.grads));
+        if (!isfinite(loss) || !isfinite(norm)) {
+            res[R_STATUS] = FT_NAN;
+            res[R_FAIL_STEP] = (double)(step + 1);
+            if (grank == 0)
+                td_log_rank("task %s (%s): loss became %s at step %ld: stopped", task, r->mode,
+                            isnan(loss) || isnan(norm) ? "NaN" : "Inf", step + 1);
+            break;
+        }
+        if (f->grad_clip > 0)
+            optim_clip_scale(&r->m->table, r->mask, T.grads, norm, (float)f->grad_clip);
+        float lr = schedule_lr(f, step);
+        adamw_step(&T.o, &r->m->table, r->mask, theta, T.grads, lr);
+        step++;
+        if (grank == 0 && (step % f->log_every == 0 || step == f->steps)) {
+            double now = td_wall(), ips = (double)(step - step_last) * f->batch / (now - t_last + 1e-9);
+            double per = (now - t_start) / (double)(step - step_start);
+            char eta[32];
+            fmt_eta(per * (double)(f->steps - step), eta, sizeof eta);
+            td_log_rank("%s/%s step %ld/%d loss %.4f lr %.3g grad %.3g %.1f img/s ETA %s",
+                        r->mode, task, step, f->steps, loss, lr, norm, ips, eta);
+            fprintf(T.metrics,
+                    "{\"task\":\"%s\",\"mode\":\"%s\",\"step\":%ld,\"loss\":%.6g,\"lr\":%.6g,"
+                    "\"grad_norm\":%.6g,\"images_per_s\":%.4g,\"time_s\":%.3f}\n",
+                    task, r->mode, step, loss, lr, norm, ips, now);
+            fflush(T.metrics);
+            t_last = now;
+            step_last = step;
+        }
+        if (f->checkpoint_every > 0 && (step % f->checkpoint_every == 0 || step == f->steps)) {
+            s = runtime_agree(gcomm, grank == 0 ? ckpt_save(r, t, step, theta, &T.o, T.packed)
+                                                : TD_OK);
+            if (s != TD_OK)
+                break;
+        }
+        if (f->stop_after > 0 && step == f->stop_after && step < f->steps) {
+            res[R_STATUS] = FT_INTERRUPTED;
+            if (grank == 0)
+                td_log_rank("%s/%s: stopping after step %ld (finetune.stop_after), as if killed",
+                            r->mode, task, step);
+            break;
+        }
+    }
+    res[R_STEPS] = (double)step;
+    res[R_LOSS] = loss;
+    trainer_free(&T);
+    return s;
+}
+
+/* Single-task val/test accuracy of the fine-tuned encoder, over the group. */
+static TdStatus evaluate_task(const FtRun *r, int t, MPI_Comm gcomm, const float *theta,
+                              float *delta, double *res)
+{
+    char path[600];
+    heads_task_path(r->cfg, t, path, sizeof path);
+    EvalEncoder enc = {r->m, theta, NULL, NULL};
+    if (r->ntk) {
+        masked_diff(&r->m->table, r->mask, theta, r->m->params, delta);
+        enc = (EvalEncoder){r->m, NULL, delta, r->mask};
+    }
+    const TdEvalConfig *e = &r->cfg->eval;
+    TD_TRY(eval_accuracy(gcomm, &enc, path, TASK_VAL, e->batch, e->limit, r->heads->w[t],
+                         r->heads->classes[t], &res[R_ACC_VAL]));
+    TD_TRY(eval_accuracy(gcomm, &enc, path, TASK_TEST, e->batch, e->limit, r->heads->w[t],
+                         r->heads->classes[t], &res[R_ACC_TEST]));
+    return TD_OK;
+}
+
+/* ---- the task-vector file (collective over WORLD) ---- */
+
+static int group_root(int g, int G, int P)
+{
+    for (int r = 0; r < P; r++)
+        if ((long)r * G / P == g)
+            return r;
+    return 0;
+}
+
+static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
+{
+    const TdConfig *cfg = r->cfg;
+    const ParamTable *tab = &r->m->table;
+    int P = g_rt.size, T = cfg->data.tasks.count;
+    char path[700], tmp[720];
+    snprintf(path, sizeof path, "%s/task_vectors_%s.h5", r->run_dir, r->mode);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        return runtime_agree(MPI_COMM_WORLD,
+                             td_fail(TD_ERR_IO, "cannot create task-vector file '%s'", tmp));
+    const TdFinetuneConfig *fc = &cfg->finetune;
+    herr_t e = attr_str(f, "format", "tadist-task-vectors-1");
+    e |= attr_str(f, "mode", r->mode);
+    e |= attr_str(f, "base_checksum", r->m->checksum);
+    e |= attr_str(f, "base_model", cfg->model.path);
+    e |= attr_str(f, "heads", cfg->heads.source);
+    e |= attr_str(f, "schedule", fc->schedule);
+    e |= attr_num(f, "logit_scale", cfg->heads.logit_scale, 0);
+    e |= attr_num(f, "lr", fc->lr, 0);
+    e |= attr_num(f, "weight_decay", fc->weight_decay, 0);
+    e |= attr_num(f, "grad_clip", fc->grad_clip, 0);
+    e |= attr_num(f, "batch", fc->batch, 1);
+    e |= attr_num(f, "steps", fc->steps, 1);
+    e |= attr_num(f, "warmup", fc->warmup, 1);
+    e |= attr_num(f, "seed", cfg->run.seed, 1);
+    for (int t = 0; t < T; t++) {
+        const double *q = res + (size_t)t * R_N;
+        int owner = group_root(t % G, G, P);
+        hid_t g = H5Gcreate2(f, cfg->data.tasks.item[t], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) {
+            e = -1;
+            break;
+        }
+        int st = (int)q[R_STATUS];
+        e |= attr_str(g, "status", st == FT_OK ? "ok" : st == FT_NAN ? "nan" : "interrupted");
+        e |= attr_num(g, "steps_done", q[R_STEPS], 1);
+        e |= attr_num(g, "seed", (double)(task_seed(cfg, t) >> 11), 1);
+        e |= attr_num(g, "acc_val", q[R_ACC_VAL], 0);
+        e |= attr_num(g, "acc_test", q[R_ACC_TEST], 0);
+        e |= attr_num(g, "acc_theta0_val", q[R_T0_VAL], 0);
+        e |= attr_num(g, "acc_theta0_test", q[R_T0_TEST], 0);
+        e |= attr_num(g, "final_loss", q[R_LOSS], 0);
+        size_t off = 0;
+        for (int i = 0; i < tab->count && st == FT_OK; i++) {
+            if (!r->mask[i])
+                continue;
+            const ParamInfo *pi = &tab->info[i];
+            hsize_t dims[TD_PARAM_MAX_DIMS];
+            for (int k = 0; k < pi->ndim; k++)
+                dims[k] = (hsize_t)pi->shape[k];
+            hid_t sp = H5Screate_simple(pi->ndim, dims, NULL);
+            hid_t d = H5Dcreate2(g, pi->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                 H5P_DEFAULT);
+            if (d < 0)
+                e = -1;
+            else if (g_rt.rank == owner && tv[t]) /* independent transfer by the owner */
+                e |= H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tv[t] + off);
+            if (d >= 0)
+                H5Dclose(d);
+            H5Sclose(sp);
+            off += pi->numel;
+        }
+        H5Gclose(g);
+    }
+    H5Fclose(f);
+    TdStatus s = e < 0 ? td_fail(TD_ERR_HDF5, "cannot write task-vector file '%s'", tmp) : TD_OK;
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    if (g_rt.rank == 0 && rename(tmp, path) != 0)
+        s = td_fail(TD_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    td_log("task vectors (%s): %s", r->mode, path);
+    return TD_OK;
+}
+
+/* ---- one mode over every task ---- */
+
+static TdStatus run_mode(FtRun *r, const double *theta0_acc)
+{
+    const TdConfig *cfg = r->cfg;
+    int P = g_rt.size, T = cfg->data.tasks.count, G = P < T ? P : T;
+    int color = (int)((long)g_rt.rank * G / P);
+    const ParamTable *tab = &r->m->table;
+    TdStatus s = trainable_mask(tab, r->ntk ? "full" : r->mode, r->mask);
+    r->ntrain = s == TD_OK ? trainable_count(tab, r->mask) : 0;
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    td_log("fine-tuning mode %s: %zu trained parameters, %d task(s), %d group(s) of ~%d rank(s)",
+           r->mode, r->ntrain, T, G, P / G);
+    MPI_Comm gcomm;
+    if (MPI_Comm_split(MPI_COMM_WORLD, color, g_rt.rank, &gcomm) != MPI_SUCCESS)
+        return runtime_agree(MPI_COMM_WORLD, td_fail(TD_ERR_MPI, "MPI_Comm_split failed"));
+    int grank;
+    MPI_Comm_rank(gcomm, &grank);
+    double *res = calloc((size_t)T * R_N, sizeof *res);
+    float **tv = calloc((size_t)T, sizeof *tv);
+    float *theta = td_aligned_calloc(tab->total * sizeof(float));
+    float *delta = td_aligned_calloc(tab->total * sizeof(float));
+    s = (res && tv && theta && delta) ? TD_OK : td_fail(TD_ERR_NOMEM, "fine-tuning: out of memory");
+    for (int t = color; t < T && s == TD_OK; t += G) {
+        double q[R_N] = {0};
+        memcpy(theta, r->m->params, tab->total * sizeof(float));
+        s = train_task(r, t, gcomm, theta, q);
+        if (s == TD_OK && q[R_STATUS] == FT_OK)
+            s = evaluate_task(r, t, gcomm, theta, delta, q);
+        if (s == TD_OK && grank == 0) {
+            q[R_T0_VAL] = theta0_acc[2 * t];
+            q[R_T0_TEST] = theta0_acc[2 * t + 1];
+            memcpy(res + (size_t)t * R_N, q, sizeof q);
+            if (q[R_STATUS] == FT_OK) {
+                tv[t] = malloc(r->ntrain * sizeof(float));
+                if (!tv[t])
+                    s = td_fail(TD_ERR_NOMEM, "fine-tuning: out of memory");
+                else {
+                    masked_diff(tab, r->mask, theta, r->m->params, delta);
+                    pack(tab, r->mask, delta, tv[t]);
+                }
+            }
+        }
+    }
+    MPI_Comm_free(&gcomm);
+    s = runtime_agree(MPI_COMM_WORLD, s);
+    if (s == TD_OK &&
+        MPI_Allreduce(MPI_IN_PLACE, res, T * R_N, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+        s = runtime_agree(MPI_COMM_WORLD, td_fail(TD_ERR_MPI, "MPI_Allreduce of results failed"));
+    int nan = 0, intr = 0;
+    char failed[1024] = "";
+    for (int t = 0; t < T && s == TD_OK; t++) {
+        const double *q = res + (size_t)t * R_N;
+        const char *name = cfg->data.tasks.item[t];
+        if (q[R_STATUS] == FT_NAN) {
+            nan++;
+            size_t l = strlen(failed);
+            snprintf(failed + l, sizeof failed - l, "%s%s (step %ld)", l ? ", " : "", name,
+                     (long)q[R_FAIL_STEP]);
+            td_log("%s/%s: FAILED, loss became NaN/Inf at step %ld", r->mode, name,
+                   (long)q[R_FAIL_STEP]);
+        } else if (q[R_STATUS] == FT_INTERRUPTED) {
+            intr++;
+        } else {
+            td_log("%s/%s: %ld steps, loss %.4f; accuracy val %.4f test %.4f (theta0 head: val "
+                   "%.4f test %.4f)",
+                   r->mode, name, (long)q[R_STEPS], q[R_LOSS], q[R_ACC_VAL], q[R_ACC_TEST],
+                   q[R_T0_VAL], q[R_T0_TEST]);
+        }
+    }
+    if (s == TD_OK && intr)
+        s = runtime_agree(MPI_COMM_WORLD,
+                          td_fail(TD_ERR_INTERNAL,
+                                  "%d task(s) stopped at finetune.stop_after = %d as if killed; "
+                                  "rerun to resume from the checkpoints",
+                                  intr, cfg->finetune.stop_after));
+    if (s == TD_OK)
+        s = tv_write(r, res, tv, G);
+    if (s == TD_OK && nan)
+        s = runtime_agree(MPI_COMM_WORLD,
+                          td_fail(TD_ERR_NUMERIC, "mode %s: %d task(s) stopped on a NaN/Inf loss: %s",
+                                  r->mode, nan, failed));
+    for (int t = 0; t < T && tv; t++)
+        free(tv[t]);
+    free(tv);
+    free(res);
+    td_free(theta);
+    td_free(delta);
+    return s;
+}
+
+/* ---- the stage ---- */
+
+/* theta0: model.path, or a random encoder of model.arch written there first. */
+static TdStatus load_theta0(const TdConfig *cfg, VitModel *m)
+{
+    const char *path = cfg->model.path;
+    TdStatus s = TD_OK;
+    if (g_rt.rank == 0 && access(path, F_OK) != 0) {
+        VitArch a;
+        if (!cfg->model.arch[0])
+            s = td_fail(TD_ERR_IO,
+                        "base model '%s' not found (model.path): import one (tadist import) or "
+                        "set model.arch to start from a random encoder",
+                        path);
+        else if ((s = vit_arch_by_name(cfg->model.arch, &a)) == TD_OK &&
+                 (s = model_alloc(m, &a)) == TD_OK) {
+            params_init_random(&a, &m->table, m->params, (uint64_t)cfg->run.seed);
+            snprintf(m->source, sizeof m->source, "random init (%.64s, seed %d)", cfg->model.arch,
+                     cfg->run.seed);
+            s = model_write(path, m);
+            model_free(m);
+            if (s == TD_OK)
+                td_log("wrote a random %s encoder to %s", cfg->model.arch, path);
+        }
+    }
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    return runtime_agree(MPI_COMM_WORLD, model_read(path, m));
+}
+
+static TdStatus check_inputs(const TdConfig *cfg)
+{
+    const TdFinetuneConfig *f = &cfg->finetune;
+    if (f->label_smoothing != 0)
+        return td_fail(TD_ERR_CONFIG, "finetune.label_smoothing: not implemented yet (use 0)");
+    if (f->train_heads)
+        return td_fail(TD_ERR_CONFIG, "finetune.train_heads: not implemented yet (use false)");
+    if (cfg->data.tasks.count == 0)
+        return td_fail(TD_ERR_CONFIG, "data.tasks is empty: nothing to fine-tune");
+    for (int t = 0; t < cfg->data.tasks.count; t++) {
+        char path[600];
+        TaskData td;
+        heads_task_path(cfg, t, path, sizeof path);
+        TD_TRY(task_read_header(path, &td));
+        int64_t n = td.split[TASK_TRAIN].n, nv = td.split[TASK_VAL].n;
+        task_free(&td);
+        if (n < f->batch)
+            return td_fail(TD_ERR_CONFIG,
+                           "task %s: %lld train images, fewer than one batch (finetune.batch = %d)",
+                           cfg->data.tasks.item[t], (long long)n, f->batch);
+        if (nv == 0)
+            return td_fail(TD_ERR_FORMAT, "task %s (%s): empty val split", cfg->data.tasks.item[t],
+                           path);
+    }
+    return TD_OK;
+}
+
+TdStatus finetune_stage(const TdConfig *cfg)
+{
+    FtRun r;
+    memset(&r, 0, sizeof r);
+    r.cfg = cfg;
+    snprintf(r.run_dir, sizeof r.run_dir, "%s/%s", cfg->run.out_dir, cfg->run.name);
+    TdStatus s = check_inputs(cfg);
+    if (s == TD_OK && g_rt.rank == 0) {
+        char d[700];
+        s = mkdir_p(r.run_dir);
+        snprintf(d, sizeof d, "%s/ckpt", r.run_dir);
+        if (s == TD_OK)
+            s = mkdir_p(d);
+        snprintf(d, sizeof d, "%s/metrics", r.run_dir);
+        if (s == TD_OK)
+            s = mkdir_p(d);
+    }
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    VitModel m;
+    memset(&m, 0, sizeof m);
+    TD_TRY(load_theta0(cfg, &m));
+    r.m = &m;
+    HeadSet heads;
+    memset(&heads, 0, sizeof heads);
+    int T = cfg->data.tasks.count;
+    double *t0 = calloc((size_t)2 * T, sizeof *t0);
+    s = runtime_agree(MPI_COMM_WORLD, t0 ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
+    if (s == TD_OK)
+        s = heads_build(cfg, &m, &heads);
+    r.heads = &heads;
+    if (s == TD_OK) {
+        char hp[700];
+        snprintf(hp, sizeof hp, "%s/heads.h5", r.run_dir);
+        s = heads_write(hp, cfg, &m, &heads);
+    }
+    EvalEncoder enc = {&m, NULL, NULL, NULL};
+    for (int t = 0; t < T && s == TD_OK; t++) {
+        char path[600];
+        heads_task_path(cfg, t, path, sizeof path);
+        s = eval_accuracy(MPI_COMM_WORLD, &enc, path, TASK_VAL, cfg->eval.batch, cfg->eval.limit,
+                          heads.w[t], heads.classes[t], &t0[2 * t]);
+        if (s == TD_OK)
+            s = eval_accuracy(MPI_COMM_WORLD, &enc, path, TASK_TEST, cfg->eval.batch,
+                              cfg->eval.limit, heads.w[t], heads.classes[t], &t0[2 * t + 1]);
+        if (s == TD_OK)
+            td_log("theta0 with %s head on %s: val %.4f test %.4f", cfg->heads.source,
+                   cfg->data.tasks.item[t], t0[2 * t], t0[2 * t + 1]);
+    }
+    r.mask = calloc((size_t)m.table.count, 1);
+    if (s == TD_OK)
+        s = runtime_agree(MPI_COMM_WORLD, r.mask ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
+    for (int i = 0; i < cfg->finetune.modes.count && s == TD_OK; i++) {
+        r.mode = cfg->finetune.modes.item[i];
+        r.ntk = strcmp(r.mode, "ntk") == 0;
+        s = run_mode(&r, t0);
+    }
+    free(r.mask);
+    free(t0);
+    heads_free(&heads);
+    model_free(&m);
+    return s;
+}

@@ -1,0 +1,236 @@
+#include "heads.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "evaluate.h"
+#include "runtime.h"
+#include "task_io.h"
+#include "vit.h"
+
+void heads_task_path(const TdConfig *cfg, int t, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s.h5", cfg->data.dir, cfg->data.tasks.item[t]);
+}
+
+void heads_free(HeadSet *h)
+{
+    if (h->w)
+        for (int t = 0; t < h->tasks; t++)
+            free(h->w[t]);
+    free(h->w);
+    free(h->classes);
+    memset(h, 0, sizeof *h);
+}
+
+static void normalise_rows(float *w, int C, int E)
+{
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int k = 0; k < E; k++)
+            s += (double)w[(size_t)c * E + k] * w[(size_t)c * E + k];
+        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+        for (int k = 0; k < E; k++)
+            w[(size_t)c * E + k] *= inv;
+    }
+}
+
+static void prototypes(const float *feat, const int32_t *y, int64_t n, int E, int C, float *w)
+{
+    double *acc = calloc((size_t)C * E, sizeof *acc);
+    if (!acc)
+        return;
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < E; k++)
+            acc[(size_t)y[i] * E + k] += feat[i * E + k];
+    for (size_t k = 0; k < (size_t)C * E; k++)
+        w[k] = (float)acc[k];
+    free(acc);
+    normalise_rows(w, C, E);
+}
+
+/* Full-batch Adam on the cross-entropy of scale * feat @ w^T; every rank runs
+ * the same arithmetic on the same features, so every rank gets the same head. */
+static TdStatus probe(const float *feat, const int32_t *y, int64_t n, int E, int C, float scale,
+                      int steps, float *w)
+{
+    VitHead h;
+    TD_TRY(vit_head_alloc(&h, (int)n, E, C));
+    float *g = calloc((size_t)C * E, sizeof *g), *m = calloc((size_t)C * E, sizeof *m);
+    float *v = calloc((size_t)C * E, sizeof *v), *de = calloc((size_t)n * E, sizeof *de);
+    if (!g || !m || !v || !de) {
+        free(g), free(m), free(v), free(de), vit_head_free(&h);
+        return td_fail(TD_ERR_NOMEM, "heads: probe out of memory");
+    }
+    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    for (int s = 1; s <= steps; s++) {
+        memset(g, 0, (size_t)C * E * sizeof *g);
+        vit_head_loss(&h, feat, w, scale, y, (int)n, C, NULL, de, g);
+        float c1 = 1.0f - powf(b1, (float)s), c2 = 1.0f - powf(b2, (float)s);
+        for (size_t k = 0; k < (size_t)C * E; k++) {
+            m[k] = b1 * m[k] + (1 - b1) * g[k];
+            v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k];
+            w[k] -= lr * (m[k] / c1) / (sqrtf(v[k] / c2) + eps);
+        }
+    }
+    free(g), free(m), free(v), free(de);
+    vit_head_free(&h);
+    return TD_OK;
+}
+
+static TdStatus read_file_head(const char *path, const char *task, int C, int E, float *w)
+{
+    hid_t f = -1, d = -1, sp = -1;
+    TdStatus s = TD_OK;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0)
+        return td_fail(TD_ERR_IO, "heads file '%s': cannot open", path);
+    H5E_BEGIN_TRY { d = H5Dopen2(f, task, H5P_DEFAULT); } H5E_END_TRY;
+    if (d < 0) {
+        H5Fclose(f);
+        return td_fail(TD_ERR_FORMAT, "heads file '%s': no head for task '%s'", path, task);
+    }
+    sp = H5Dget_space(d);
+    hsize_t dims[2] = {0, 0};
+    int nd = H5Sget_simple_extent_ndims(sp);
+    if (nd == 2)
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (nd != 2 || dims[0] != (hsize_t)C || dims[1] != (hsize_t)E)
+        s = td_fail(TD_ERR_FORMAT,
+                    "heads file '%s': head '%s' has shape [%llu, %llu], expected [%d, %d] "
+                    "(task classes, model output dim)",
+                    path, task, (unsigned long long)dims[0], (unsigned long long)dims[1], C, E);
+    else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w) < 0)
+        s = td_fail(TD_ERR_HDF5, "heads file '%s': cannot read '%s'", path, task);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    return s;
+}
+
+static TdStatus heads_alloc(HeadSet *h, const TdConfig *cfg, int E)
+{
+    memset(h, 0, sizeof *h);
+    h->tasks = cfg->data.tasks.count;
+    h->E = E;
+    TD_ALLOC(h->classes, h->tasks);
+    TD_ALLOC(h->w, h->tasks);
+    for (int t = 0; t < h->tasks; t++) {
+        char path[600];
+        TaskData td;
+        heads_task_path(cfg, t, path, sizeof path);
+        TD_TRY(task_read_header(path, &td));
+        h->classes[t] = td.num_classes;
+        task_free(&td);
+        TD_ALLOC(h->w[t], (size_t)h->classes[t] * E);
+    }
+    return TD_OK;
+}
+
+static TdStatus build_one(const TdConfig *cfg, const VitModel *theta0, HeadSet *h, int t)
+{
+    char path[600];
+    heads_task_path(cfg, t, path, sizeof path);
+    int C = h->classes[t], E = h->E;
+    const char *src = cfg->heads.source;
+    if (strcmp(src, "file") == 0)
+        return runtime_agree(MPI_COMM_WORLD,
+                             read_file_head(cfg->heads.file, cfg->data.tasks.item[t], C, E, h->w[t]));
+    EvalEncoder enc = {theta0, NULL, NULL, NULL};
+    float *feat = NULL;
+    int32_t *y = NULL;
+    int64_t n = 0;
+    TD_TRY(eval_features(MPI_COMM_WORLD, &enc, path, TASK_TRAIN, cfg->eval.batch, 0, &feat, &y, &n));
+    prototypes(feat, y, n, E, C, h->w[t]);
+    TdStatus s = TD_OK;
+    if (strcmp(src, "probe") == 0)
+        s = probe(feat, y, n, E, C, (float)cfg->heads.logit_scale, cfg->heads.probe_steps, h->w[t]);
+    double acc = s == TD_OK ? eval_head_accuracy(feat, y, n, E, h->w[t], C) : 0;
+    free(feat);
+    free(y);
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    td_log("head %s (%s, %d classes): theta0 train accuracy %.4f", cfg->data.tasks.item[t], src,
+           C, acc);
+    return TD_OK;
+}
+
+TdStatus heads_build(const TdConfig *cfg, const VitModel *theta0, HeadSet *h)
+{
+    const char *src = cfg->heads.source;
+    TdStatus s = TD_OK;
+    if (strcmp(src, "zeroshot") == 0)
+        s = td_fail(TD_ERR_CONFIG,
+                    "heads.source = \"zeroshot\" needs CLIP's text tower, which tadist does not "
+                    "have; use prototype, probe or file");
+    if (s == TD_OK)
+        s = heads_alloc(h, cfg, theta0->arch.out_dim);
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    for (int t = 0; t < h->tasks; t++)
+        TD_TRY(build_one(cfg, theta0, h, t));
+    return TD_OK;
+}
+
+static TdStatus write_str_attr(hid_t obj, const char *name, const char *val)
+{
+    hid_t ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, strlen(val) + 1);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, val);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(ty);
+    return e < 0 ? td_fail(TD_ERR_HDF5, "cannot write attribute '%s'", name) : TD_OK;
+}
+
+static TdStatus write_local(const char *path, const TdConfig *cfg, const VitModel *theta0,
+                            const HeadSet *h)
+{
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return td_fail(TD_ERR_IO, "cannot create heads file '%s'", tmp);
+    TdStatus s = write_str_attr(f, "format", "tadist-heads-1");
+    if (s == TD_OK)
+        s = write_str_attr(f, "source", cfg->heads.source);
+    if (s == TD_OK)
+        s = write_str_attr(f, "base_checksum", theta0->checksum);
+    if (s == TD_OK) {
+        hid_t sp = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(f, "logit_scale", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_DOUBLE, &cfg->heads.logit_scale);
+        H5Aclose(a);
+        H5Sclose(sp);
+    }
+    for (int t = 0; t < h->tasks && s == TD_OK; t++) {
+        hsize_t dims[2] = {(hsize_t)h->classes[t], (hsize_t)h->E};
+        hid_t sp = H5Screate_simple(2, dims, NULL);
+        hid_t d = H5Dcreate2(f, cfg->data.tasks.item[t], H5T_IEEE_F32LE, sp, H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT);
+        if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, h->w[t]) < 0)
+            s = td_fail(TD_ERR_HDF5, "heads file '%s': cannot write '%s'", tmp,
+                        cfg->data.tasks.item[t]);
+        if (d >= 0)
+            H5Dclose(d);
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+    if (s == TD_OK && rename(tmp, path) != 0)
+        s = td_fail(TD_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
+    if (s != TD_OK)
+        unlink(tmp);
+    return s;
+}
+
+TdStatus heads_write(const char *path, const TdConfig *cfg, const VitModel *theta0,
+                     const HeadSet *h)
+{
+    TdStatus s = g_rt.rank == 0 ? write_local(path, cfg, theta0, h) : TD_OK;
+    return runtime_agree(MPI_COMM_WORLD, s);
+}

@@ -1,0 +1,76 @@
+# Distributed fine-tuning (dist/finetune, dist/heads, dist/evaluate): a tiny
+# two-task run (attn and ntk) at 1, 2 and 4 ranks on data this test writes.
+# Claims: the task vectors do not depend on the rank count (beyond reduction
+# order); attn trains exactly the attention weights; ntk task vectors through
+# the linearised model give the accuracy the run reported; a run killed after
+# a checkpoint resumes to the uninterrupted result; bad input fails early.
+
+add_executable(test_finetune test_finetune.c)
+target_link_libraries(test_finetune PRIVATE tadist_dist)
+
+set(FT ${TADIST_TEST_OUT}/ft)
+set(FT_MODEL ${FT}/theta0.h5)
+set(FT_CFG ${CMAKE_CURRENT_SOURCE_DIR}/finetune/tiny.cfg)
+set(FT_SETS --set data.dir=${FT}/data --set model.path=${FT_MODEL})
+
+add_test(NAME ft_setup COMMAND sh -c
+         "rm -rf ${FT} && mkdir -p ${FT}/data && $<TARGET_FILE:test_finetune> gen ${FT}/data && $<TARGET_FILE:tadist> init --arch vit_tiny --seed 5 -o ${FT_MODEL}")
+set_tests_properties(ft_setup PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_SETUP ft_data TIMEOUT 30)
+
+foreach(np 1 2 4)
+  tadist_mpi_test(ft_run_np${np} ${np} $<TARGET_FILE:tadist> ${FT_CFG} ${FT_SETS}
+                  --set run.out_dir=${FT}/np${np})
+  set_tests_properties(ft_run_np${np} PROPERTIES FIXTURES_REQUIRED ft_data
+                       FIXTURES_SETUP ft_run_np${np} TIMEOUT 60
+                       PASS_REGULAR_EXPRESSION "task vectors \\(ntk\\)")
+endforeach()
+
+foreach(np 2 4)
+  foreach(mode attn ntk)
+    add_test(NAME ft_same_${mode}_np1_np${np}
+             COMMAND test_finetune same ${FT}/np1/tiny/task_vectors_${mode}.h5
+                     ${FT}/np${np}/tiny/task_vectors_${mode}.h5 1e-4)
+    set_tests_properties(ft_same_${mode}_np1_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                         FIXTURES_REQUIRED "ft_run_np1;ft_run_np${np}" TIMEOUT 30)
+  endforeach()
+endforeach()
+
+add_test(NAME ft_attn_only COMMAND test_finetune attn ${FT}/np2/tiny/task_vectors_attn.h5 ${FT_MODEL})
+set_tests_properties(ft_attn_only PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED ft_run_np2 TIMEOUT 30)
+
+add_test(NAME ft_ntk_linearised COMMAND test_finetune ntk ${FT}/np1/tiny/task_vectors_ntk.h5
+         ${FT_MODEL} ${FT}/np1/tiny/heads.h5 ${FT}/data)
+set_tests_properties(ft_ntk_linearised PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED ft_run_np1 TIMEOUT 30)
+
+# Killed after step 6 (last checkpoint at step 4), then rerun: the result must
+# equal the uninterrupted 2-rank run (same reduction order: tight tolerance).
+set(mpirun2 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe $<TARGET_FILE:tadist>)
+string(REPLACE ";" " " mpirun2 "${mpirun2}")
+string(REPLACE ";" " " ft_sets "${FT_SETS}")
+add_test(NAME ft_resume COMMAND sh -c
+         "rm -rf ${FT}/resume && ${mpirun2} ${FT_CFG} ${ft_sets} --set run.out_dir=${FT}/resume --set finetune.stop_after=6 > ${FT}/resume.log 2>&1; rc=$?; cat ${FT}/resume.log; [ $rc -ne 0 ] || { echo 'FAIL: stop_after run exited 0'; exit 1; }; grep -q 'as if killed' ${FT}/resume.log || exit 1; [ ! -e ${FT}/resume/tiny/task_vectors_attn.h5 ] || exit 1; ${mpirun2} ${FT_CFG} ${ft_sets} --set run.out_dir=${FT}/resume > ${FT}/resume2.log 2>&1 || { cat ${FT}/resume2.log; exit 1; }; cat ${FT}/resume2.log; grep -q 'resuming from checkpoint at step 4' ${FT}/resume2.log || { echo 'FAIL: did not resume'; exit 1; }; for m in attn ntk; do $<TARGET_FILE:test_finetune> same ${FT}/np2/tiny/task_vectors_$m.h5 ${FT}/resume/tiny/task_vectors_$m.h5 1e-6 || exit 1; done")
+set_tests_properties(ft_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "ft_data;ft_run_np2" TIMEOUT 90)
+
+# Bad input: a clear error before any training, printed once.
+function(ft_expect_error name np regex)
+  add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} -DMPIEXEC=${MPIEXEC_EXECUTABLE}
+           -DNP_FLAG=${MPIEXEC_NUMPROC_FLAG} -DNP=${np} -DTADIST=$<TARGET_FILE:tadist>
+           -DARGS=${FT_CFG}|--set|data.dir=${FT}/data|--set|run.out_dir=${FT}/bad|${ARGN}
+           -DEXPECT=error -DREGEX=${regex}
+           -P ${CMAKE_CURRENT_SOURCE_DIR}/config/expect_run.cmake)
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED ft_data TIMEOUT 40)
+endfunction()
+ft_expect_error(ft_missing_model 2 "base model '.*no_model\\.h5' not found"
+                --set|model.path=${FT}/no_model.h5|--set|model.arch=)
+ft_expect_error(ft_missing_task 2 "nosuch"
+                --set|model.path=${FT_MODEL}|--set|data.tasks=quad,nosuch)
+ft_expect_error(ft_bad_heads 2 "heads file '.*no_heads\\.h5'"
+                --set|model.path=${FT_MODEL}|--set|heads.source=file|--set|heads.file=${FT}/no_heads.h5)
+# A diverging task stops with a message; the other finishes and says so.
+ft_expect_error(ft_nan 2 "task\\(s\\) stopped on a NaN/Inf loss"
+                --set|model.path=${FT_MODEL}|--set|finetune.modes=attn|--set|finetune.lr=1e30|--set|finetune.grad_clip=0|--set|run.name=nan)
