@@ -11,7 +11,7 @@
 #include "runtime.h"
 
 static const char k_usage[] =
-    "tadist CONFIG.cfg [--set key=value]... [--print-config]\n"
+    "tadist CONFIG.cfg [--set key=value]... [--print-config] [--check]\n"
     "       tadist --print-reference   (every option, documented: config/reference.cfg)";
 
 /* blas.threads = 0 keeps runtime_init's choice. */
@@ -27,11 +27,12 @@ static void apply_blas_threads(const TdConfig *cfg)
 TdStatus cmd_run(int argc, char **argv)
 {
     CliList sets = {0};
-    int print_config = 0, print_reference = 0, help = 0;
+    int print_config = 0, print_reference = 0, check_only = 0, help = 0;
     const CliOption opts[] = {
         {"set", 0, CLI_LIST, &sets,
          "override one option, e.g. --set finetune.lr=3e-5 --set finetune.modes=full,attn"},
         {"print-config", 0, CLI_FLAG, &print_config, "print every effective value (rank 0)"},
+        {"check", 0, CLI_FLAG, &check_only, "validate the configuration and stop (run no stage)"},
         {"print-reference", 0, CLI_FLAG, &print_reference,
          "print the documented reference configuration and exit"},
         {"help", 'h', CLI_FLAG, &help, "this help"},
@@ -60,6 +61,8 @@ TdStatus cmd_run(int argc, char **argv)
     if (print_config && g_rt.rank == 0)
         config_print(&cfg, stdout);
     td_log("configuration OK: %s%s", path, sets.count ? " with --set overrides" : "");
+    if (check_only)
+        return TD_OK;
     apply_blas_threads(&cfg);
     return pipeline_run(&cfg);
 }

@@ -43,11 +43,11 @@ config_cmd_test(bad_set error "--set finetune\\.lr=0: finetune\\.lr: must be > 0
     ${PROJECT_SOURCE_DIR}/config/demo.cfg --set finetune.lr=0)
 config_cmd_test(set_print ok "modes = \\[\"full\", \"ntk\"\\].*steps = 77.*configuration OK"
     ${PROJECT_SOURCE_DIR}/config/demo.cfg --set finetune.steps=77 --set finetune.modes=full,ntk
-    --print-config)
+    --print-config --check)
 
 # Every shipped configuration loads cleanly.
 file(GLOB shipped CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/config/*.cfg)
 foreach(cfg ${shipped})
   get_filename_component(stem ${cfg} NAME_WE)
-  config_cmd_test(shipped_${stem} ok "configuration OK" ${cfg})
+  config_cmd_test(shipped_${stem} ok "configuration OK" ${cfg} --check)
 endforeach()
