@@ -13,10 +13,12 @@
 #include "model_io.h"
 #include "runtime.h"
 #include "safetensors.h"
+#include "text_io.h"
 
 typedef struct {
     const char *src, *out, *act;
     int heads;
+    int text; /* --text: also store the text tower under /text */
     char st_path[4096], cfg_path[4096];
     int has_cfg;
 } ImportJob;
@@ -304,6 +306,17 @@ static TdStatus fill_model(const StFile *f, VitModel *m)
     return s;
 }
 
+/* --text: the text tower's architecture needs config.json (text_config). */
+static TdStatus import_text(const StFile *f, const ImportJob *j, TextModel *tm)
+{
+    if (!j->has_cfg)
+        return td_fail(TD_ERR_ARG, "import --text: needs config.json beside %s", j->st_path);
+    TextArch ta;
+    TD_TRY(text_arch_from_config(j->cfg_path, &ta));
+    TD_TRY(text_model_alloc(tm, &ta));
+    return text_import_st(f, tm);
+}
+
 static TdStatus import_run(ImportJob *j)
 {
     TD_TRY(resolve_src(j));
@@ -327,11 +340,23 @@ static TdStatus import_run(ImportJob *j)
         s = model_alloc(&m, &a);
     if (s == TD_OK)
         s = fill_model(&f, &m);
+    TextModel tm = {0};
+    if (s == TD_OK && j->text)
+        s = import_text(&f, j, &tm);
     st_close(&f);
     if (s == TD_OK) {
         snprintf(m.source, sizeof m.source, "hf:%.250s", j->st_path); /* free text, may be cut */
         s = model_write(j->out, &m);
     }
+    if (s == TD_OK && j->text)
+        s = text_model_add(j->out, &tm);
+    if (s == TD_OK && j->text)
+        td_log("text tower: width %d, %d layers, %d heads, context %d, vocabulary %d, "
+               "projection %d -> %s:/text",
+               tm.arch.width, tm.arch.layers, tm.arch.heads, tm.arch.ctx, tm.arch.vocab,
+               tm.arch.out_dim, j->out);
+    if (tm.params)
+        text_model_free(&tm);
     if (s == TD_OK) {
         char desc[256];
         model_describe(&m.arch, desc, sizeof desc);
@@ -353,6 +378,8 @@ TdStatus cmd_import(int argc, char **argv)
         {"heads", 0, CLI_INT, &j.heads,
          "attention heads; required without config.json, checked against it otherwise"},
         {"act", 0, CLI_STR, &j.act, "quick_gelu (default) or gelu, only without config.json"},
+        {"text", 0, CLI_FLAG, &j.text,
+         "also store the text tower (text_config of config.json) under /text"},
         {"help", 'h', CLI_FLAG, &help, "show this help"},
         {NULL, 0, 0, NULL, NULL}};
     const char *pos[1];
@@ -360,11 +387,11 @@ TdStatus cmd_import(int argc, char **argv)
     TdStatus s = cli_parse("import", argc, argv, opts, pos, 1, &npos);
     if (s == TD_OK && help) {
         if (g_rt.rank == 0) {
-            cli_usage("tadist import SRC -o MODEL.h5 [--heads N] [--act NAME]", opts);
+            cli_usage("tadist import SRC -o MODEL.h5 [--heads N] [--act NAME] [--text]", opts);
             printf("\nSRC is a Hugging Face CLIP model.safetensors (F32, F16 or BF16), or a folder\n"
                    "holding it. The architecture comes from config.json beside it (vision_config)\n"
                    "when there is one, otherwise from the tensor shapes. Text-tower tensors are\n"
-                   "skipped.\n");
+                   "skipped unless --text is given (then config.json is required).\n");
             fflush(stdout);
         }
         return runtime_agree(MPI_COMM_WORLD, TD_OK);
