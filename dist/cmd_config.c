@@ -19,8 +19,7 @@ static void apply_blas_threads(const TdConfig *cfg)
 {
     if (cfg->blas.threads <= 0 || cfg->blas.threads == g_rt.blas_threads)
         return;
-    openblas_set_num_threads(cfg->blas.threads);
-    g_rt.blas_threads = cfg->blas.threads;
+    runtime_set_threads(cfg->blas.threads);
     td_log("BLAS threads per rank: %d (blas.threads)", g_rt.blas_threads);
 }
 

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "parallel.h"
 #include "rng.h"
 
 Runtime g_rt;
@@ -117,8 +118,7 @@ void runtime_init(int *argc, char ***argv)
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int def = (int)(cores / g_rt.node_size);
-    g_rt.blas_threads = env_int("TADIST_BLAS_THREADS", def < 1 ? 1 : def);
-    openblas_set_num_threads(g_rt.blas_threads);
+    runtime_set_threads(env_int("TADIST_BLAS_THREADS", def < 1 ? 1 : def));
     snprintf(g_rt.blas_core, sizeof g_rt.blas_core, "%s", openblas_get_corename());
 
     TdStatus s = runtime_agree(MPI_COMM_WORLD, blas_self_check());
@@ -131,6 +131,13 @@ void runtime_init(int *argc, char ***argv)
     if (getenv("TADIST_QUIET") == NULL)
         td_log("%d rank(s), %d per node; BLAS core %s, %d thread(s) per rank", g_rt.size,
                g_rt.node_size, g_rt.blas_core, g_rt.blas_threads);
+}
+
+void runtime_set_threads(int n)
+{
+    g_rt.blas_threads = n;
+    openblas_set_num_threads(n);
+    par_set_threads(n); /* the loops BLAS does not run get as many threads */
 }
 
 void runtime_finalize(void) { MPI_Finalize(); }

@@ -26,6 +26,9 @@ extern Runtime g_rt;
 void runtime_init(int *argc, char ***argv);
 void runtime_finalize(void);
 
+/* Threads per rank for BLAS and for the kernels' own parallel loops. */
+void runtime_set_threads(int n);
+
 /* Ends the whole job with the recorded error (td_error_message), naming this
  * rank. Use when only some ranks may have failed; MPI_Abort never hangs. */
 _Noreturn void runtime_abort(TdStatus code);

@@ -7,6 +7,7 @@
  * LANES independent partial sums (a plain float reduction would stay scalar
  * under strict IEEE ordering). */
 #include "ops.h"
+#include "parallel.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -266,13 +267,21 @@ void op_embed_jvp(float *tx, const float *tpatches, const float *tcls, const flo
 
 /* ---------------------------------------------------------------- LayerNorm */
 
-void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *in, const float *w,
-                      const float *b, int N, int C, float eps)
+typedef struct {
+    float *out, *mean, *rstd, *din, *dw, *db;
+    const float *in, *w, *b, *dout, *tin, *tw, *tb, *cmean, *crstd;
+    int C;
+    float eps;
+    size_t b_rows; /* rows, for the column-split passes */
+} LnArgs;
+
+static void ln_fwd_rows(void *ctx, size_t n0, size_t n1, int tid)
 {
-    // out (N,C), mean (N), rstd (N), in (N,C), w (C), b (C); biased variance as in PyTorch
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = in + (size_t)n * C;
-        float *restrict y = out + (size_t)n * C;
+    const LnArgs *a = ctx;
+    const int C = a->C;
+    for (size_t n = n0; n < n1; n++) {
+        const float *restrict x = a->in + n * C;
+        float *restrict y = a->out + n * C;
         float m = sum_f(x, C) / (float)C;
         float acc[LANES] = {0};
         int i = 0;
@@ -286,14 +295,22 @@ void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *in, con
             v += (x[i] - m) * (x[i] - m);
         for (int j = 0; j < LANES; j++)
             v += acc[j];
-        float s = 1.0f / sqrtf(v / (float)C + eps);
+        float s = 1.0f / sqrtf(v / (float)C + a->eps);
         for (int c = 0; c < C; c++)
-            y[c] = (x[c] - m) * s * w[c] + b[c];
-        if (mean)
-            mean[n] = m;
-        if (rstd)
-            rstd[n] = s;
+            y[c] = (x[c] - m) * s * a->w[c] + a->b[c];
+        if (a->mean)
+            a->mean[n] = m;
+        if (a->rstd)
+            a->rstd[n] = s;
     }
+}
+
+void op_layernorm_fwd(float *out, float *mean, float *rstd, const float *in, const float *w,
+                      const float *b, int N, int C, float eps)
+{
+    // out (N,C), mean (N), rstd (N), in (N,C), w (C), b (C); biased variance as in PyTorch
+    LnArgs a = {.out = out, .mean = mean, .rstd = rstd, .in = in, .w = w, .b = b, .C = C, .eps = eps};
+    par_for((size_t)N, 16, ln_fwd_rows, &a);
 }
 
 /* sum(g) and sum(g * xhat) over one row, g = dout * w (or a tangent), xhat = (x - m) * s. */
@@ -323,27 +340,76 @@ static void ln_row_moments(const float *restrict g, const float *restrict w,
     *sum_gx = s2;
 }
 
+static void ln_bwd_rows(void *ctx, size_t n0, size_t n1, int tid)
+{
+    const LnArgs *a = ctx;
+    const int C = a->C;
+    for (size_t n = n0; n < n1; n++) {
+        const float *restrict x = a->in + n * C;
+        const float *restrict g = a->dout + n * C;
+        float m = a->cmean[n], s = a->crstd[n], sg, sgx;
+        ln_row_moments(g, a->w, x, m, s, C, &sg, &sgx);
+        float mg = sg / (float)C, mgx = sgx / (float)C;
+        float *restrict dx = a->din + n * C;
+        for (int c = 0; c < C; c++)
+            dx[c] += (g[c] * a->w[c] - mg - (x[c] - m) * s * mgx) * s;
+    }
+}
+
+/* dw and db sum over rows: split by column so each sum keeps its row order. */
+static void ln_bwd_cols(void *ctx, size_t c0, size_t c1, int tid)
+{
+    const LnArgs *a = ctx;
+    const int C = a->C;
+    for (size_t n = 0; n < a->b_rows; n++) {
+        const float *restrict x = a->in + n * C;
+        const float *restrict g = a->dout + n * C;
+        float m = a->cmean[n], s = a->crstd[n];
+        if (a->dw)
+            for (size_t c = c0; c < c1; c++)
+                a->dw[c] += g[c] * (x[c] - m) * s;
+        if (a->db)
+            for (size_t c = c0; c < c1; c++)
+                a->db[c] += g[c];
+    }
+}
+
 void op_layernorm_bwd(float *din, float *dw, float *db, const float *dout, const float *in,
                       const float *w, const float *mean, const float *rstd, int N, int C)
 {
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = in + (size_t)n * C;
-        const float *restrict g = dout + (size_t)n * C;
-        float m = mean[n], s = rstd[n];
-        if (din) {
-            float sg, sgx;
-            ln_row_moments(g, w, x, m, s, C, &sg, &sgx);
-            float mg = sg / (float)C, mgx = sgx / (float)C;
-            float *restrict dx = din + (size_t)n * C;
+    LnArgs a = {.din = din, .dw = dw, .db = db, .dout = dout, .in = in, .w = w, .cmean = mean,
+                .crstd = rstd, .C = C, .b_rows = (size_t)N};
+    if (din)
+        par_for((size_t)N, 16, ln_bwd_rows, &a);
+    if (dw || db)
+        par_for((size_t)C, 64, ln_bwd_cols, &a);
+}
+
+static void ln_jvp_rows(void *ctx, size_t n0, size_t n1, int tid)
+{
+    // tout = txhat * w + xhat * tw + tb, txhat = s * (tx - mean(tx) - xhat * mean(xhat * tx))
+    const LnArgs *a = ctx;
+    const int C = a->C;
+    for (size_t n = n0; n < n1; n++) {
+        const float *restrict x = a->in + n * C;
+        float *restrict y = a->out + n * C;
+        float m = a->cmean[n], s = a->crstd[n];
+        if (a->tin) {
+            const float *restrict tx = a->tin + n * C;
+            float st, stx;
+            ln_row_moments(tx, NULL, x, m, s, C, &st, &stx);
+            float mt = st / (float)C, mtx = stx / (float)C;
             for (int c = 0; c < C; c++)
-                dx[c] += (g[c] * w[c] - mg - (x[c] - m) * s * mgx) * s;
+                y[c] = (tx[c] - mt - (x[c] - m) * s * mtx) * s * a->w[c];
+        } else {
+            memset(y, 0, (size_t)C * sizeof(float));
         }
-        if (dw)
+        if (a->tw)
             for (int c = 0; c < C; c++)
-                dw[c] += g[c] * (x[c] - m) * s;
-        if (db)
+                y[c] += (x[c] - m) * s * a->tw[c];
+        if (a->tb)
             for (int c = 0; c < C; c++)
-                db[c] += g[c];
+                y[c] += a->tb[c];
     }
 }
 
@@ -351,28 +417,9 @@ void op_layernorm_jvp(float *tout, const float *in, const float *tin, const floa
                       const float *tw, const float *tb, const float *mean, const float *rstd,
                       int N, int C)
 {
-    // tout = txhat * w + xhat * tw + tb, txhat = s * (tx - mean(tx) - xhat * mean(xhat * tx))
-    for (int n = 0; n < N; n++) {
-        const float *restrict x = in + (size_t)n * C;
-        float *restrict y = tout + (size_t)n * C;
-        float m = mean[n], s = rstd[n];
-        if (tin) {
-            const float *restrict tx = tin + (size_t)n * C;
-            float st, stx;
-            ln_row_moments(tx, NULL, x, m, s, C, &st, &stx);
-            float mt = st / (float)C, mtx = stx / (float)C;
-            for (int c = 0; c < C; c++)
-                y[c] = (tx[c] - mt - (x[c] - m) * s * mtx) * s * w[c];
-        } else {
-            memset(y, 0, (size_t)C * sizeof(float));
-        }
-        if (tw)
-            for (int c = 0; c < C; c++)
-                y[c] += (x[c] - m) * s * tw[c];
-        if (tb)
-            for (int c = 0; c < C; c++)
-                y[c] += tb[c];
-    }
+    LnArgs a = {.out = tout, .in = in, .tin = tin, .w = w, .tw = tw, .tb = tb, .cmean = mean,
+                .crstd = rstd, .C = C};
+    par_for((size_t)N, 16, ln_jvp_rows, &a);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -380,7 +427,8 @@ void op_layernorm_jvp(float *tout, const float *in, const float *tin, const floa
 size_t op_attention_scratch(int T, int D)
 {
     (void)D;
-    return (size_t)T * T; /* one (T,T) matrix: dP in backward, tS in jvp */
+    /* one (T,T) matrix per thread: dP in backward, tS in jvp */
+    return (size_t)T * T * TD_PAR_MAX_THREADS;
 }
 
 /* In place: each of the T rows of a (T,T) becomes its softmax. */
@@ -409,85 +457,122 @@ static void softmax_vjp_rows(float *g, const float *p, int T)
     }
 }
 
+/* Attention runs one (batch, head) pair at a time; pairs are independent, so
+ * they are spread over the pool. Only while one pair's products are small
+ * enough that OpenBLAS runs them on the calling thread anyway (it threads an
+ * sgemm from about 64^3 multiply-adds): larger ones keep BLAS's own threads. */
+typedef struct {
+    float *out, *att, *dqkv, *scratch;
+    const float *qkv, *tqkv, *dout, *catt;
+    int T, D, NH;
+} AttnArgs;
+
+static size_t attn_min_chunk(int T, int D, int NH)
+{
+    double work = (double)T * T * (D / NH);
+    return work < 65536.0 * 4.0 ? 1 : (size_t)1 << 30;
+}
+
+static void attn_fwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const AttnArgs *a = ctx;
+    const int T = a->T, D = a->D, NH = a->NH, HD = D / NH, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (size_t i = i0; i < i1; i++) {
+        size_t b = i / NH, h = i % NH;
+        const float *q = a->qkv + b * T * ld + h * HD;
+        const float *k = q + D, *v = q + 2 * D;
+        float *p = a->att + i * T * T;
+        float *o = a->out + b * T * D + h * HD;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, ld, k, ld, 0.0f,
+                    p, T);
+        softmax_rows(p, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, v, ld, 0.0f,
+                    o, D);
+    }
+}
+
 void op_attention_fwd(float *out, float *att, const float *qkv, int B, int T, int D, int NH)
 {
     // out (B,T,D), att (B,NH,T,T), qkv (B,T,3D); q/k/v of a head addressed with ld 3D
-    int HD = D / NH, ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)HD);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * HD;
-            const float *k = q + D, *v = q + 2 * D;
-            float *p = att + ((size_t)b * NH + h) * T * T;
-            float *o = out + (size_t)b * T * D + (size_t)h * HD;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, ld, k, ld,
-                        0.0f, p, T);
-            softmax_rows(p, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, v, ld,
-                        0.0f, o, D);
-        }
+    AttnArgs a = {.out = out, .att = att, .qkv = qkv, .T = T, .D = D, .NH = NH};
+    par_for((size_t)B * NH, attn_min_chunk(T, D, NH), attn_fwd_pairs, &a);
+}
+
+static void attn_bwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const AttnArgs *a = ctx;
+    const int T = a->T, D = a->D, NH = a->NH, HD = D / NH, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *dp = a->scratch + (size_t)tid * T * T; /* dP, then dS */
+    for (size_t i = i0; i < i1; i++) {
+        size_t b = i / NH, h = i % NH, off = b * T * ld + h * HD;
+        const float *q = a->qkv + off, *k = q + D, *v = q + 2 * D;
+        float *dq = a->dqkv + off, *dk = dq + D, *dv = dq + 2 * D;
+        const float *p = a->catt + i * T * T;
+        const float *dout_h = a->dout + b * T * D + h * HD;
+        // dP = dO V^T, dV += P^T dO
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dout_h, D, v, ld,
+                    0.0f, dp, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, dout_h, D,
+                    1.0f, dv, ld);
+        softmax_vjp_rows(dp, p, T);
+        // dQ += scale dS K, dK += scale dS^T Q
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dp, T, k, ld,
+                    1.0f, dq, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dp, T, q, ld, 1.0f,
+                    dk, ld);
+    }
 }
 
 void op_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *att,
                       float *scratch, int B, int T, int D, int NH)
 {
-    // dqkv (B,T,3D) +=; dout (B,T,D); scratch (T,T) holds dP, then dS
+    // dqkv (B,T,3D) +=; dout (B,T,D); scratch: op_attention_scratch floats
     if (!dqkv)
         return;
-    int HD = D / NH, ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)HD);
-    float *dp = scratch;
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t off = (size_t)b * T * ld + (size_t)h * HD;
-            const float *q = qkv + off, *k = q + D, *v = q + 2 * D;
-            float *dq = dqkv + off, *dk = dq + D, *dv = dq + 2 * D;
-            const float *p = att + ((size_t)b * NH + h) * T * T;
-            const float *dout_h = dout + (size_t)b * T * D + (size_t)h * HD;
-            // dP = dO V^T, dV += P^T dO
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dout_h, D, v,
-                        ld, 0.0f, dp, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, dout_h, D,
-                        1.0f, dv, ld);
-            softmax_vjp_rows(dp, p, T);
-            // dQ += scale dS K, dK += scale dS^T Q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dp, T, k, ld,
-                        1.0f, dq, ld);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dp, T, q, ld,
-                        1.0f, dk, ld);
-        }
+    AttnArgs a = {.dqkv = dqkv, .scratch = scratch, .qkv = qkv, .dout = dout, .catt = att,
+                  .T = T, .D = D, .NH = NH};
+    par_for((size_t)B * NH, attn_min_chunk(T, D, NH), attn_bwd_pairs, &a);
+}
+
+static void attn_jvp_pairs(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const AttnArgs *a = ctx;
+    const int T = a->T, D = a->D, NH = a->NH, HD = D / NH, ld = 3 * D;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *ts = a->scratch + (size_t)tid * T * T; /* tS, then tP */
+    for (size_t i = i0; i < i1; i++) {
+        size_t b = i / NH, h = i % NH, off = b * T * ld + h * HD;
+        const float *q = a->qkv + off, *k = q + D, *v = q + 2 * D;
+        const float *tq = a->tqkv + off, *tk = tq + D, *tv = tq + 2 * D;
+        const float *p = a->catt + i * T * T;
+        float *o = a->out + b * T * D + h * HD;
+        // tS = scale (tQ K^T + Q tK^T); tP = P * (tS - rowsum(P * tS))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, tq, ld, k, ld, 0.0f,
+                    ts, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, ld, tk, ld, 1.0f,
+                    ts, T);
+        softmax_vjp_rows(ts, p, T);
+        // tout = tP V + P tV
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, ts, T, v, ld, 0.0f,
+                    o, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, tv, ld, 1.0f,
+                    o, D);
+    }
 }
 
 void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const float *att,
                       float *scratch, int B, int T, int D, int NH)
 {
-    // tout (B,T,D) =; scratch (T,T) holds tS, then tP
+    // tout (B,T,D) =; scratch: op_attention_scratch floats
     if (!tqkv) {
         memset(tout, 0, (size_t)B * T * D * sizeof(float));
         return;
     }
-    int HD = D / NH, ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)HD);
-    float *ts = scratch;
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t off = (size_t)b * T * ld + (size_t)h * HD;
-            const float *q = qkv + off, *k = q + D, *v = q + 2 * D;
-            const float *tq = tqkv + off, *tk = tq + D, *tv = tq + 2 * D;
-            const float *p = att + ((size_t)b * NH + h) * T * T;
-            float *o = tout + (size_t)b * T * D + (size_t)h * HD;
-            // tS = scale (tQ K^T + Q tK^T); tP = P * (tS - rowsum(P * tS))
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, tq, ld, k, ld,
-                        0.0f, ts, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, ld, tk, ld,
-                        1.0f, ts, T);
-            softmax_vjp_rows(ts, p, T);
-            // tout = tP V + P tV
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, ts, T, v, ld,
-                        0.0f, o, D);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, tv, ld,
-                        1.0f, o, D);
-        }
+    AttnArgs a = {.out = tout, .scratch = scratch, .qkv = qkv, .tqkv = tqkv, .catt = att,
+                  .T = T, .D = D, .NH = NH};
+    par_for((size_t)B * NH, attn_min_chunk(T, D, NH), attn_jvp_pairs, &a);
 }
 
 /* -------------------------------------------------------------- activations */
@@ -496,59 +581,74 @@ void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const fl
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT2PI 0.39894228040143268f
 
-void op_act_fwd(float *out, const float *in, size_t n, TdAct act)
+typedef struct {
+    float *out;
+    const float *in, *aux; /* aux: dout (bwd) or tin (jvp) */
+    TdAct act;
+} ActArgs;
+
+static void act_fwd_range(void *ctx, size_t i0, size_t i1, int tid)
 {
-    float *restrict y = out;
-    const float *restrict x = in;
-    if (act == TD_ACT_QUICK_GELU) {
-        for (size_t i = 0; i < n; i++)
+    const ActArgs *a = ctx;
+    float *restrict y = a->out;
+    const float *restrict x = a->in;
+    if (a->act == TD_ACT_QUICK_GELU) {
+        for (size_t i = i0; i < i1; i++)
             y[i] = x[i] / (1.0f + fast_expf(-QGELU_K * x[i]));
     } else {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = i0; i < i1; i++)
             y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
     }
+}
+
+/* The activation's derivative at x times g, added to (bwd) or written into (jvp) out. */
+static void act_deriv_range(const ActArgs *a, size_t i0, size_t i1, int add)
+{
+    float *restrict y = a->out;
+    const float *restrict x = a->in, *restrict g = a->aux;
+    if (a->act == TD_ACT_QUICK_GELU) {
+        for (size_t i = i0; i < i1; i++) {
+            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
+            float d = g[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
+            y[i] = add ? y[i] + d : d;
+        }
+    } else {
+        for (size_t i = i0; i < i1; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
+            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
+            float d = g[i] * (cdf + x[i] * pdf);
+            y[i] = add ? y[i] + d : d;
+        }
+    }
+}
+
+static void act_bwd_range(void *ctx, size_t i0, size_t i1, int tid) { act_deriv_range(ctx, i0, i1, 1); }
+static void act_jvp_range(void *ctx, size_t i0, size_t i1, int tid) { act_deriv_range(ctx, i0, i1, 0); }
+
+enum { ACT_CHUNK = 4096 }; /* elements: below this a thread hand-off costs more than it saves */
+
+void op_act_fwd(float *out, const float *in, size_t n, TdAct act)
+{
+    ActArgs a = {out, in, NULL, act};
+    par_for(n, ACT_CHUNK, act_fwd_range, &a);
 }
 
 void op_act_bwd(float *din, const float *dout, const float *in, size_t n, TdAct act)
 {
     if (!din)
         return;
-    float *restrict dx = din;
-    const float *restrict g = dout, *restrict x = in;
-    if (act == TD_ACT_QUICK_GELU) {
-        for (size_t i = 0; i < n; i++) {
-            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
-            dx[i] += g[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
-            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
-            dx[i] += g[i] * (cdf + x[i] * pdf);
-        }
-    }
+    ActArgs a = {din, in, dout, act};
+    par_for(n, ACT_CHUNK, act_bwd_range, &a);
 }
 
 void op_act_jvp(float *tout, const float *in, const float *tin, size_t n, TdAct act)
 {
-    float *restrict ty = tout;
-    const float *restrict x = in, *restrict tx = tin;
     if (!tin) {
         memset(tout, 0, n * sizeof(float));
         return;
     }
-    if (act == TD_ACT_QUICK_GELU) {
-        for (size_t i = 0; i < n; i++) {
-            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
-            ty[i] = tx[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
-            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
-            ty[i] = tx[i] * (cdf + x[i] * pdf);
-        }
-    }
+    ActArgs a = {tout, in, tin, act};
+    par_for(n, ACT_CHUNK, act_jvp_range, &a);
 }
 
 /* ----------------------------------------------------------------- residual */

@@ -1,0 +1,121 @@
+#include "parallel.h"
+
+#include <pthread.h>
+
+typedef struct {
+    pthread_t thread;
+    int started;
+    unsigned long seen; /* last job done; starts at the job count when created */
+} Worker;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    int threads;          /* including the caller */
+    Worker w[TD_PAR_MAX_THREADS];
+    unsigned long job;    /* generation: bumped per par_for */
+    int pending;          /* workers still busy with the current job */
+    int quit;
+    ParFn fn;
+    void *ctx;
+    size_t n, chunk;      /* items, and items per range */
+} g = {.lock = PTHREAD_MUTEX_INITIALIZER,
+       .wake = PTHREAD_COND_INITIALIZER,
+       .done = PTHREAD_COND_INITIALIZER,
+       .threads = 1};
+
+static void run_range(int tid)
+{
+    size_t begin = (size_t)tid * g.chunk;
+    if (begin >= g.n)
+        return;
+    size_t end = begin + g.chunk < g.n ? begin + g.chunk : g.n;
+    g.fn(g.ctx, begin, end, tid);
+}
+
+static void *worker_main(void *arg)
+{
+    int tid = (int)(size_t)arg;
+    pthread_mutex_lock(&g.lock);
+    unsigned long seen = g.w[tid].seen;
+    for (;;) {
+        while (!g.quit && g.job == seen)
+            pthread_cond_wait(&g.wake, &g.lock);
+        if (g.quit)
+            break;
+        seen = g.job;
+        pthread_mutex_unlock(&g.lock);
+        run_range(tid);
+        pthread_mutex_lock(&g.lock);
+        if (--g.pending == 0)
+            pthread_cond_signal(&g.done);
+    }
+    pthread_mutex_unlock(&g.lock);
+    return NULL;
+}
+
+static void stop_workers(void)
+{
+    pthread_mutex_lock(&g.lock);
+    g.quit = 1;
+    pthread_cond_broadcast(&g.wake);
+    pthread_mutex_unlock(&g.lock);
+    for (int i = 1; i < g.threads; i++)
+        if (g.w[i].started)
+            pthread_join(g.w[i].thread, NULL);
+    for (int i = 1; i < g.threads; i++)
+        g.w[i].started = 0;
+    g.quit = 0;
+    g.threads = 1;
+}
+
+void par_set_threads(int n)
+{
+    if (n < 1)
+        n = 1;
+    if (n > TD_PAR_MAX_THREADS)
+        n = TD_PAR_MAX_THREADS;
+    if (n == g.threads)
+        return;
+    stop_workers();
+    int ok = 1;
+    for (int i = 1; i < n && ok; i++) {
+        g.threads = i; /* only started workers count if one fails to start */
+        g.w[i].seen = g.job; /* a new worker must not run a job that is already over */
+        ok = pthread_create(&g.w[i].thread, NULL, worker_main, (void *)(size_t)i) == 0;
+        g.w[i].started = ok;
+        if (ok)
+            g.threads = i + 1;
+    }
+}
+
+int par_threads(void) { return g.threads; }
+
+void par_for(size_t n, size_t min_chunk, ParFn fn, void *ctx)
+{
+    if (n == 0)
+        return;
+    size_t parts = (size_t)g.threads;
+    if (min_chunk < 1)
+        min_chunk = 1;
+    if (parts > 1 && n / parts < min_chunk)
+        parts = n / min_chunk > 1 ? n / min_chunk : 1;
+    if (parts <= 1) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&g.lock);
+    g.fn = fn;
+    g.ctx = ctx;
+    g.n = n;
+    g.chunk = (n + parts - 1) / parts;
+    g.pending = g.threads - 1;
+    g.job++;
+    pthread_cond_broadcast(&g.wake);
+    pthread_mutex_unlock(&g.lock);
+    run_range(0);
+    pthread_mutex_lock(&g.lock);
+    while (g.pending > 0)
+        pthread_cond_wait(&g.done, &g.lock);
+    pthread_mutex_unlock(&g.lock);
+}

@@ -1,0 +1,28 @@
+/* parallel: a tiny fork-join pool for the loops BLAS does not run (LayerNorm,
+ * activations, softmax, attention over batch x heads).
+ *
+ * Workers SLEEP on a condition variable between jobs: a spinning worker would
+ * steal the core that the next sgemm's BLAS thread needs. Each index range is
+ * always done by the same arithmetic in the same order, so results do not
+ * depend on the number of threads. par_set_threads(1) (the default) runs every
+ * loop on the calling thread. */
+#ifndef TD_PARALLEL_H
+#define TD_PARALLEL_H
+
+#include <stddef.h>
+
+/* fn does items [begin, end) as worker tid (0 = the caller). */
+typedef void (*ParFn)(void *ctx, size_t begin, size_t end, int tid);
+
+/* Sets the number of threads (>= 1, at most TD_PAR_MAX_THREADS), starting or
+ * stopping workers. Not thread-safe; call from the main thread. */
+#define TD_PAR_MAX_THREADS 16
+void par_set_threads(int n);
+int par_threads(void);
+
+/* Splits [0, n) into par_threads() contiguous ranges (no range smaller than
+ * min_chunk items) and runs them, the caller doing the first. Returns when all
+ * are done. Must not be called from inside fn. */
+void par_for(size_t n, size_t min_chunk, ParFn fn, void *ctx);
+
+#endif
