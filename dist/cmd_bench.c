@@ -151,7 +151,7 @@ TdStatus cmd_bench(int argc, char **argv)
     const char *arch = "vit_b32";
     int batch = 16, iters = 3, warmup = 1, help = 0;
     const CliOption opts[] = {
-        {"arch", 0, CLI_STR, &arch, "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28)"},
+        {"arch", 0, CLI_STR, &arch, "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28, vit_demo)"},
         {"batch", 0, CLI_INT, &batch, "images per step (default 16)"},
         {"iters", 0, CLI_INT, &iters, "timed iterations per row (default 3)"},
         {"warmup", 0, CLI_INT, &warmup, "untimed iterations first (default 1)"},

@@ -12,5 +12,8 @@ TdStatus cmd_init(int argc, char **argv);   /* tadist init --arch NAME --seed S 
 TdStatus cmd_check(int argc, char **argv);  /* tadist check --model M.h5 --ref REF.h5 */
 TdStatus cmd_bench(int argc, char **argv);  /* tadist bench --arch NAME --batch B */
 TdStatus cmd_data(int argc, char **argv);   /* tadist data ... (task data sets) */
+TdStatus cmd_merge(int argc, char **argv);  /* tadist merge [CONFIG] [options] -o MODEL.h5 */
+TdStatus cmd_export(int argc, char **argv); /* tadist export MODEL.h5 -o model.safetensors */
+TdStatus cmd_zeroshot(int argc, char **argv); /* tadist zeroshot --model M.h5 ... -o HEADS.h5 */
 
 #endif

@@ -39,6 +39,7 @@ static const CfgRow k_rows[] = {
     TD_CONFIG_MODEL(CFG_ROW)
     TD_CONFIG_DATA(CFG_ROW)
     TD_CONFIG_HEADS(CFG_ROW)
+    TD_CONFIG_PRETRAIN(CFG_ROW)
     TD_CONFIG_FINETUNE(CFG_ROW)
     TD_CONFIG_MERGE(CFG_ROW)
     TD_CONFIG_MERGE_ALPHA(CFG_ROW)
@@ -737,9 +738,9 @@ static TdStatus check_pairs(const Loader *L)
                               "'%s' is not a pair \"a:b\" of two different tasks of data.tasks",
                               p);
     }
-    if (stage_on(c, "disentangle") && c->disentangle.pairs.count == 0)
-        return cross_fail(L, "disentangle.pairs", "run.stages",
-                          "the disentangle stage needs at least one pair \"a:b\"");
+    if (stage_on(c, "disentangle") && c->disentangle.pairs.count == 0 && c->data.tasks.count < 2)
+        return cross_fail(L, "disentangle.pairs", "data.tasks",
+                          "the disentangle stage needs two tasks (pairs = [] means every pair)");
     return TD_OK;
 }
 

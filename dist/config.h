@@ -46,17 +46,18 @@ typedef double TdCfgNum3[3];
     X(run, INT, seed, "0", "[0,2147483647]",                                                    \
       "seed of every random choice (data order, augmentation, initialisation)")                  \
     X(run, CHOICES, stages, "finetune,single,addition",                                         \
-      "finetune|single|addition|negation|disentangle",                                          \
-      "stages to run, in this order: fine-tune each task, single-task accuracy, task addition, " \
-      "task negation, weight disentanglement")
+      "pretrain|finetune|single|addition|negation|disentangle|kernel|report",                   \
+      "stages to run, in this order: pre-train theta0 (pretrain section), fine-tune each task, " \
+      "single-task accuracy, task addition, "                                                    \
+      "task negation, weight disentanglement, kernel-behaviour diagnostic, report")
 
 #define TD_CONFIG_MODEL(X)                                                                      \
     X(model, STR, path, "models/vit_b32.h5", NULL,                                             \
       "the pre-trained encoder theta0 (tadist model file)")                                     \
     X(model, STR, arch, "", NULL,                                                               \
       "when model.path is missing and hf_import is empty: write a random encoder of this "       \
-      "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28); \"\" = the file "    \
-      "must exist")                                                                             \
+      "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28, vit_demo), or the "      \
+      "pretrain stage trains one; \"\" = the file must exist")                                    \
     X(model, STR, hf_import, "", NULL,                                                          \
       "when model.path is missing: Hugging Face CLIP directory (model.safetensors) to import "   \
       "into it; \"\" = none")
@@ -87,6 +88,21 @@ typedef double TdCfgNum3[3];
     X(heads, INT, probe_steps, "300", "[1,inf)",                                                \
       "heads.source = probe: full-batch Adam steps of softmax regression on theta0 features")
 
+#define TD_CONFIG_PRETRAIN(X)                                                                   \
+    X(pretrain, BOOL, enabled, "false", NULL,                                                   \
+      "pretrain stage: when model.path is missing, train a model.arch encoder from random "      \
+      "init on pretrain.task (all ranks, data-parallel) and write it there; an existing file "   \
+      "is reused")                                                                              \
+    X(pretrain, STR, task, "pretrain", NULL, "pre-training task: data.dir/<task>.h5")          \
+    X(pretrain, INT, steps, "1000", "[1,inf)", "optimizer steps")                               \
+    X(pretrain, FLOAT, lr, "1e-3", "(0,inf)", "peak AdamW learning rate (cosine schedule)")     \
+    X(pretrain, INT, batch, "128", "[1,inf)", "images per step, over all ranks")                \
+    X(pretrain, INT, warmup, "100", "[0,inf)", "linear warm-up steps")                          \
+    X(pretrain, FLOAT, weight_decay, "0.1", "[0,inf)", "AdamW decoupled weight decay (encoder)") \
+    X(pretrain, FLOAT, scale, "20", "(0,inf)",                                                  \
+      "cosine classifier: logits = scale * cos(feature, class embedding), class embeddings "   \
+      "learned with the encoder")
+
 #define TD_CONFIG_FINETUNE(X)                                                                   \
     X(finetune, CHOICES, modes, "attn", "full|attn|attn_bias|mlp|linear|ntk",                   \
       "fine-tuning modes, each a separate set of task vectors: attn is the paper's, full and "   \
@@ -115,7 +131,9 @@ typedef double TdCfgNum3[3];
 #define TD_CONFIG_MERGE(X)                                                                      \
     X(merge, CHOICES, methods, "sum", "sum|mean|ties|dare|dare_ties",                           \
       "merges evaluated by the addition stage: sum = theta0 + alpha*sum(tau) (task arithmetic), " \
-      "mean = weight average, ties, dare (then sum), dare_ties (DARE, then TIES)")
+      "mean = weight average, ties, dare (then sum), dare_ties (DARE, then TIES)")            \
+    X(merge, INT, stop_after, "0", "[0,inf)",                                                   \
+      "testing: end a coefficient search after N evaluations as if killed (resume test); 0 = off")
 
 #define TD_CONFIG_MERGE_ALPHA(X)                                                                \
     X(merge.alpha, FLOAT, start, "0", NULL, "first scaling coefficient of the search grid")     \
@@ -156,9 +174,12 @@ typedef double TdCfgNum3[3];
     X(disentangle, INT, points, "15", "[2,1001]",                                             \
       "coefficients per axis, linspace(min, max, points)")                                      \
     X(disentangle, NAMES, pairs, "", NULL,                                                      \
-      "task pairs \"a:b\" of data.tasks; needed by the disentangle stage")                      \
-    X(disentangle, ENUM, measure, "pred", "pred|repr",                                          \
-      "pred = fraction of changed predictions (the paper's xi), repr = symmetric KL of features")
+      "task pairs \"a:b\" of data.tasks; [] = every pair; both measures are computed: pred "    \
+      "(fraction of changed predictions, the paper's xi) and repr (symmetric KL of features)")   \
+    X(disentangle, INT, limit, "0", "[0,inf)",                                                  \
+      "at most this many test images per task; 0 = eval.limit (0 there too: all)")              \
+    X(disentangle, INT, batch, "64", "[1,inf)",                                                 \
+      "images per forward pass on one rank (each rank evaluates whole grid points alone)")
 
 #define TD_CONFIG_BLAS(X)                                                                       \
     X(blas, INT, threads, "0", "[0,4096]",                                                      \
@@ -181,6 +202,7 @@ typedef struct { TD_CONFIG_RUN(TD_CFG_FIELD) } TdRunConfig;
 typedef struct { TD_CONFIG_MODEL(TD_CFG_FIELD) } TdModelConfig;
 typedef struct { TD_CONFIG_DATA(TD_CFG_FIELD) } TdDataConfig;
 typedef struct { TD_CONFIG_HEADS(TD_CFG_FIELD) } TdHeadsConfig;
+typedef struct { TD_CONFIG_PRETRAIN(TD_CFG_FIELD) } TdPretrainConfig;
 typedef struct { TD_CONFIG_FINETUNE(TD_CFG_FIELD) } TdFinetuneConfig;
 typedef struct { TD_CONFIG_MERGE_ALPHA(TD_CFG_FIELD) } TdMergeAlphaConfig;
 typedef struct { TD_CONFIG_MERGE_TIES(TD_CFG_FIELD) } TdMergeTiesConfig;
@@ -201,6 +223,7 @@ typedef struct {
     TdModelConfig model;
     TdDataConfig data;
     TdHeadsConfig heads;
+    TdPretrainConfig pretrain;
     TdFinetuneConfig finetune;
     TdMergeConfig merge;
     TdEvalConfig eval;

@@ -17,6 +17,7 @@
 #include "rng.h"
 #include "runtime.h"
 #include "task_loader.h"
+#include "train_step.h"
 #include "trainable.h"
 #include "vit.h"
 
@@ -37,41 +38,9 @@ typedef struct {
 
 /* ---- small helpers ---- */
 
-static void pack(const ParamTable *t, const unsigned char *mask, const float *full, float *out)
-{
-    for (int i = 0; i < t->count; i++)
-        if (mask[i]) {
-            memcpy(out, full + t->info[i].offset, t->info[i].numel * sizeof *out);
-            out += t->info[i].numel;
-        }
-}
-
-static void unpack(const ParamTable *t, const unsigned char *mask, const float *in, float *full)
-{
-    for (int i = 0; i < t->count; i++)
-        if (mask[i]) {
-            memcpy(full + t->info[i].offset, in, t->info[i].numel * sizeof *in);
-            in += t->info[i].numel;
-        }
-}
-
-static void masked_diff(const ParamTable *t, const unsigned char *mask, const float *a,
-                        const float *b, float *out)
-{
-    for (int i = 0; i < t->count; i++)
-        if (mask[i])
-            for (size_t k = t->info[i].offset; k < t->info[i].offset + t->info[i].numel; k++)
-                out[k] = a[k] - b[k];
-}
-
 static float schedule_lr(const TdFinetuneConfig *f, long step)
 {
-    long steps = f->steps, warm = f->warmup < f->steps ? f->warmup : f->steps;
-    if (strcmp(f->schedule, "cosine") == 0 || step < warm)
-        return optim_lr_cosine((float)f->lr, step, warm, steps);
-    if (strcmp(f->schedule, "linear") == 0)
-        return (float)(f->lr * (double)(steps - step) / (double)(steps - warm));
-    return (float)f->lr;
+    return dp_schedule_lr(f->schedule, f->lr, step, f->warmup, f->steps);
 }
 
 static uint64_t task_seed(const TdConfig *cfg, int t)
@@ -93,22 +62,6 @@ static void config_hash(const FtRun *r, int t, char out[20])
     uint64_t h = XXH64(buf, (size_t)n, 0);
     h ^= XXH64(r->heads->w[t], (size_t)r->heads->classes[t] * r->heads->E * sizeof(float), 1);
     snprintf(out, 20, "%016llx", (unsigned long long)h);
-}
-
-static TdStatus mkdir_p(const char *path)
-{
-    char tmp[700];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-                return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
-    return TD_OK;
 }
 
 /* ---- HDF5 attribute helpers ---- */
@@ -202,11 +155,11 @@ static TdStatus ckpt_save(const FtRun *r, int t, long step, const float *theta, 
         return td_fail(TD_ERR_IO, "cannot create checkpoint '%s'", tmp);
     herr_t e = attr_str(f, "config_hash", hash);
     e |= attr_num(f, "step", (double)step, 1);
-    pack(&r->m->table, r->mask, theta, scratch);
+    dp_pack(&r->m->table, r->mask, theta, scratch);
     e |= write_vec(f, "theta", scratch, r->ntrain);
-    pack(&r->m->table, r->mask, o->m, scratch);
+    dp_pack(&r->m->table, r->mask, o->m, scratch);
     e |= write_vec(f, "adam_m", scratch, r->ntrain);
-    pack(&r->m->table, r->mask, o->v, scratch);
+    dp_pack(&r->m->table, r->mask, o->v, scratch);
     e |= write_vec(f, "adam_v", scratch, r->ntrain);
     H5Fclose(f);
     if (e < 0 || rename(tmp, path) != 0) {
@@ -247,7 +200,7 @@ static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, float *
     for (int k = 0; k < 3 && e >= 0; k++) {
         e = read_vec(f, nm[k], scratch, r->ntrain);
         if (e >= 0)
-            unpack(&r->m->table, r->mask, scratch, mv[k]);
+            dp_unpack(&r->m->table, r->mask, scratch, mv[k]);
     }
     H5Fclose(f);
     if (e < 0 || st < 0 || st > r->cfg->finetune.steps)
@@ -260,51 +213,35 @@ static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, float *
 /* ---- one task, one group ---- */
 
 typedef struct {
-    TaskLoader L;
-    VitWork w;
-    VitHead h;
+    DpTrainer dp;  /* loader, workspace, gradients (train_step.h) */
     AdamW o;
-    float *x, *emb, *demb, *grads, *delta, *packed;
-    int32_t *y;
     FILE *metrics;
 } Trainer;
 
 static void trainer_free(Trainer *T)
 {
-    loader_close(&T->L);
-    vit_work_free(&T->w);
-    vit_head_free(&T->h);
+    dp_trainer_free(&T->dp);
     adamw_free(&T->o);
-    free(T->x), free(T->emb), free(T->demb), free(T->y), free(T->packed);
-    td_free(T->grads), td_free(T->delta);
     if (T->metrics)
         fclose(T->metrics);
     memset(T, 0, sizeof *T);
 }
 
-static TdStatus trainer_alloc(Trainer *T, const FtRun *r, int t, int grank)
+static DpSpec ft_spec(const FtRun *r, int t)
 {
-    const VitArch *a = &r->m->arch;
-    int nl = loader_local_max(&T->L), S = a->image, E = a->out_dim, nb = nl > 0 ? nl : 1;
-    TD_TRY(vit_work_alloc(&T->w, a, &r->m->table, nb));
-    TD_TRY(vit_head_alloc(&T->h, nb, E, r->heads->classes[t]));
+    DpSpec p = {r->m, r->mask, r->ntrain, r->ntk, r->heads->classes[t], 0};
+    return p;
+}
+
+static TdStatus trainer_alloc(Trainer *T, const FtRun *r, int grank, const char *task)
+{
     const TdFinetuneConfig *f = &r->cfg->finetune;
     AdamWConfig oc = {(float)f->lr, (float)f->beta1, (float)f->beta2, (float)f->eps,
                       (float)f->weight_decay};
     TD_TRY(adamw_init(&T->o, &oc, r->m->table.total));
-    TD_ALLOC(T->x, (size_t)nb * 3 * S * S);
-    TD_ALLOC(T->emb, (size_t)nb * E);
-    TD_ALLOC(T->demb, (size_t)nb * E);
-    TD_ALLOC(T->y, nb);
-    TD_ALLOC(T->packed, r->ntrain + 1);
-    T->grads = td_aligned_calloc(r->m->table.total * sizeof(float));
-    T->delta = td_aligned_calloc(r->m->table.total * sizeof(float));
-    if (!T->grads || !T->delta)
-        return td_fail(TD_ERR_NOMEM, "fine-tuning: out of memory");
     if (grank == 0) {
         char path[700];
-        snprintf(path, sizeof path, "%s/metrics/%s_%s.jsonl", r->run_dir, r->mode,
-                 r->cfg->data.tasks.item[t]);
+        snprintf(path, sizeof path, "%s/metrics/%s_%s.jsonl", r->run_dir, r->mode, task);
         T->metrics = fopen(path, "a");
         if (!T->metrics)
             return td_fail(TD_ERR_IO, "cannot open metrics file '%s'", path);
@@ -312,91 +249,42 @@ static TdStatus trainer_alloc(Trainer *T, const FtRun *r, int t, int grank)
     return TD_OK;
 }
 
-/* Forward, backward and the group's gradient sum for one global batch.
- * Returns the global mean loss in *loss; grads hold the summed gradient. */
-static TdStatus train_step(const FtRun *r, int t, Trainer *T, MPI_Comm gcomm, int gsize,
-                           const float *theta, double *loss)
-{
-    const ParamTable *tab = &r->m->table;
-    LoaderBatch b;
-    TD_TRY(runtime_agree(gcomm, loader_next(&T->L, T->x, T->y, &b)));
-    for (int i = 0; i < tab->count; i++)
-        if (r->mask[i])
-            memset(T->grads + tab->info[i].offset, 0, tab->info[i].numel * sizeof(float));
-    double lsum = 0;
-    int nl = b.nlocal, E = r->m->arch.out_dim;
-    if (nl > 0) {
-        if (r->ntk) {
-            masked_diff(tab, r->mask, theta, r->m->params, T->delta);
-            vit_ntk_forward(r->m->params, &T->w, T->delta, r->mask, T->x, nl, T->emb, NULL);
-        } else {
-            vit_forward(theta, &T->w, T->x, nl, T->emb);
-        }
-        double l = vit_head_loss(&T->h, T->emb, r->heads->w[t], (float)r->cfg->heads.logit_scale,
-                                 T->y, nl, r->heads->classes[t], NULL, T->demb, NULL);
-        float frac = (float)nl / (float)b.nglobal; /* mean over the GLOBAL batch */
-        for (size_t k = 0; k < (size_t)nl * E; k++)
-            T->demb[k] *= frac;
-        vit_backward(&T->w, T->demb, T->grads, r->mask);
-        lsum = l * frac;
-    }
-    if (gsize > 1) {
-        pack(tab, r->mask, T->grads, T->packed);
-        if (MPI_Allreduce(MPI_IN_PLACE, T->packed, (int)r->ntrain, MPI_FLOAT, MPI_SUM, gcomm) !=
-                MPI_SUCCESS ||
-            MPI_Allreduce(MPI_IN_PLACE, &lsum, 1, MPI_DOUBLE, MPI_SUM, gcomm) != MPI_SUCCESS)
-            return td_fail(TD_ERR_MPI, "fine-tuning: gradient MPI_Allreduce failed");
-        unpack(tab, r->mask, T->packed, T->grads);
-    }
-    *loss = lsum;
-    return TD_OK;
-}
-
-static void fmt_eta(double s, char *buf, size_t n)
-{
-    if (s >= 3600)
-        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else if (s >= 60)
-        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-    else
-        snprintf(buf, n, "%.0fs", s);
-}
-
 /* Trains task t in group gcomm: theta (in: theta0, out: theta_t) and res. */
 static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, double *res)
 {
     const TdFinetuneConfig *f = &r->cfg->finetune;
     const char *task = r->cfg->data.tasks.item[t];
-    int grank, gsize;
+    int grank;
     MPI_Comm_rank(gcomm, &grank);
-    MPI_Comm_size(gcomm, &gsize);
     char path[600];
     heads_task_path(r->cfg, t, path, sizeof path);
     Trainer T;
     memset(&T, 0, sizeof T);
     LoaderOpts lo = {path, TASK_TRAIN, f->batch, r->m->arch.image, task_seed(r->cfg, t), 1};
-    TdStatus s = loader_open(&T.L, gcomm, &lo);
+    DpSpec spec = ft_spec(r, t);
+    TdStatus s = dp_trainer_open(&T.dp, gcomm, &lo, &spec);
     if (s == TD_OK)
-        s = runtime_agree(gcomm, trainer_alloc(&T, r, t, grank));
+        s = runtime_agree(gcomm, trainer_alloc(&T, r, grank, task));
     long step = 0;
     if (s == TD_OK)
-        s = runtime_agree(gcomm, ckpt_load(r, t, theta, &T.o, T.packed, &step));
+        s = runtime_agree(gcomm, ckpt_load(r, t, theta, &T.o, T.dp.packed, &step));
     if (s != TD_OK) {
         trainer_free(&T);
         return s;
     }
     if (step > 0)
         td_log_rank("%s/%s: resuming from checkpoint at step %ld", r->mode, task, step);
-    loader_seek(&T.L, (int)(step / T.L.batches), step % T.L.batches);
+    loader_seek(&T.dp.L, (int)(step / T.dp.L.batches), step % T.dp.L.batches);
     res[R_STATUS] = FT_OK;
     double t_last = td_wall(), t_start = t_last;
     long step_last = step, step_start = step;
     double loss = 0;
     while (step < f->steps) {
-        s = train_step(r, t, &T, gcomm, gsize, theta, &loss);
+        s = dp_step(&T.dp, gcomm, &spec, theta, r->heads->w[t], (float)r->cfg->heads.logit_scale,
+                    &loss);
         if (s != TD_OK)
             break;
-        double norm = sqrt(optim_grad_sumsq(&r->m->table, r->mask, T.grads));
+        double norm = sqrt(optim_grad_sumsq(&r->m->table, r->mask, T.dp.grads));
         if (!isfinite(loss) || !isfinite(norm)) {
             res[R_STATUS] = FT_NAN;
             res[R_FAIL_STEP] = (double)(step + 1);
@@ -406,15 +294,15 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
             break;
         }
         if (f->grad_clip > 0)
-            optim_clip_scale(&r->m->table, r->mask, T.grads, norm, (float)f->grad_clip);
+            optim_clip_scale(&r->m->table, r->mask, T.dp.grads, norm, (float)f->grad_clip);
         float lr = schedule_lr(f, step);
-        adamw_step(&T.o, &r->m->table, r->mask, theta, T.grads, lr);
+        adamw_step(&T.o, &r->m->table, r->mask, theta, T.dp.grads, lr);
         step++;
         if (grank == 0 && (step % f->log_every == 0 || step == f->steps)) {
             double now = td_wall(), ips = (double)(step - step_last) * f->batch / (now - t_last + 1e-9);
             double per = (now - t_start) / (double)(step - step_start);
             char eta[32];
-            fmt_eta(per * (double)(f->steps - step), eta, sizeof eta);
+            dp_fmt_eta(per * (double)(f->steps - step), eta, sizeof eta);
             td_log_rank("%s/%s step %ld/%d loss %.4f lr %.3g grad %.3g %.1f img/s ETA %s",
                         r->mode, task, step, f->steps, loss, lr, norm, ips, eta);
             fprintf(T.metrics,
@@ -426,7 +314,7 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
             step_last = step;
         }
         if (f->checkpoint_every > 0 && (step % f->checkpoint_every == 0 || step == f->steps)) {
-            s = runtime_agree(gcomm, grank == 0 ? ckpt_save(r, t, step, theta, &T.o, T.packed)
+            s = runtime_agree(gcomm, grank == 0 ? ckpt_save(r, t, step, theta, &T.o, T.dp.packed)
                                                 : TD_OK);
             if (s != TD_OK)
                 break;
@@ -453,7 +341,7 @@ static TdStatus evaluate_task(const FtRun *r, int t, MPI_Comm gcomm, const float
     heads_task_path(r->cfg, t, path, sizeof path);
     EvalEncoder enc = {r->m, theta, NULL, NULL};
     if (r->ntk) {
-        masked_diff(&r->m->table, r->mask, theta, r->m->params, delta);
+        dp_masked_diff(&r->m->table, r->mask, theta, r->m->params, delta);
         enc = (EvalEncoder){r->m, NULL, delta, r->mask};
     }
     const TdEvalConfig *e = &r->cfg->eval;
@@ -591,8 +479,8 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
                 if (!tv[t])
                     s = td_fail(TD_ERR_NOMEM, "fine-tuning: out of memory");
                 else {
-                    masked_diff(tab, r->mask, theta, r->m->params, delta);
-                    pack(tab, r->mask, delta, tv[t]);
+                    dp_masked_diff(tab, r->mask, theta, r->m->params, delta);
+                    dp_pack(tab, r->mask, delta, tv[t]);
                 }
             }
         }
@@ -709,13 +597,13 @@ TdStatus finetune_stage(const TdConfig *cfg)
     TdStatus s = check_inputs(cfg);
     if (s == TD_OK && g_rt.rank == 0) {
         char d[700];
-        s = mkdir_p(r.run_dir);
+        s = dp_mkdir_p(r.run_dir);
         snprintf(d, sizeof d, "%s/ckpt", r.run_dir);
         if (s == TD_OK)
-            s = mkdir_p(d);
+            s = dp_mkdir_p(d);
         snprintf(d, sizeof d, "%s/metrics", r.run_dir);
         if (s == TD_OK)
-            s = mkdir_p(d);
+            s = dp_mkdir_p(d);
     }
     TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
     VitModel m;

@@ -21,6 +21,9 @@ static const Command k_commands[] = {
     {"check", cmd_check, "compare the engine against a reference file (outputs, gradients, JVPs)"},
     {"bench", cmd_bench, "measure images/s and memory of forward and training steps"},
     {"data", cmd_data, "import and build task data sets"},
+    {"merge", cmd_merge, "merge task vectors into a model file (merge.* options)"},
+    {"export", cmd_export, "write a tadist model file as Hugging Face safetensors"},
+    {"zeroshot", cmd_zeroshot, "build zero-shot heads from class names through the text tower"},
 };
 
 static void usage(void)

@@ -2,8 +2,13 @@
 
 #include <string.h>
 
+#include "disentangle.h"
 #include "finetune.h"
+#include "kernel_diag.h"
+#include "pretrain.h"
+#include "report.h"
 #include "runtime.h"
+#include "search.h"
 
 /* Stages in pipeline order. Implementing one means replacing its NULL with a
  * TdStatus (*)(const TdConfig *) that is collective and returns an agreed status. */
@@ -14,11 +19,15 @@ typedef struct {
 } Stage;
 
 static const Stage k_stages[] = {
+    {"pretrain", "pre-train theta0 on pretrain.task when model.path is missing (cached)",
+     pretrain_stage},
     {"finetune", "fine-tune theta0 on each task, once per finetune.modes entry", finetune_stage},
-    {"single", "single-task accuracy of each fine-tuned encoder (normalisation)", NULL},
-    {"addition", "merge task vectors (merge.methods), pick alpha on val, test", NULL},
-    {"negation", "subtract each task vector, keeping the control task's accuracy", NULL},
-    {"disentangle", "weight disentanglement error over the disentangle grid", NULL},
+    {"single", "single-task accuracy of each fine-tuned encoder (normalisation)", single_stage},
+    {"addition", "merge task vectors (merge.methods), pick alpha on val, test", addition_stage},
+    {"negation", "subtract each task vector, keeping the control task's accuracy", negation_stage},
+    {"disentangle", "weight disentanglement error over the disentangle grid", disentangle_stage},
+    {"kernel", "fine-tuned encoders against their linearisation f0 + J tau", kernel_stage},
+    {"report", "report.md, figures and tables from results.json and grids.h5", report_stage},
 };
 
 static void log_plan(const TdConfig *cfg)
@@ -33,6 +42,7 @@ static void log_plan(const TdConfig *cfg)
 TdStatus pipeline_run(const TdConfig *cfg)
 {
     log_plan(cfg);
+    TD_TRY(report_note_command(cfg)); /* the report names the commands behind a run */
     int pending = 0;
     for (size_t i = 0; i < sizeof k_stages / sizeof k_stages[0]; i++) {
         const Stage *st = &k_stages[i];

@@ -1,5 +1,5 @@
 /* pipeline: the stages a configuration asks for (run.stages), in order:
- * finetune -> single -> addition -> negation -> disentangle.
+ * pretrain -> finetune -> single -> addition -> negation -> disentangle.
  * This is the one place where stages are called from; none is implemented
  * yet, and pipeline_run says so. */
 #ifndef TD_PIPELINE_H

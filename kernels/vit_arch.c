@@ -16,6 +16,8 @@ static const NamedArch k_archs[] = {
     {"vit_tiny", {64, 2, 4, 8, 32, 256, 32, 3, TD_ACT_QUICK_GELU, 1e-5f}},
     /* width 128, 6 blocks, 4 heads, 28x28 images, patch 4: the small benchmark row */
     {"vit_small28", {128, 6, 4, 4, 28, 512, 128, 3, TD_ACT_QUICK_GELU, 1e-5f}},
+    /* width 128, 4 blocks, patch 7 on 28x28 (17 tokens): the demo's pre-trained encoder */
+    {"vit_demo", {128, 4, 4, 7, 28, 512, 128, 3, TD_ACT_QUICK_GELU, 1e-5f}},
 };
 
 TdStatus vit_arch_by_name(const char *name, VitArch *a)
@@ -29,7 +31,7 @@ TdStatus vit_arch_by_name(const char *name, VitArch *a)
     return td_fail(TD_ERR_ARG, "unknown architecture '%s' (known: %s)", name, vit_arch_names());
 }
 
-const char *vit_arch_names(void) { return "vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28"; }
+const char *vit_arch_names(void) { return "vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28, vit_demo"; }
 
 TdStatus vit_arch_validate(const VitArch *a)
 {

@@ -1,0 +1,32 @@
+/* report: the report stage (last) - <run_dir>/report.md, its SVG figures
+ * (<run_dir>/figures/<name>.svg, written by svg.h, no external program) and
+ * CSV tables (<run_dir>/tables/<name>.csv), all from results.json and grids.h5 alone.
+ *
+ * Every number shown is read from results.json (the key is named beside each
+ * table) or from a grids.h5 dataset (named under each figure); a part of
+ * results.json that is missing is printed as "not run". The report names the
+ * command(s) that produced the run (results.json "commands", recorded by
+ * report_note_command at the start of each pipeline run).
+ *
+ * Sections: training time per mode; single-task accuracy (table, per-task
+ * bars); task addition per mode / method / head set at the chosen alpha
+ * (absolute and normalised, per task) with accuracy against alpha; negation;
+ * disentanglement heat maps (pred and repr, one per mode and pair, shared
+ * colour scale) with their mean errors; kernel-behaviour diagnostic.
+ * Tables: single.csv, addition.csv, negation.csv, disentangle.csv,
+ * kernel.csv, train_time.csv. Rank 0 writes; the others wait. */
+#ifndef TD_REPORT_H
+#define TD_REPORT_H
+
+#include "config.h"
+#include "status.h"
+
+/* Collective over MPI_COMM_WORLD; returns an agreed status. */
+TdStatus report_stage(const TdConfig *cfg);
+
+/* Appends this process's command line (/proc/self/cmdline, with the rank
+ * count) and the stages it runs to results.json "commands". Collective over
+ * MPI_COMM_WORLD (rank 0 writes); creates the run directory. */
+TdStatus report_note_command(const TdConfig *cfg);
+
+#endif

@@ -1,0 +1,65 @@
+/* search: the coefficient search and the stages built on it - single,
+ * addition and negation (docs/METHOD.md, "Evaluation").
+ *
+ * The work pool: items (e.g. alpha index x task) are handed out one at a time
+ * from an MPI-3 one-sided counter on rank 0 of comm (MPI_Fetch_and_op), so a
+ * rank that finishes early takes the next item (dynamic load balancing). Each
+ * item runs on one rank alone (MPI_COMM_SELF evaluation) and is appended, as
+ * one line written with one write(2) to a file opened O_APPEND, to a journal
+ * <run_dir>/search/<stage>_<mode>_<method>.jsonl whose first line is a key of
+ * everything the values depend on. A rerun with the same key skips the items
+ * already there, so a killed search resumes from what is on disk; a journal
+ * with another key is started over. merge.stop_after = K ends a search after
+ * K items of that run, as if killed (resume test).
+ *
+ * Stages (collective over MPI_COMM_WORLD, agreed status), per finetune.modes
+ * entry, all reading <run_dir>/task_vectors_<mode>.h5 and heads.h5:
+ *   single    copies the single-task accuracies the finetune stage measured
+ *             into results.json (modes.<mode>.single.<task>)
+ *   addition  per merge.methods entry: tau_merged (task_merge.h), the alpha
+ *             grid x val splits through the pool, alpha by mean normalised val
+ *             accuracy (normaliser: each task's fine-tuned val accuracy), then
+ *             test features once per task, scored by each head set of
+ *             eval.heads: "theta0" (frozen), "refit" (prototypes of the merged
+ *             encoder's train features), "finetuned" (only when trained)
+ *   negation  per target: theta0 - alpha tau_t, alpha minimising target val
+ *             accuracy with control val accuracy >= negation.threshold times
+ *             theta0's; target and control test accuracy at that alpha
+ * ntk task vectors are evaluated through the linearised model
+ * f0 + J(theta0)(alpha tau). Grids go to grids.h5 under /<mode>/<stage>/... */
+#ifndef TD_SEARCH_H
+#define TD_SEARCH_H
+
+#include <mpi.h>
+
+#include "config.h"
+#include "status.h"
+
+/* Evaluates item on this rank alone; *value is what the journal keeps. */
+typedef TdStatus (*PoolItemFn)(void *ctx, int item, double *value);
+
+typedef struct {
+    const char *journal; /* path of the journal */
+    const char *key;     /* identity of the search (no quotes or newlines) */
+    int nitems;
+    int stop_after;      /* > 0: stop after this many items of this run, as if killed */
+} PoolSpec;
+
+/* Runs every item not already in the journal; values (nitems) on every rank.
+ * Collective over comm; the status is agreed. */
+TdStatus search_pool(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
+                     double *values);
+
+/* The merge.alpha grid: count, and the i-th value. */
+int search_alpha_count(const TdConfig *cfg);
+double search_alpha(const TdConfig *cfg, int i);
+
+/* Index of the best alpha: the largest mean over tasks of vals (alphas x
+ * tasks) / norm[t] (norm NULL: 1); the first on ties. */
+int search_choose_alpha(const double *vals, int nalpha, int ntasks, const double *norm);
+
+TdStatus single_stage(const TdConfig *cfg);
+TdStatus addition_stage(const TdConfig *cfg);
+TdStatus negation_stage(const TdConfig *cfg);
+
+#endif

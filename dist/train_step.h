@@ -1,0 +1,72 @@
+/* train_step: the data-parallel training step shared by fine-tuning
+ * (finetune.c, one rank group per task) and pre-training (pretrain.c, every
+ * rank on one task).
+ *
+ * Each rank of comm forwards and backwards its slice of the global batch
+ * (task_loader.h), the loss is normalised by the GLOBAL batch, and the
+ * gradients of the trained tensors - plus, when asked, the gradient of the
+ * head - are summed with one MPI_Allreduce of one packed buffer. The result
+ * depends on the rank count only through the order of that sum. */
+#ifndef TD_TRAIN_STEP_H
+#define TD_TRAIN_STEP_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "model_io.h"
+#include "status.h"
+#include "task_loader.h"
+#include "vit.h"
+
+/* What one step trains. */
+typedef struct {
+    const VitModel *m;          /* architecture and table; theta0 for ntk */
+    const unsigned char *mask;  /* trained tensors (table count) */
+    size_t ntrain;              /* their elements (trainable_count) */
+    int ntk;                    /* 1: linearised model around m->params */
+    int classes;                /* C, rows of the head */
+    int train_head;             /* 1: dp_step also returns the summed head gradient */
+} DpSpec;
+
+/* Buffers of one trainer: the loader, the workspace and the gradients. */
+typedef struct {
+    TaskLoader L;
+    VitWork w;
+    VitHead h;
+    float *x, *emb, *demb, *grads, *delta, *packed, *dhead;
+    int32_t *y;
+} DpTrainer;
+
+/* Opens the loader (collective over comm) and allocates the buffers for spec;
+ * the status is agreed over comm. */
+TdStatus dp_trainer_open(DpTrainer *T, MPI_Comm comm, const LoaderOpts *lo, const DpSpec *spec);
+void dp_trainer_free(DpTrainer *T);
+
+/* One global batch: forward, head loss (logits = scale * cos(feature, head
+ * row); head (C,E) is used as given), backward, gradient sum over comm.
+ * Afterwards T->grads holds the summed gradient of the trained tensors (table
+ * layout) and, with spec->train_head, T->dhead (C,E) the head's; *loss is the
+ * global mean loss. Collective over comm. */
+TdStatus dp_step(DpTrainer *T, MPI_Comm comm, const DpSpec *spec, const float *theta,
+                 const float *head, float scale, double *loss);
+
+/* The scratch buffer T->packed holds at least ntrain + C*E floats. */
+
+/* Copies the masked tensors of full into out, back to back (and back). */
+void dp_pack(const ParamTable *t, const unsigned char *mask, const float *full, float *out);
+void dp_unpack(const ParamTable *t, const unsigned char *mask, const float *in, float *full);
+/* out = a - b on the masked tensors. */
+void dp_masked_diff(const ParamTable *t, const unsigned char *mask, const float *a,
+                    const float *b, float *out);
+
+/* Learning rate of 0-based step: linear warm-up (at most steps), then
+ * schedule "cosine" | "linear" (to 0 at steps) | "constant". */
+float dp_schedule_lr(const char *schedule, double lr, long step, long warmup, long steps);
+
+/* mkdir -p path. */
+TdStatus dp_mkdir_p(const char *path);
+
+/* "1h02m", "3m05s", "42s" */
+void dp_fmt_eta(double seconds, char *buf, size_t n);
+
+#endif

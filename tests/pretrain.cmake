@@ -1,0 +1,52 @@
+# Pre-training (dist/pretrain, dist/train_step): a tiny vit_tiny trained for a
+# few steps on a tiny generated task (test_finetune gen) at 1 and 2 ranks.
+# Claims: the loss goes down; the written model does not depend on the rank
+# count (beyond reduction order) and says where it came from; a second run
+# reuses the cached file without retraining (log line, and the file is not
+# rewritten).
+
+add_executable(test_pretrain test_pretrain.c)
+target_link_libraries(test_pretrain PRIVATE tadist_dist)
+
+set(PT ${TADIST_TEST_OUT}/pt)
+set(PT_CFG ${CMAKE_CURRENT_SOURCE_DIR}/pretrain/tiny.cfg)
+
+add_test(NAME pt_setup COMMAND sh -c
+         "rm -rf ${PT} && mkdir -p ${PT}/data && $<TARGET_FILE:test_finetune> gen ${PT}/data")
+set_tests_properties(pt_setup PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_SETUP pt_data TIMEOUT 30)
+
+foreach(np 1 2)
+  set(run ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} --oversubscribe
+      $<TARGET_FILE:tadist> ${PT_CFG} --set data.dir=${PT}/data --set run.out_dir=${PT}/runs
+      --set model.path=${PT}/np${np}/theta0.h5)
+  string(REPLACE ";" " " run "${run}")
+  add_test(NAME pt_run_np${np} COMMAND sh -c
+           "${run} > ${PT}/np${np}.log 2>&1; rc=$?; cat ${PT}/np${np}.log; exit $rc")
+  set_tests_properties(pt_run_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED pt_data FIXTURES_SETUP pt_run_np${np} TIMEOUT 60
+                       PASS_REGULAR_EXPRESSION "pretrain: wrote .*theta0\\.h5")
+  add_test(NAME pt_loss_np${np} COMMAND test_pretrain loss ${PT}/np${np}.log)
+  set_tests_properties(pt_loss_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED pt_run_np${np} TIMEOUT 30)
+endforeach()
+
+add_test(NAME pt_same_np1_np2 COMMAND test_pretrain same ${PT}/np1/theta0.h5 ${PT}/np2/theta0.h5 5e-4)
+set_tests_properties(pt_same_np1_np2 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "pt_run_np1;pt_run_np2" TIMEOUT 30)
+
+add_test(NAME pt_source COMMAND test_pretrain source ${PT}/np2/theta0.h5
+         "pretrain:${PT}/data/quad:steps=16:seed=4")
+set_tests_properties(pt_source PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED pt_run_np2 TIMEOUT 30)
+
+# Rerun on the np2 output: reused (log line), not retrained (no step line, the
+# file's checksum and modification time unchanged).
+set(run2 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe $<TARGET_FILE:tadist>
+    ${PT_CFG} --set data.dir=${PT}/data --set run.out_dir=${PT}/runs
+    --set model.path=${PT}/np2/theta0.h5)
+string(REPLACE ";" " " run2 "${run2}")
+add_test(NAME pt_cached COMMAND sh -c
+         "m=${PT}/np2/theta0.h5; before=$(stat -c %Y.%s $m; md5sum < $m) || exit 1; sleep 1; ${run2} > ${PT}/cached.log 2>&1; rc=$?; cat ${PT}/cached.log; [ $rc -eq 0 ] || exit 1; grep -q 'reused, not retrained' ${PT}/cached.log || { echo 'FAIL: no reuse line'; exit 1; }; ! grep -q 'pretrain step' ${PT}/cached.log || { echo 'FAIL: retrained'; exit 1; }; after=$(stat -c %Y.%s $m; md5sum < $m); [ \"$before\" = \"$after\" ] || { echo 'FAIL: model file rewritten'; exit 1; }")
+set_tests_properties(pt_cached PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "pt_run_np2" TIMEOUT 60)

@@ -1,0 +1,91 @@
+# Collective merging, the coefficient search and its stages (dist/task_merge,
+# dist/search, tadist merge / export), on the task vectors of the tiny
+# two-task fine-tuning of tests/finetune.cmake (its data, its tiny.cfg).
+# Claims: the collective merge at 1, 2 and 3 ranks equals a serial merge
+# computed by direct loops, for every method; the addition stage's val grid
+# and chosen alpha equal a serial evaluation of the same grid at 1, 2 and 3
+# ranks (attn and ntk); a search killed after some items resumes from its
+# journal to the same answer; negation keeps the control; export -> import
+# is bit-exact.
+
+add_executable(test_search test_search.c)
+target_link_libraries(test_search PRIVATE tadist_dist)
+
+set(SE ${TADIST_TEST_OUT}/search)
+set(SE_FT ${TADIST_TEST_OUT}/ft)
+set(SE_CFG ${CMAKE_CURRENT_SOURCE_DIR}/finetune/tiny.cfg)
+set(SE_SETS "--set data.dir=${SE_FT}/data --set model.path=${SE_FT}/theta0.h5")
+set(SE_BIN $<TARGET_FILE:tadist>)
+set(SE_TEST $<TARGET_FILE:test_search>)
+set(SE_MPI "${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}")
+
+# Its own fine-tuning of the tiny tasks, at a learning rate where the search
+# picks an alpha inside the grid (not an end point).
+add_test(NAME se_setup COMMAND sh -c
+         "rm -rf ${SE} && mkdir -p ${SE} && ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${SE}/base --set finetune.lr=1e-4 --set finetune.checkpoint_every=0")
+set_tests_properties(se_setup PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED ft_data FIXTURES_SETUP se_base TIMEOUT 30)
+
+# name:method:k:scope:combine:p
+set(SE_METHODS sum:sum:20:global:mean:0 mean:mean:20:global:mean:0
+    ties_global_mean:ties:30:global:mean:0 ties_tensor_sum:ties:30:tensor:sum:0
+    dare:dare:20:global:mean:0.4 dare_ties:dare_ties:30:global:mean:0.4)
+foreach(np 1 2 3)
+  set(script "set -e")
+  foreach(m ${SE_METHODS})
+    string(REPLACE ":" ";" f "${m}")
+    list(GET f 0 name)
+    list(GET f 1 method)
+    list(GET f 2 k)
+    list(GET f 3 scope)
+    list(GET f 4 combine)
+    list(GET f 5 p)
+    set(out ${SE}/merge_np${np}_${name}.h5)
+    string(APPEND script "; ${SE_MPI} ${np} --oversubscribe ${SE_BIN} merge ${SE_CFG} ${SE_SETS} --set run.out_dir=${SE}/base --set merge.ties.k=${k} --set merge.ties.scope=${scope} --set merge.ties.combine=${combine} --set merge.dare.p=${p} --set merge.dare.seed=9 --mode attn --method ${method} --alpha 0.7 -o ${out}; ${SE_TEST} merge-ref ${SE_FT}/theta0.h5 ${SE}/base/tiny/task_vectors_attn.h5 ${out} ${method} 0.7 ${k} ${scope} ${combine} ${p} 9")
+  endforeach()
+  add_test(NAME se_merge_np${np} COMMAND sh -c "${script}")
+  set_tests_properties(se_merge_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED se_base TIMEOUT 60)
+endforeach()
+
+# The addition stage against a serial evaluation of its grid.
+foreach(np 1 2 3)
+  set(run ${SE}/s_np${np})
+  set(check "")
+  foreach(mode attn ntk)
+    foreach(method sum mean)
+      string(APPEND check "; ${SE_TEST} check-search ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 ${mode} ${method} 0 1 0.05 0")
+    endforeach()
+  endforeach()
+  add_test(NAME se_search_np${np} COMMAND sh -c
+           "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} ${np} --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} --set run.stages=single,addition --set merge.methods=sum,mean --set eval.heads=frozen,refit${check}; grep -q '\"refit\"' ${run}/tiny/results.json; grep -q '\"not trained\"' ${run}/tiny/results.json")
+  set_tests_properties(se_search_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED se_base TIMEOUT 90)
+endforeach()
+
+# Killed after 5 evaluations (merge.stop_after), then rerun: resumes from the
+# journal and ends with the serial answer.
+set(run ${SE}/resume)
+set(j ${run}/tiny/search/addition_attn_sum.jsonl)
+add_test(NAME se_resume COMMAND sh -c
+         "rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} --set run.stages=addition --set finetune.modes=attn --set merge.stop_after=5 > ${run}.log 2>&1; rc=$?; cat ${run}.log; [ $rc -ne 0 ] || { echo 'FAIL: stop_after run exited 0'; exit 1; }; grep -q 'as if killed' ${run}.log || exit 1; n=$(grep -c item ${j}); [ $n -eq 5 ] || { echo \"FAIL: journal has $n items, expected 5\"; exit 1; }; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} --set run.stages=addition --set finetune.modes=attn > ${run}2.log 2>&1 || { cat ${run}2.log; exit 1; }; cat ${run}2.log; grep -q '5 of 42 items already done' ${run}2.log || { echo 'FAIL: did not resume'; exit 1; }; n=$(grep -c item ${j}); [ $n -eq 42 ] || { echo \"FAIL: journal has $n items, expected 42\"; exit 1; }; ${SE_TEST} check-search ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn sum 0 1 0.05 0")
+set_tests_properties(se_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 90)
+
+# Negation of quad with stripes as the control.
+set(run ${SE}/neg)
+add_test(NAME se_negation COMMAND sh -c
+         "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} --set run.stages=negation --set negation.control=stripes --set negation.targets=quad; for m in attn ntk; do ${SE_TEST} check-negation ${run}/tiny $m quad; done")
+set_tests_properties(se_negation PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 60)
+add_test(NAME se_negation_bad_control COMMAND sh -c
+         "rm -rf ${SE}/negbad && cp -r ${SE}/base ${SE}/negbad; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${SE}/negbad --set run.stages=negation --set negation.control=nosuch > ${SE}/negbad.log 2>&1; rc=$?; cat ${SE}/negbad.log; [ $rc -ne 0 ] && [ $(grep -c 'tadist: error.*negation.control .nosuch.' ${SE}/negbad.log) -eq 1 ]")
+set_tests_properties(se_negation_bad_control PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 30)
+
+# A merged encoder exported to Hugging Face safetensors and imported back.
+set(ex ${SE}/export)
+add_test(NAME se_export_roundtrip COMMAND sh -c
+         "set -e; rm -rf ${ex} && mkdir -p ${ex}/hf; ${SE_BIN} merge ${SE_CFG} ${SE_SETS} --set run.out_dir=${SE}/base --mode attn --method ties --alpha 0.5 -o ${ex}/merged.h5; ${SE_BIN} export ${ex}/merged.h5 -o ${ex}/hf/model.safetensors; ${SE_BIN} import ${ex}/hf -o ${ex}/back.h5; ${SE_TEST} same-model ${ex}/merged.h5 ${ex}/back.h5; ${SE_BIN} export ${ex}/merged.h5 -o ${ex}/bare.safetensors --no-config; ${SE_BIN} import ${ex}/bare.safetensors --heads 4 -o ${ex}/back2.h5; ${SE_TEST} same-model ${ex}/merged.h5 ${ex}/back2.h5")
+set_tests_properties(se_export_roundtrip PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 30)

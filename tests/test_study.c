@@ -1,0 +1,314 @@
+/* Helper of tests/studies.cmake: checks of the disentangle and kernel stages.
+ *   test_study symkl                       the head-free measure against hand values
+ *   test_study serial RUN MODEL DATA MODE T1 T2 BATCH
+ *                                          the run's grids equal a serial computation
+ *                                          done here; xi(0,0) = 0; xi(a,0) has term 1 = 0
+ *   test_study same RUN_A RUN_B            every disentangle grid of A equals B's
+ *   test_study kernel RUN                  ntk: accuracies equal, disagreement 0;
+ *                                          attn: the model and its linearisation differ
+ * Exit status 0 = the claim holds; every failure prints why. */
+#include <hdf5.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evaluate.h"
+#include "model_io.h"
+#include "results.h"
+#include "study.h"
+#include "task_io.h"
+
+#define FAIL(...) (fprintf(stderr, "FAIL: " __VA_ARGS__), fprintf(stderr, "\n"), 1)
+
+static int symkl(void)
+{
+    int bad = 0;
+    const float a[2] = {1, 0}, b[2] = {0, 1}, h[2] = {0.5f, 0}, g[2] = {0, 0.5f};
+    const float c[3] = {(float)M_LN2, 0, 0}, z[3] = {0, 0, 0};
+    struct {
+        const char *what;
+        double got, want;
+    } k[] = {
+        /* softmax(1,0) vs softmax(0,1): 2 (p1 - q1) = 2 tanh(1/2) */
+        {"(1,0) vs (0,1), scale 1", study_symkl(a, b, 2, 1), 0.9242343145200195},
+        {"(0,1) vs (1,0), scale 1 (symmetric)", study_symkl(b, a, 2, 1), 0.9242343145200195},
+        {"(.5,0) vs (0,.5), scale 2 (scale multiplies the features)", study_symkl(h, g, 2, 2),
+         0.9242343145200195},
+        /* (1/2,1/4,1/4) vs uniform: (1/6) ln 1.5 + 2 (1/12) ln(4/3) */
+        {"(ln 2,0,0) vs 0, scale 1", study_symkl(c, z, 3, 1), 0.11552453009332421},
+        {"equal features", study_symkl(a, a, 2, 100), 0},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++) {
+        int ok = fabs(k[i].got - k[i].want) <= 1e-6 * (1 + fabs(k[i].want));
+        printf("symKL %s: %.9f, expected %.9f: %s\n", k[i].what, k[i].got, k[i].want,
+               ok ? "ok" : "WRONG");
+        bad += !ok;
+    }
+    return bad != 0;
+}
+
+/* ---- serial recomputation ---- */
+
+typedef struct {
+    char path[600];
+    float *head;
+    int C;
+} Side;
+
+static float *read_head(const char *file, const char *task, int E, int *C)
+{
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = f < 0 ? -1 : H5Dopen2(f, task, H5P_DEFAULT);
+    if (d < 0)
+        return NULL;
+    hid_t sp = H5Dget_space(d);
+    size_t n = (size_t)H5Sget_simple_extent_npoints(sp);
+    float *w = malloc(n * sizeof *w);
+    H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    *C = (int)(n / (size_t)E);
+    return w;
+}
+
+static int argmax(const float *z, const float *head, int C, int E)
+{
+    int best = 0;
+    double bv = -INFINITY;
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int k = 0; k < E; k++)
+            s += (double)z[k] * head[(size_t)c * E + k];
+        if (s > bv)
+            bv = s, best = c;
+    }
+    return best;
+}
+
+typedef struct {
+    const VitModel *m;
+    int ntk, batch;
+    const float *tau[2];
+    unsigned char *mask;
+    float *work;
+} Enc;
+
+/* theta0 + a1 tau1 + a2 tau2 (or the linearised model) on side s: features (n,E). */
+static float *features(Enc *e, float a1, float a2, const Side *s, int64_t *n)
+{
+    EvalEncoder enc = {e->m, e->work, NULL, NULL};
+    for (size_t k = 0; k < e->m->table.total; k++) {
+        float d = a1 * e->tau[0][k] + a2 * e->tau[1][k];
+        e->work[k] = e->ntk ? d : e->m->params[k] + a1 * e->tau[0][k] + a2 * e->tau[1][k];
+    }
+    if (e->ntk)
+        enc = (EvalEncoder){e->m, NULL, e->work, e->mask};
+    float *f = NULL;
+    int32_t *y = NULL;
+    if (eval_features(MPI_COMM_WORLD, &enc, s->path, TASK_TEST, e->batch, 0, &f, &y, n) != TD_OK)
+        return NULL;
+    free(y);
+    return f;
+}
+
+static int serial(char **argv)
+{
+    const char *run = argv[0], *model = argv[1], *data = argv[2], *mode = argv[3];
+    const char *task[2] = {argv[4], argv[5]};
+    VitModel m;
+    if (model_read(model, &m) != TD_OK)
+        return FAIL("%s", td_error_message());
+    int E = m.arch.out_dim;
+    Enc e = {&m, strcmp(mode, "ntk") == 0, atoi(argv[6]), {NULL, NULL}, NULL, NULL};
+    float *tau[2];
+    unsigned char *mk[2];
+    Side sd[2];
+    char hp[700];
+    snprintf(hp, sizeof hp, "%s/heads.h5", run);
+    for (int i = 0; i < 2; i++) {
+        tau[i] = calloc(m.table.total, sizeof(float));
+        mk[i] = calloc((size_t)m.table.count, 1);
+        if (study_tv_read(run, mode, task[i], &m, tau[i], mk[i]) != TD_OK)
+            return FAIL("%s", td_error_message());
+        e.tau[i] = tau[i];
+        snprintf(sd[i].path, sizeof sd[i].path, "%s/%s.h5", data, task[i]);
+        sd[i].head = read_head(hp, task[i], E, &sd[i].C);
+        if (!sd[i].head)
+            return FAIL("no head %s in %s", task[i], hp);
+    }
+    for (int k = 0; k < m.table.count; k++)
+        mk[0][k] |= mk[1][k];
+    e.mask = mk[0];
+    e.work = calloc(m.table.total, sizeof(float));
+    char g[600];
+    snprintf(g, sizeof g, "/%s/disentangle/%s+%s", mode, task[0], task[1]);
+    double *alpha, *pred, *repr, *pt, *rt;
+    int nd;
+    size_t d[4];
+    char p[700];
+    const char *nm[5] = {"alpha", "pred", "repr", "pred_terms", "repr_terms"};
+    double **dst[5] = {&alpha, &pred, &repr, &pt, &rt};
+    int n = 0, bad = 0, zero = -1;
+    for (int k = 0; k < 5; k++) {
+        snprintf(p, sizeof p, "%s/%s", g, nm[k]);
+        if (results_grid_read(run, p, dst[k], &nd, d) != TD_OK)
+            return FAIL("%s", td_error_message());
+        if (k == 0)
+            n = (int)d[0];
+    }
+    for (int k = 0; k < n; k++)
+        if (alpha[k] == 0)
+            zero = k;
+    if (zero < 0)
+        return FAIL("the grid has no alpha = 0: use an odd number of points");
+    size_t nn = (size_t)n * n;
+    double worst = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double xi_p = 0, xi_r = 0;
+            int kk[2] = {i, j};
+            for (int s = 0; s < 2; s++) {
+                int64_t ns = 0, nj = 0;
+                float a = (float)alpha[kk[s]];
+                float *fs = features(&e, s == 0 ? a : 0.0f, s == 0 ? 0.0f : a, &sd[s], &ns);
+                float *fj = features(&e, (float)alpha[i], (float)alpha[j], &sd[s], &nj);
+                if (!fs || !fj || ns != nj || ns == 0)
+                    return FAIL("features: %s", td_error_message());
+                int64_t changed = 0;
+                double kl = 0;
+                for (int64_t x = 0; x < ns; x++) {
+                    changed += argmax(fs + x * E, sd[s].head, sd[s].C, E) !=
+                               argmax(fj + x * E, sd[s].head, sd[s].C, E);
+                    kl += study_symkl(fj + x * E, fs + x * E, E, 100.0);
+                }
+                xi_p += (double)changed / (double)ns; /* over the images evaluated */
+                xi_r += kl / (double)ns;
+                free(fs);
+                free(fj);
+            }
+            size_t q = (size_t)i * n + j;
+            double dp = fabs(pred[q] - xi_p), dr = fabs(repr[q] - xi_r) / (1 + xi_r);
+            worst = fmax(worst, fmax(dp, dr));
+            if (dp > 1e-12 || dr > 1e-9) {
+                fprintf(stderr, "FAIL: xi(%g, %g): run pred %.6f repr %.6f, serial %.6f %.6f\n",
+                        alpha[i], alpha[j], pred[q], repr[q], xi_p, xi_r);
+                bad++;
+            }
+        }
+    printf("%s %s+%s: %dx%d grid equals the serial computation (worst difference %.3g)\n", mode,
+           task[0], task[1], n, n, worst);
+    size_t q0 = (size_t)zero * n + zero;
+    if (pred[q0] != 0 || repr[q0] != 0)
+        bad += FAIL("xi(0,0) = %g (pred), %g (repr), expected 0", pred[q0], repr[q0]);
+    for (int i = 0; i < n; i++) { /* xi(a, 0): term 1 (task 1) is 0; xi(0, a): term 2 is 0 */
+        size_t qa0 = (size_t)i * n + zero, q0a = (size_t)zero * n + i;
+        if (pt[qa0] != 0 || rt[qa0] != 0 || pt[nn + q0a] != 0 || rt[nn + q0a] != 0)
+            bad += FAIL("alpha %g: term 1 of xi(a,0) %g/%g, term 2 of xi(0,a) %g/%g, expected 0",
+                        alpha[i], pt[qa0], rt[qa0], pt[nn + q0a], rt[nn + q0a]);
+    }
+    double off = 0;
+    for (size_t q = 0; q < nn; q++)
+        off += pred[q];
+    if (!(off > 0))
+        bad += FAIL("the whole grid is 0: the check above proves nothing");
+    printf("xi(0,0) = 0, and the vanishing terms vanish: %s\n", bad ? "no" : "yes");
+    return bad != 0;
+}
+
+/* ---- rank-count independence ---- */
+
+static int same(const char *ra, const char *rb)
+{
+    cJSON *a = NULL;
+    if (results_load(ra, &a) != TD_OK)
+        return FAIL("%s", td_error_message());
+    const cJSON *modes = cJSON_GetObjectItem(a, "modes");
+    int count = 0, bad = 0;
+    const char *nm[5] = {"alpha", "pred", "repr", "pred_terms", "repr_terms"};
+    for (const cJSON *m = modes ? modes->child : NULL; m; m = m->next) {
+        const cJSON *dis = cJSON_GetObjectItem(m, "disentangle");
+        for (const cJSON *pr = dis ? dis->child : NULL; pr; pr = pr->next) {
+            const char *g = cJSON_GetObjectItem(pr, "grid")->valuestring;
+            for (int k = 0; k < 5; k++) {
+                char p[700];
+                snprintf(p, sizeof p, "%s/%s", g, nm[k]);
+                double *x = NULL, *y = NULL;
+                int na, nb;
+                size_t da[4], db[4];
+                if (results_grid_read(ra, p, &x, &na, da) != TD_OK ||
+                    results_grid_read(rb, p, &y, &nb, db) != TD_OK)
+                    return FAIL("%s", td_error_message());
+                size_t n = 1;
+                for (int i = 0; i < na; i++)
+                    n *= da[i];
+                if (na != nb || memcmp(da, db, (size_t)na * sizeof *da) != 0 ||
+                    memcmp(x, y, n * sizeof *x) != 0)
+                    bad += FAIL("%s differs between %s and %s", p, ra, rb);
+                count++;
+                free(x);
+                free(y);
+            }
+        }
+    }
+    cJSON_Delete(a);
+    printf("%d grids compared, %d differ\n", count, bad);
+    return bad || count == 0;
+}
+
+/* ---- kernel diagnostic ---- */
+
+static int kernel(const char *run)
+{
+    cJSON *a = NULL;
+    if (results_load(run, &a) != TD_OK)
+        return FAIL("%s", td_error_message());
+    const cJSON *modes = cJSON_GetObjectItem(a, "modes");
+    int bad = 0, ntk = 0, attn_differs = 0, attn = 0;
+    for (const cJSON *m = modes ? modes->child : NULL; m; m = m->next) {
+        const cJSON *k = cJSON_GetObjectItem(m, "kernel");
+        for (const cJSON *t = k ? k->child : NULL; t; t = t->next) {
+            double nl = cJSON_GetObjectItem(t, "acc_nonlinear")->valuedouble;
+            double li = cJSON_GetObjectItem(t, "acc_linearised")->valuedouble;
+            double dis = cJSON_GetObjectItem(t, "disagreement")->valuedouble;
+            printf("%s/%s: model %.4f linearised %.4f disagreement %.4f\n", m->string, t->string,
+                   nl, li, dis);
+            if (strcmp(m->string, "ntk") == 0) {
+                ntk++;
+                if (nl != li || dis != 0)
+                    bad += FAIL("ntk/%s: the linearised model is the model, yet they differ",
+                                t->string);
+            } else if (strcmp(m->string, "attn") == 0) {
+                attn++;
+                attn_differs += dis > 0 && nl != li;
+            }
+        }
+    }
+    cJSON_Delete(a);
+    if (!ntk || !attn)
+        bad += FAIL("expected kernel results for ntk and attn");
+    if (!attn_differs)
+        bad += FAIL("attn: no task where the model and f0 + J tau differ (large lr run)");
+    return bad != 0;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    int rc = 2;
+    if (argc == 2 && strcmp(argv[1], "symkl") == 0)
+        rc = symkl();
+    else if (argc == 9 && strcmp(argv[1], "serial") == 0)
+        rc = serial(argv + 2);
+    else if (argc == 4 && strcmp(argv[1], "same") == 0)
+        rc = same(argv[2], argv[3]);
+    else if (argc == 3 && strcmp(argv[1], "kernel") == 0)
+        rc = kernel(argv[2]);
+    else
+        fprintf(stderr, "usage: see tests/test_study.c\n");
+    MPI_Finalize();
+    return rc;
+}
