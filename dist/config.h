@@ -83,6 +83,13 @@ typedef double TdCfgNum3[3];
       "class means of theta0 features, probe = linear probe on theta0 features, "              \
       "file = heads.file")                                                                      \
     X(heads, STR, file, "", NULL, "heads file, when heads.source = \"file\"") \
+    X(heads, STR, vocab, "", NULL,                                                              \
+      "heads.source = zeroshot: the CLIP tokenizer's vocab.json (the model file needs its text " \
+      "tower: tadist import --text)")                                                           \
+    X(heads, STR, merges, "", NULL, "heads.source = zeroshot: the CLIP tokenizer's merges.txt") \
+    X(heads, STR, templates, "", NULL,                                                          \
+      "heads.source = zeroshot: prompt templates, a file or a shipped set name; \"\" = the set " \
+      "named after each task (config/templates/<task>.txt)")                                   \
     X(heads, FLOAT, logit_scale, "100", "(0,inf)",                                              \
       "logits = logit_scale * cosine(feature, head row), for every head source")               \
     X(heads, INT, probe_steps, "300", "[1,inf)",                                                \

@@ -11,6 +11,7 @@
 #include "runtime.h"
 #include "task_io.h"
 #include "vit.h"
+#include "zeroshot.h"
 
 void heads_task_path(const TdConfig *cfg, int t, char *buf, size_t n)
 {
@@ -131,15 +132,75 @@ static TdStatus heads_alloc(HeadSet *h, const TdConfig *cfg, int E)
     return TD_OK;
 }
 
-static TdStatus build_one(const TdConfig *cfg, const VitModel *theta0, HeadSet *h, int t)
+/* The text side of zero-shot heads: tokenizer and text tower, loaded once. */
+typedef struct {
+    ClipTokenizer tok;
+    TextModel text;
+    int loaded;
+} ZsText;
+
+static TdStatus zs_load(const TdConfig *cfg, ZsText *z)
+{
+    if (!cfg->heads.vocab[0] || !cfg->heads.merges[0])
+        return td_fail(TD_ERR_CONFIG, "heads.source = \"zeroshot\" needs heads.vocab and "
+                                      "heads.merges (the checkpoint's vocab.json and merges.txt)");
+    TD_TRY(clip_tokenizer_load(&z->tok, cfg->heads.vocab, cfg->heads.merges));
+    z->loaded = 1;
+    TD_TRY(text_model_read(cfg->model.path, &z->text));
+    z->loaded = 2;
+    return TD_OK;
+}
+
+static void zs_free(ZsText *z)
+{
+    if (z->loaded >= 2)
+        text_model_free(&z->text);
+    if (z->loaded >= 1)
+        clip_tokenizer_free(&z->tok);
+    z->loaded = 0;
+}
+
+/* Class-name prompts through the text tower (zeroshot.h), on this rank. */
+static TdStatus zeroshot_head(const TdConfig *cfg, ZsText *z, const char *task_path,
+                              const char *task, int C, int E, float *w)
+{
+    if (z->text.arch.out_dim != E)
+        return td_fail(TD_ERR_FORMAT, "%s: text tower output %d differs from the image tower's %d",
+                       cfg->model.path, z->text.arch.out_dim, E);
+    TaskData td;
+    TD_TRY(task_read_header(task_path, &td));
+    const char **names = calloc((size_t)C, sizeof *names);
+    ZsTemplates tm = {0};
+    TdStatus s = names ? TD_OK : td_fail(TD_ERR_NOMEM, "heads: out of memory");
+    for (int c = 0; s == TD_OK && c < C; c++)
+        names[c] = td.classes[c];
+    if (s == TD_OK)
+        s = zeroshot_templates_load(cfg->heads.templates[0] ? cfg->heads.templates : task, &tm);
+    if (s == TD_OK)
+        s = zeroshot_heads(&z->text, &z->tok, names, C, &tm, w);
+    zeroshot_templates_free(&tm);
+    free(names);
+    task_free(&td);
+    return s;
+}
+
+static TdStatus build_one(const TdConfig *cfg, const VitModel *theta0, HeadSet *h, int t,
+                          ZsText *z)
 {
     char path[600];
     heads_task_path(cfg, t, path, sizeof path);
     int C = h->classes[t], E = h->E;
-    const char *src = cfg->heads.source;
-    if (strcmp(src, "file") == 0)
-        return runtime_agree(MPI_COMM_WORLD,
-                             read_file_head(cfg->heads.file, cfg->data.tasks.item[t], C, E, h->w[t]));
+    const char *src = cfg->heads.source, *task = cfg->data.tasks.item[t];
+    if (strcmp(src, "file") == 0 || strcmp(src, "zeroshot") == 0) {
+        /* one rank builds or reads the head, everyone gets it */
+        TdStatus s = TD_OK;
+        if (g_rt.rank == 0)
+            s = strcmp(src, "file") == 0 ? read_file_head(cfg->heads.file, task, C, E, h->w[t])
+                                         : zeroshot_head(cfg, z, path, task, C, E, h->w[t]);
+        TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+        MPI_Bcast(h->w[t], C * E, MPI_FLOAT, 0, MPI_COMM_WORLD);
+        return TD_OK;
+    }
     EvalEncoder enc = {theta0, NULL, NULL, NULL};
     float *feat = NULL;
     int32_t *y = NULL;
@@ -153,25 +214,22 @@ static TdStatus build_one(const TdConfig *cfg, const VitModel *theta0, HeadSet *
     free(feat);
     free(y);
     TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
-    td_log("head %s (%s, %d classes): theta0 train accuracy %.4f", cfg->data.tasks.item[t], src,
-           C, acc);
+    td_log("head %s (%s, %d classes): theta0 train accuracy %.4f", task, src, C, acc);
     return TD_OK;
 }
 
 TdStatus heads_build(const TdConfig *cfg, const VitModel *theta0, HeadSet *h)
 {
-    const char *src = cfg->heads.source;
-    TdStatus s = TD_OK;
-    if (strcmp(src, "zeroshot") == 0)
-        s = td_fail(TD_ERR_CONFIG,
-                    "heads.source = \"zeroshot\" needs CLIP's text tower, which tadist does not "
-                    "have; use prototype, probe or file");
-    if (s == TD_OK)
-        s = heads_alloc(h, cfg, theta0->arch.out_dim);
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
-    for (int t = 0; t < h->tasks; t++)
-        TD_TRY(build_one(cfg, theta0, h, t));
-    return TD_OK;
+    ZsText z;
+    memset(&z, 0, sizeof z);
+    TdStatus s = heads_alloc(h, cfg, theta0->arch.out_dim);
+    if (s == TD_OK && g_rt.rank == 0 && strcmp(cfg->heads.source, "zeroshot") == 0)
+        s = zs_load(cfg, &z);
+    s = runtime_agree(MPI_COMM_WORLD, s);
+    for (int t = 0; s == TD_OK && t < h->tasks; t++)
+        s = build_one(cfg, theta0, h, t, &z);
+    zs_free(&z);
+    return s;
 }
 
 static TdStatus write_str_attr(hid_t obj, const char *name, const char *val)

@@ -9,8 +9,8 @@
  *              train features
  *   file       heads.file, one float32 dataset /<task> [C, E] per task (the
  *              layout heads_write produces)
- * zeroshot (CLIP class-name prompts) needs a text tower this project does not
- * have, and is an error.
+ *   zeroshot   CLIP class-name prompts through the model file's text tower
+ *              (zeroshot.h; heads.vocab, heads.merges, heads.templates)
  *
  * Heads file (heads_write): /<task> float32 [C, E]; root attributes
  * format = "tadist-heads-1", source, logit_scale, base_checksum. */

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "clip_tokenizer.h"
+#include "task_io.h"
 #include "text.h"
 #include "text_io.h"
 
@@ -335,6 +336,42 @@ static void test_zeroshot_heads(void **state)
            N_CLASSES, E, err, spread);
     assert_true(err < 1e-5);
     assert_true(spread > 1e-2); /* distinct classes give distinct heads */
+
+    /* The pipeline's heads.source = "zeroshot" builds the same heads from the
+     * task file's class names: a one-step fine-tuning run writes them. */
+    char dir[1024], task[1200], cfg[1200], run_heads[1400];
+    snprintf(dir, sizeof dir, "%s/zs_suite", TADIST_TEST_OUT);
+    snprintf(task, sizeof task, "%s/pets.h5", dir);
+    snprintf(cfg, sizeof cfg, "%s/zs.cfg", dir);
+    snprintf(args, sizeof args, "mkdir -p '%s'", dir);
+    assert_int_equal(system(args), 0);
+    TaskData td;
+    assert_int_equal(task_init(&td, "pets", "test", 1, 32, 32, 3, N_CLASSES), TD_OK);
+    for (int c = 0; c < N_CLASSES; c++)
+        snprintf(td.classes[c], TASK_CLASS_LEN, "%s", k_classes[c]);
+    for (int sp = 0; sp < TASK_NSPLITS; sp++) {
+        assert_int_equal(task_split_alloc(&td, sp, 8), TD_OK);
+        for (int i = 0; i < 8; i++)
+            td.split[sp].labels[i] = i % N_CLASSES;
+    }
+    assert_int_equal(task_write(task, &td), TD_OK);
+    task_free(&td);
+    snprintf(args, sizeof args,
+             "run = { name = \"zs\"; out_dir = \"%s/runs\"; stages = [\"finetune\"]; };\n"
+             "model = { path = \"%s\"; };\n"
+             "data = { dir = \"%s\"; tasks = [\"pets\"]; };\n"
+             "heads = { source = \"zeroshot\"; vocab = \"%s\"; merges = \"%s\"; "
+             "templates = \"%s\"; };\n"
+             "finetune = { steps = 1; warmup = 0; batch = 4; };\n",
+             dir, model, dir, vocab, merges, tpl);
+    spit(cfg, args);
+    snprintf(args, sizeof args, "'%s'", cfg);
+    assert_int_equal(run_tadist(args), 0);
+    snprintf(run_heads, sizeof run_heads, "%s/runs/zs/heads.h5", dir);
+    float *piped = h5_read(run_heads, "pets", H5T_NATIVE_FLOAT, sizeof(float), dims);
+    assert_int_equal(dims[0], N_CLASSES);
+    assert_memory_equal(piped, got, (size_t)N_CLASSES * E * sizeof(float));
+    free(piped);
     free(got);
     text_work_free(&w);
     clip_tokenizer_free(&tok);
