@@ -163,7 +163,7 @@ typedef double TdCfgNum3[3];
 
 #define TD_CONFIG_EVAL(X)                                                                       \
     X(eval, INT, batch, "256", "[1,inf)", "images per forward pass, over all ranks")            \
-    X(eval, CHOICES, heads, "frozen", "frozen|finetuned|refit",                                 \
+    X(eval, CHOICES, heads, "frozen,refit", "frozen|finetuned|refit",                                 \
       "heads that score a merged encoder: theta0's frozen heads, heads trained with the "       \
       "encoder (needs finetune.train_heads), heads refit on the merged features")               \
     X(eval, INT, limit, "0", "[0,inf)", "at most this many images per split and task; 0 = all")
