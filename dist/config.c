@@ -17,7 +17,8 @@
 /* ---- the schema table ------------------------------------------------------ */
 
 typedef enum {
-    CFG_INT, CFG_FLOAT, CFG_BOOL, CFG_STR, CFG_ENUM, CFG_CHOICES, CFG_NAMES, CFG_NUM2, CFG_NUM3
+    CFG_INT, CFG_FLOAT, CFG_BOOL, CFG_STR, CFG_ENUM, CFG_CHOICES, CFG_NAMES, CFG_NUM2, CFG_NUM3,
+    CFG_NUMS
 } CfgType;
 
 typedef struct {
@@ -309,6 +310,18 @@ static void value_format(const CfgRow *r, const void *f, int quote, char *buf, s
         append(buf, n, "]");
         return;
     }
+    case CFG_NUMS: {
+        const TdCfgNums *l = f;
+        append(buf, n, "[");
+        for (int i = 0; i < l->count; i++) {
+            char x[40];
+            fmt_double(l->v[i], x, sizeof x);
+            append(buf, n, i ? ", " : "");
+            append(buf, n, x);
+        }
+        append(buf, n, "]");
+        return;
+    }
     }
 }
 
@@ -441,6 +454,15 @@ static TdStatus value_from_text(const CfgRow *r, void *f, const char *text, cons
             TD_TRY(parse_double(r, where, items[i], (double *)f + i));
         return TD_OK;
     }
+    case CFG_NUMS: {
+        TdCfgNums *l = f;
+        char *items[TD_CFG_LIST_MAX];
+        if (!split_list(s, items, TD_CFG_LIST_MAX, &l->count))
+            return bad(where, r, "more than %d entries", TD_CFG_LIST_MAX);
+        for (int i = 0; i < l->count; i++)
+            TD_TRY(parse_double(r, where, items[i], &l->v[i]));
+        return TD_OK;
+    }
     }
     return td_fail(TD_ERR_INTERNAL, "bad schema type for %s", r->key);
 }
@@ -540,6 +562,24 @@ static TdStatus value_from_setting(const CfgRow *r, void *f, const config_settin
         }
         return TD_OK;
     }
+    case CFG_NUMS: {
+        TdCfgNums *l = f;
+        int n = is_sequence(s) ? config_setting_length(s) : -1;
+        if (n < 0)
+            return bad(where, r, "expected a list of numbers like [10, 20], got %s", type_name(s));
+        if (n > TD_CFG_LIST_MAX)
+            return bad(where, r, "more than %d entries", TD_CFG_LIST_MAX);
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            if (!is_number(e))
+                return bad(where, r, "entry %d: expected a number, got %s", i + 1, type_name(e));
+            l->v[i] = config_setting_type(e) == CONFIG_TYPE_FLOAT
+                          ? config_setting_get_float(e)
+                          : (double)config_setting_get_int64(e);
+        }
+        l->count = n;
+        return TD_OK;
+    }
     }
     return td_fail(TD_ERR_INTERNAL, "bad schema type for %s", r->key);
 }
@@ -574,6 +614,18 @@ static TdStatus value_check(const CfgRow *r, const void *f, const char *where)
             TD_TRY(check_number(r, ((const double *)f)[i], where, what));
         }
         return TD_OK;
+    case CFG_NUMS: {
+        const TdCfgNums *l = f;
+        for (int i = 0; i < l->count; i++) {
+            char what[32];
+            snprintf(what, sizeof what, "entry %d ", i + 1);
+            TD_TRY(check_number(r, l->v[i], where, what));
+            for (int j = 0; j < i; j++)
+                if (l->v[i] == l->v[j])
+                    return bad(where, r, "entry %d repeats entry %d", i + 1, j + 1);
+        }
+        return TD_OK;
+    }
     case CFG_ENUM:
         if (!is_choice(r->limits, f))
             return bad(where, r, "'%s' is not one of %s", (const char *)f, r->limits);
@@ -831,10 +883,12 @@ static void limits_describe(const CfgRow *r, char *buf, size_t n)
     case CFG_FLOAT:
     case CFG_NUM2:
     case CFG_NUM3:
+    case CFG_NUMS:
         if (r->limits && range_parse(r->limits, &rg)) {
             char d[96];
             range_describe(&rg, d, sizeof d);
-            snprintf(buf, n, r->type == CFG_NUM2 || r->type == CFG_NUM3 ? "; each %s" : "; %s",
+            snprintf(buf, n, r->type == CFG_NUM2 || r->type == CFG_NUM3 || r->type == CFG_NUMS
+                                 ? "; each %s" : "; %s",
                      d);
         }
         return;
@@ -966,7 +1020,7 @@ TdStatus config_schema_check(void)
         if (!strchr(r->key, '.') || row_find(r->key) != r || is_section(r->key))
             return td_fail(TD_ERR_INTERNAL, "schema: key %s is not unique", r->key);
         if ((r->type == CFG_INT || r->type == CFG_FLOAT || r->type == CFG_NUM2 ||
-             r->type == CFG_NUM3) && !range_parse(r->limits, &rg))
+             r->type == CFG_NUM3 || r->type == CFG_NUMS) && !range_parse(r->limits, &rg))
             return td_fail(TD_ERR_INTERNAL, "schema: %s: bad range '%s'", r->key, r->limits);
         if ((r->type == CFG_ENUM || r->type == CFG_CHOICES) && !r->limits)
             return td_fail(TD_ERR_INTERNAL, "schema: %s needs its choices", r->key);

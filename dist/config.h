@@ -18,6 +18,7 @@
  * CHOICES    TdCfgNames   "a|b|c": one or more, no repeats   ["a","b"]  or  a,b
  * NAMES      TdCfgNames   NULL: zero or more free names      [] , ["x","y"]  or  x,y
  * NUM2/NUM3  double[2/3]  range of each entry                [0.9, 1.0]  or  0.9,1.0
+ * NUMS       TdCfgNums    range of each entry: zero or more, no repeats  [10, 20]  or  10,20
  * Ranges use "inf"; "(0,inf)" means > 0. Every field is fixed-size, so a
  * TdConfig is plain bytes: rank 0 reads and validates, then broadcasts it. */
 #ifndef TD_CONFIG_H
@@ -35,6 +36,10 @@ typedef struct {
     int count;
     char item[TD_CFG_LIST_MAX][TD_CFG_NAME_MAX];
 } TdCfgNames;
+typedef struct {
+    int count;
+    double v[TD_CFG_LIST_MAX];
+} TdCfgNums;
 typedef double TdCfgNum2[2];
 typedef double TdCfgNum3[3];
 
@@ -66,9 +71,9 @@ typedef double TdCfgNum3[3];
     X(data, STR, dir, "data", NULL, "task suite directory: one TASK.h5 per task (tadist data)")  \
     X(data, NAMES, tasks, "cars,dtd,eurosat,gtsrb,mnist,resisc45,sun397,svhn", NULL,           \
       "tasks, by file name in data.dir without .h5; one fine-tuning per task")                  \
-    X(data, INT, image, "0", "[0,4096]", "input side in pixels; 0 = the model's")               \
     X(data, BOOL, augment, "true", NULL,                                                        \
-      "random resized crop at train time (eval always resizes and centre-crops)")               \
+      "random resized crop at train time; false = the eval preprocessing (resize, centre crop) " \
+      "for training too")                                                                       \
     X(data, NUM2, crop_scale, "0.9,1.0", "(0,1]",                                             \
       "random resized crop: range of the area kept")                                             \
     X(data, ENUM, interpolation, "bicubic", "bicubic|bilinear", "resampling of every resize")    \
@@ -128,7 +133,8 @@ typedef double TdCfgNum3[3];
     X(finetune, FLOAT, grad_clip, "1.0", "[0,inf)", "clip the global gradient norm; 0 = off")   \
     X(finetune, FLOAT, label_smoothing, "0", "[0,1)", "label smoothing of the cross-entropy")   \
     X(finetune, BOOL, train_heads, "false", NULL,                                                 \
-      "train the heads with the encoder (the paper keeps them frozen)")                        \
+      "train each task's head with the encoder (same AdamW lr and weight decay; the paper "     \
+      "keeps them frozen); written to heads_<mode>.h5 in the run directory")                    \
     X(finetune, INT, checkpoint_every, "0", "[0,inf)",                                          \
       "save a checkpoint every N steps; 0 = only the final weights")                            \
     X(finetune, INT, log_every, "50", "[1,inf)", "log loss and throughput every N steps") \
@@ -140,7 +146,14 @@ typedef double TdCfgNum3[3];
       "merges evaluated by the addition stage: sum = theta0 + alpha*sum(tau) (task arithmetic), " \
       "mean = weight average, ties, dare (then sum), dare_ties (DARE, then TIES)")            \
     X(merge, INT, stop_after, "0", "[0,inf)",                                                   \
-      "testing: end a coefficient search after N evaluations as if killed (resume test); 0 = off")
+      "testing: end a coefficient search after N evaluations as if killed (resume test); 0 = off") \
+    X(merge, ENUM, coef_search, "none", "none|random|coordinate",                               \
+      "per-task coefficients theta0 + sum_t alpha_t tau_t, each alpha_t on the merge.alpha grid, " \
+      "after the uniform search: random = merge.coef_budget seeded random vectors, coordinate = " \
+      "sweeps of one task's coefficient at a time from the best uniform alpha")               \
+    X(merge, INT, coef_budget, "20", "[1,inf)",                                                 \
+      "coefficient vectors the per-task search may evaluate (each on every task's val split)")  \
+    X(merge, INT, coef_seed, "0", "[0,2147483647]", "seed of the random per-task search")
 
 #define TD_CONFIG_MERGE_ALPHA(X)                                                                \
     X(merge.alpha, FLOAT, start, "0", NULL, "first scaling coefficient of the search grid")     \
@@ -151,6 +164,8 @@ typedef double TdCfgNum3[3];
 #define TD_CONFIG_MERGE_TIES(X)                                                                 \
     X(merge.ties, FLOAT, k, "20", "[0,100]",                                                  \
       "percent of largest-magnitude entries kept per task vector")                              \
+    X(merge.ties, NUMS, k_grid, "", "[0,100]",                                                  \
+      "values of merge.ties.k searched together with alpha on val; [] = merge.ties.k alone")    \
     X(merge.ties, ENUM, scope, "global", "global|tensor",                                       \
       "top-k over the whole model or per tensor")                                               \
     X(merge.ties, ENUM, combine, "mean", "mean|sum",                                            \
@@ -159,6 +174,8 @@ typedef double TdCfgNum3[3];
 #define TD_CONFIG_MERGE_DARE(X)                                                                 \
     X(merge.dare, FLOAT, p, "0.5", "[0,1)",                                                     \
       "drop probability of each entry; the rest are scaled by 1/(1-p)")                         \
+    X(merge.dare, NUMS, p_grid, "", "[0,1)",                                                    \
+      "values of merge.dare.p searched together with alpha on val; [] = merge.dare.p alone")    \
     X(merge.dare, INT, seed, "0", "[0,2147483647]", "seed of the drop masks")
 
 #define TD_CONFIG_EVAL(X)                                                                       \
@@ -203,6 +220,7 @@ typedef double TdCfgNum3[3];
 #define TD_CFG_CTYPE_NAMES TdCfgNames
 #define TD_CFG_CTYPE_NUM2 TdCfgNum2
 #define TD_CFG_CTYPE_NUM3 TdCfgNum3
+#define TD_CFG_CTYPE_NUMS TdCfgNums
 #define TD_CFG_FIELD(sec, type, name, def, limits, doc) TD_CFG_CTYPE_##type name;
 
 typedef struct { TD_CONFIG_RUN(TD_CFG_FIELD) } TdRunConfig;

@@ -44,7 +44,7 @@ static TdStatus pass_open(EvalPass *p, MPI_Comm comm, const EvalEncoder *enc, co
                           int split, int batch)
 {
     memset(p, 0, sizeof *p);
-    LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0};
+    LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0, 0, {0, 0}};
     TD_TRY(loader_open(&p->L, comm, &o));
     return runtime_agree(comm, pass_open_local(p, enc));
 }

@@ -59,6 +59,20 @@ static void config_hash(const FtRun *r, int t, char out[20])
                      f->beta1, f->beta2, f->eps, f->batch, f->steps, f->warmup, f->schedule,
                      f->grad_clip, r->cfg->run.seed, r->cfg->heads.source,
                      r->cfg->heads.logit_scale, r->heads->classes[t]);
+    /* Settings added later: only when not at their default, so that the
+     * checkpoints of runs made before them keep their hash. */
+    const TdDataConfig *d = &r->cfg->data;
+    if (f->label_smoothing != 0 && n > 0 && n < (int)sizeof buf)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|ls=%.17g", f->label_smoothing);
+    if (f->train_heads && n > 0 && n < (int)sizeof buf)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|train_heads");
+    if (!d->augment && n > 0 && n < (int)sizeof buf)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|no_augment");
+    else if ((d->crop_scale[0] != 0.9 || d->crop_scale[1] != 1.0) && n > 0 && n < (int)sizeof buf)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|crop=%.17g,%.17g", d->crop_scale[0],
+                      d->crop_scale[1]);
+    if (n >= (int)sizeof buf)
+        n = (int)sizeof buf - 1;
     uint64_t h = XXH64(buf, (size_t)n, 0);
     h ^= XXH64(r->heads->w[t], (size_t)r->heads->classes[t] * r->heads->E * sizeof(float), 1);
     snprintf(out, 20, "%016llx", (unsigned long long)h);
@@ -143,8 +157,19 @@ static herr_t read_vec(hid_t f, const char *name, float *v, size_t n)
     return e;
 }
 
+/* The trained head of one task (finetune.train_heads): its values, AdamW and a
+ * one-tensor table for adamw_step. */
+typedef struct {
+    float *w, *g;      /* (C,E) */
+    AdamW o;
+    ParamInfo info;
+    ParamTable tab;
+    unsigned char mask;
+    size_t n;
+} FtHead;
+
 static TdStatus ckpt_save(const FtRun *r, int t, long step, const float *theta, const AdamW *o,
-                          float *scratch)
+                          const FtHead *hd, float *scratch)
 {
     char path[700], tmp[720], hash[20];
     ckpt_path(r, t, path, sizeof path);
@@ -161,6 +186,11 @@ static TdStatus ckpt_save(const FtRun *r, int t, long step, const float *theta, 
     e |= write_vec(f, "adam_m", scratch, r->ntrain);
     dp_pack(&r->m->table, r->mask, o->v, scratch);
     e |= write_vec(f, "adam_v", scratch, r->ntrain);
+    if (hd) {
+        e |= write_vec(f, "head", hd->w, hd->n);
+        e |= write_vec(f, "head_adam_m", hd->o.m, hd->n);
+        e |= write_vec(f, "head_adam_v", hd->o.v, hd->n);
+    }
     H5Fclose(f);
     if (e < 0 || rename(tmp, path) != 0) {
         unlink(tmp);
@@ -171,7 +201,8 @@ static TdStatus ckpt_save(const FtRun *r, int t, long step, const float *theta, 
 
 /* Resumes from the checkpoint when present and made with the same settings;
  * *step = 0 otherwise. Any rank of the group (independent reads). */
-static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, float *scratch, long *step)
+static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, FtHead *hd,
+                          float *scratch, long *step)
 {
     char path[700], hash[20], have[20];
     *step = 0;
@@ -202,11 +233,17 @@ static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, float *
         if (e >= 0)
             dp_unpack(&r->m->table, r->mask, scratch, mv[k]);
     }
+    if (hd && e >= 0)
+        e = read_vec(f, "head", hd->w, hd->n) < 0 || read_vec(f, "head_adam_m", hd->o.m, hd->n) < 0 ||
+                    read_vec(f, "head_adam_v", hd->o.v, hd->n) < 0
+                ? -1 : 0;
     H5Fclose(f);
     if (e < 0 || st < 0 || st > r->cfg->finetune.steps)
         s = td_fail(TD_ERR_FORMAT, "checkpoint '%s' is damaged; delete it to start over", path);
     *step = st;
     o->step = st;
+    if (hd)
+        hd->o.step = st;
     return s;
 }
 
@@ -215,6 +252,7 @@ static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, float *
 typedef struct {
     DpTrainer dp;  /* loader, workspace, gradients (train_step.h) */
     AdamW o;
+    FtHead head;   /* finetune.train_heads */
     FILE *metrics;
 } Trainer;
 
@@ -222,6 +260,8 @@ static void trainer_free(Trainer *T)
 {
     dp_trainer_free(&T->dp);
     adamw_free(&T->o);
+    adamw_free(&T->head.o);
+    free(T->head.g);
     if (T->metrics)
         fclose(T->metrics);
     memset(T, 0, sizeof *T);
@@ -229,16 +269,40 @@ static void trainer_free(Trainer *T)
 
 static DpSpec ft_spec(const FtRun *r, int t)
 {
-    DpSpec p = {r->m, r->mask, r->ntrain, r->ntk, r->heads->classes[t], 0};
+    DpSpec p = {r->m,
+                r->mask,
+                r->ntrain,
+                r->ntk,
+                r->heads->classes[t],
+                r->cfg->finetune.train_heads,
+                (float)r->cfg->finetune.label_smoothing};
     return p;
 }
 
-static TdStatus trainer_alloc(Trainer *T, const FtRun *r, int grank, const char *task)
+/* head: in theta0's head, out the trained one (train_heads), or NULL. */
+static TdStatus trainer_alloc(Trainer *T, const FtRun *r, int t, int grank, float *head)
 {
     const TdFinetuneConfig *f = &r->cfg->finetune;
+    const char *task = r->cfg->data.tasks.item[t];
     AdamWConfig oc = {(float)f->lr, (float)f->beta1, (float)f->beta2, (float)f->eps,
                       (float)f->weight_decay};
     TD_TRY(adamw_init(&T->o, &oc, r->m->table.total));
+    if (head) {
+        FtHead *h = &T->head;
+        int C = r->heads->classes[t], E = r->heads->E;
+        h->n = (size_t)C * E;
+        h->w = head;
+        TD_ALLOC(h->g, h->n);
+        TD_TRY(adamw_init(&h->o, &oc, h->n)); /* the encoder's lr and weight decay */
+        snprintf(h->info.name, sizeof h->info.name, "head");
+        h->info.ndim = 2;
+        h->info.shape[0] = C;
+        h->info.shape[1] = E;
+        h->info.numel = h->n;
+        h->info.block = -1;
+        h->tab = (ParamTable){1, &h->info, h->n};
+        h->mask = 1;
+    }
     if (grank == 0) {
         char path[700];
         snprintf(path, sizeof path, "%s/metrics/%s_%s.jsonl", r->run_dir, r->mode, task);
@@ -249,8 +313,11 @@ static TdStatus trainer_alloc(Trainer *T, const FtRun *r, int grank, const char 
     return TD_OK;
 }
 
-/* Trains task t in group gcomm: theta (in: theta0, out: theta_t) and res. */
-static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, double *res)
+/* Trains task t in group gcomm: theta (in: theta0, out: theta_t) and res;
+ * with finetune.train_heads, head (C,E) too (in: the fixed head, out: the
+ * trained one; NULL otherwise). */
+static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, float *head,
+                           double *res)
 {
     const TdFinetuneConfig *f = &r->cfg->finetune;
     const char *task = r->cfg->data.tasks.item[t];
@@ -260,14 +327,17 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     heads_task_path(r->cfg, t, path, sizeof path);
     Trainer T;
     memset(&T, 0, sizeof T);
-    LoaderOpts lo = {path, TASK_TRAIN, f->batch, r->m->arch.image, task_seed(r->cfg, t), 1};
+    const TdDataConfig *dc = &r->cfg->data;
+    LoaderOpts lo = {path, TASK_TRAIN, f->batch, r->m->arch.image, task_seed(r->cfg, t), 1,
+                     !dc->augment, {dc->crop_scale[0], dc->crop_scale[1]}};
     DpSpec spec = ft_spec(r, t);
+    FtHead *hd = head ? &T.head : NULL;
     TdStatus s = dp_trainer_open(&T.dp, gcomm, &lo, &spec);
     if (s == TD_OK)
-        s = runtime_agree(gcomm, trainer_alloc(&T, r, grank, task));
+        s = runtime_agree(gcomm, trainer_alloc(&T, r, t, grank, head));
     long step = 0;
     if (s == TD_OK)
-        s = runtime_agree(gcomm, ckpt_load(r, t, theta, &T.o, T.dp.packed, &step));
+        s = runtime_agree(gcomm, ckpt_load(r, t, theta, &T.o, hd, T.dp.packed, &step));
     if (s != TD_OK) {
         trainer_free(&T);
         return s;
@@ -280,11 +350,16 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     long step_last = step, step_start = step;
     double loss = 0;
     while (step < f->steps) {
-        s = dp_step(&T.dp, gcomm, &spec, theta, r->heads->w[t], (float)r->cfg->heads.logit_scale,
-                    &loss);
+        s = dp_step(&T.dp, gcomm, &spec, theta, head ? head : r->heads->w[t],
+                    (float)r->cfg->heads.logit_scale, &loss);
         if (s != TD_OK)
             break;
-        double norm = sqrt(optim_grad_sumsq(&r->m->table, r->mask, T.dp.grads));
+        double sumsq = optim_grad_sumsq(&r->m->table, r->mask, T.dp.grads);
+        if (hd) { /* the head's gradient counts in the global norm */
+            memcpy(hd->g, T.dp.dhead, hd->n * sizeof(float));
+            sumsq += optim_grad_sumsq(&hd->tab, &hd->mask, hd->g);
+        }
+        double norm = sqrt(sumsq);
         if (!isfinite(loss) || !isfinite(norm)) {
             res[R_STATUS] = FT_NAN;
             res[R_FAIL_STEP] = (double)(step + 1);
@@ -293,10 +368,15 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
                             isnan(loss) || isnan(norm) ? "NaN" : "Inf", step + 1);
             break;
         }
-        if (f->grad_clip > 0)
+        if (f->grad_clip > 0) {
             optim_clip_scale(&r->m->table, r->mask, T.dp.grads, norm, (float)f->grad_clip);
+            if (hd)
+                optim_clip_scale(&hd->tab, &hd->mask, hd->g, norm, (float)f->grad_clip);
+        }
         float lr = schedule_lr(f, step);
         adamw_step(&T.o, &r->m->table, r->mask, theta, T.dp.grads, lr);
+        if (hd)
+            adamw_step(&hd->o, &hd->tab, &hd->mask, hd->w, hd->g, lr);
         step++;
         if (grank == 0 && (step % f->log_every == 0 || step == f->steps)) {
             double now = td_wall(), ips = (double)(step - step_last) * f->batch / (now - t_last + 1e-9);
@@ -314,8 +394,9 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
             step_last = step;
         }
         if (f->checkpoint_every > 0 && (step % f->checkpoint_every == 0 || step == f->steps)) {
-            s = runtime_agree(gcomm, grank == 0 ? ckpt_save(r, t, step, theta, &T.o, T.dp.packed)
-                                                : TD_OK);
+            s = runtime_agree(gcomm, grank == 0
+                                         ? ckpt_save(r, t, step, theta, &T.o, hd, T.dp.packed)
+                                         : TD_OK);
             if (s != TD_OK)
                 break;
         }
@@ -333,9 +414,10 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     return s;
 }
 
-/* Single-task val/test accuracy of the fine-tuned encoder, over the group. */
+/* Single-task val/test accuracy of the fine-tuned encoder with head (the
+ * fixed head, or the trained one), over the group. */
 static TdStatus evaluate_task(const FtRun *r, int t, MPI_Comm gcomm, const float *theta,
-                              float *delta, double *res)
+                              const float *head, float *delta, double *res)
 {
     char path[600];
     heads_task_path(r->cfg, t, path, sizeof path);
@@ -345,9 +427,9 @@ static TdStatus evaluate_task(const FtRun *r, int t, MPI_Comm gcomm, const float
         enc = (EvalEncoder){r->m, NULL, delta, r->mask};
     }
     const TdEvalConfig *e = &r->cfg->eval;
-    TD_TRY(eval_accuracy(gcomm, &enc, path, TASK_VAL, e->batch, e->limit, r->heads->w[t],
+    TD_TRY(eval_accuracy(gcomm, &enc, path, TASK_VAL, e->batch, e->limit, head,
                          r->heads->classes[t], &res[R_ACC_VAL]));
-    TD_TRY(eval_accuracy(gcomm, &enc, path, TASK_TEST, e->batch, e->limit, r->heads->w[t],
+    TD_TRY(eval_accuracy(gcomm, &enc, path, TASK_TEST, e->batch, e->limit, head,
                          r->heads->classes[t], &res[R_ACC_TEST]));
     return TD_OK;
 }
@@ -392,6 +474,16 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
     e |= attr_num(f, "steps", fc->steps, 1);
     e |= attr_num(f, "warmup", fc->warmup, 1);
     e |= attr_num(f, "seed", cfg->run.seed, 1);
+    e |= attr_num(f, "label_smoothing", fc->label_smoothing, 0);
+    e |= attr_num(f, "augment", cfg->data.augment, 1);
+    e |= attr_num(f, "train_heads", fc->train_heads, 1);
+    if (fc->train_heads) {
+        char hf[64];
+        snprintf(hf, sizeof hf, "heads_%s.h5", r->mode);
+        e |= attr_str(f, "heads_file", hf);
+    } else {
+        e |= attr_str(f, "heads_file", "heads.h5");
+    }
     for (int t = 0; t < T; t++) {
         const double *q = res + (size_t)t * R_N;
         int owner = group_root(t % G, G, P);
@@ -441,6 +533,44 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
     return TD_OK;
 }
 
+/* ---- the trained heads of a mode (finetune.train_heads) ---- */
+
+/* Gathers every task's trained head (its slot in all, filled by the group's
+ * rank 0, zero elsewhere) to every rank with one MPI_Allreduce, then world
+ * rank 0 writes <run_dir>/heads_<mode>.h5 (heads.h layout; tasks that did not
+ * finish are left out). Collective over WORLD. */
+static TdStatus trained_heads_write(const FtRun *r, const double *res, float *all, size_t total)
+{
+    const TdConfig *cfg = r->cfg;
+    int T = cfg->data.tasks.count;
+    if (MPI_Allreduce(MPI_IN_PLACE, all, (int)total, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
+        MPI_SUCCESS)
+        return runtime_agree(MPI_COMM_WORLD,
+                             td_fail(TD_ERR_MPI, "MPI_Allreduce of the trained heads failed"));
+    HeadSet h = {T, r->heads->E, r->heads->classes, NULL};
+    float **w = calloc((size_t)T, sizeof *w);
+    unsigned char *ok = calloc((size_t)T, 1);
+    TdStatus s = w && ok ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory");
+    size_t off = 0;
+    for (int t = 0; t < T && s == TD_OK; t++) {
+        w[t] = all + off;
+        off += (size_t)r->heads->classes[t] * r->heads->E;
+        ok[t] = res[(size_t)t * R_N + R_STATUS] == FT_OK;
+    }
+    h.w = w;
+    s = runtime_agree(MPI_COMM_WORLD, s);
+    char path[700], source[96];
+    snprintf(path, sizeof path, "%s/heads_%s.h5", r->run_dir, r->mode);
+    snprintf(source, sizeof source, "finetuned:%s", r->mode);
+    if (s == TD_OK)
+        s = heads_write_as(path, cfg, r->m, &h, source, ok);
+    if (s == TD_OK)
+        td_log("trained heads (%s): %s", r->mode, path);
+    free(w);
+    free(ok);
+    return s;
+}
+
 /* ---- one mode over every task ---- */
 
 static TdStatus run_mode(FtRun *r, const double *theta0_acc)
@@ -463,13 +593,26 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
     float **tv = calloc((size_t)T, sizeof *tv);
     float *theta = td_aligned_calloc(tab->total * sizeof(float));
     float *delta = td_aligned_calloc(tab->total * sizeof(float));
-    s = (res && tv && theta && delta) ? TD_OK : td_fail(TD_ERR_NOMEM, "fine-tuning: out of memory");
+    /* finetune.train_heads: every task's head back to back (heads_all), and
+     * where each starts */
+    int th = cfg->finetune.train_heads;
+    size_t heads_total = 0, *hoff = calloc((size_t)T + 1, sizeof *hoff);
+    for (int t = 0; t < T && hoff; t++)
+        hoff[t + 1] = heads_total += (size_t)r->heads->classes[t] * r->heads->E;
+    float *heads_all = th ? calloc(heads_total + 1, sizeof(float)) : NULL;
+    float *head = th ? malloc((heads_total + 1) * sizeof(float)) : NULL;
+    s = (res && tv && theta && delta && hoff && (!th || (heads_all && head)))
+            ? TD_OK : td_fail(TD_ERR_NOMEM, "fine-tuning: out of memory");
     for (int t = color; t < T && s == TD_OK; t += G) {
         double q[R_N] = {0};
         memcpy(theta, r->m->params, tab->total * sizeof(float));
-        s = train_task(r, t, gcomm, theta, q);
+        if (th)
+            memcpy(head, r->heads->w[t], (hoff[t + 1] - hoff[t]) * sizeof(float));
+        s = train_task(r, t, gcomm, theta, head, q);
         if (s == TD_OK && q[R_STATUS] == FT_OK)
-            s = evaluate_task(r, t, gcomm, theta, delta, q);
+            s = evaluate_task(r, t, gcomm, theta, th ? head : r->heads->w[t], delta, q);
+        if (s == TD_OK && grank == 0 && th && q[R_STATUS] == FT_OK)
+            memcpy(heads_all + hoff[t], head, (hoff[t + 1] - hoff[t]) * sizeof(float));
         if (s == TD_OK && grank == 0) {
             q[R_T0_VAL] = theta0_acc[2 * t];
             q[R_T0_TEST] = theta0_acc[2 * t + 1];
@@ -517,6 +660,8 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
                                   "%d task(s) stopped at finetune.stop_after = %d as if killed; "
                                   "rerun to resume from the checkpoints",
                                   intr, cfg->finetune.stop_after));
+    if (s == TD_OK && th) /* before the task-vector file, which names it */
+        s = trained_heads_write(r, res, heads_all, heads_total);
     if (s == TD_OK)
         s = tv_write(r, res, tv, G);
     if (s == TD_OK && nan)
@@ -527,6 +672,9 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
         free(tv[t]);
     free(tv);
     free(res);
+    free(hoff);
+    free(heads_all);
+    free(head);
     td_free(theta);
     td_free(delta);
     return s;
@@ -564,10 +712,6 @@ static TdStatus load_theta0(const TdConfig *cfg, VitModel *m)
 static TdStatus check_inputs(const TdConfig *cfg)
 {
     const TdFinetuneConfig *f = &cfg->finetune;
-    if (f->label_smoothing != 0)
-        return td_fail(TD_ERR_CONFIG, "finetune.label_smoothing: not implemented yet (use 0)");
-    if (f->train_heads)
-        return td_fail(TD_ERR_CONFIG, "finetune.train_heads: not implemented yet (use false)");
     if (cfg->data.tasks.count == 0)
         return td_fail(TD_ERR_CONFIG, "data.tasks is empty: nothing to fine-tune");
     for (int t = 0; t < cfg->data.tasks.count; t++) {

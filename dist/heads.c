@@ -247,7 +247,7 @@ static TdStatus write_str_attr(hid_t obj, const char *name, const char *val)
 }
 
 static TdStatus write_local(const char *path, const TdConfig *cfg, const VitModel *theta0,
-                            const HeadSet *h)
+                            const HeadSet *h, const char *source, const unsigned char *include)
 {
     char tmp[700];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -256,7 +256,7 @@ static TdStatus write_local(const char *path, const TdConfig *cfg, const VitMode
         return td_fail(TD_ERR_IO, "cannot create heads file '%s'", tmp);
     TdStatus s = write_str_attr(f, "format", "tadist-heads-1");
     if (s == TD_OK)
-        s = write_str_attr(f, "source", cfg->heads.source);
+        s = write_str_attr(f, "source", source);
     if (s == TD_OK)
         s = write_str_attr(f, "base_checksum", theta0->checksum);
     if (s == TD_OK) {
@@ -267,6 +267,8 @@ static TdStatus write_local(const char *path, const TdConfig *cfg, const VitMode
         H5Sclose(sp);
     }
     for (int t = 0; t < h->tasks && s == TD_OK; t++) {
+        if (include && !include[t])
+            continue;
         hsize_t dims[2] = {(hsize_t)h->classes[t], (hsize_t)h->E};
         hid_t sp = H5Screate_simple(2, dims, NULL);
         hid_t d = H5Dcreate2(f, cfg->data.tasks.item[t], H5T_IEEE_F32LE, sp, H5P_DEFAULT,
@@ -289,6 +291,12 @@ static TdStatus write_local(const char *path, const TdConfig *cfg, const VitMode
 TdStatus heads_write(const char *path, const TdConfig *cfg, const VitModel *theta0,
                      const HeadSet *h)
 {
-    TdStatus s = g_rt.rank == 0 ? write_local(path, cfg, theta0, h) : TD_OK;
+    return heads_write_as(path, cfg, theta0, h, cfg->heads.source, NULL);
+}
+
+TdStatus heads_write_as(const char *path, const TdConfig *cfg, const VitModel *theta0,
+                        const HeadSet *h, const char *source, const unsigned char *include)
+{
+    TdStatus s = g_rt.rank == 0 ? write_local(path, cfg, theta0, h, source, include) : TD_OK;
     return runtime_agree(MPI_COMM_WORLD, s);
 }

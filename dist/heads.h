@@ -36,6 +36,11 @@ void heads_free(HeadSet *h);
 /* Rank 0 writes path (atomic); others return TD_OK. Status agreed over WORLD. */
 TdStatus heads_write(const char *path, const TdConfig *cfg, const VitModel *theta0,
                      const HeadSet *h);
+/* The same with the root attribute source given (e.g. "finetuned:attn"), and
+ * only the tasks t with include[t] != 0 (include NULL: all). Rank 0's h is
+ * written. */
+TdStatus heads_write_as(const char *path, const TdConfig *cfg, const VitModel *theta0,
+                        const HeadSet *h, const char *source, const unsigned char *include);
 
 /* "<data.dir>/<task>.h5" */
 void heads_task_path(const TdConfig *cfg, int t, char *buf, size_t n);

@@ -10,6 +10,8 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack: no allocation to fail */
 #include <xxhash.h>
 
+#include "h5util.h"
+
 #define MODEL_FORMAT "tadist-vit-1"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -87,113 +89,6 @@ void model_checksum(const VitModel *m, char out[40])
              (unsigned long long)h.low64);
 }
 
-/* ---- attributes ------------------------------------------------------- */
-
-static TdStatus attr_write(hid_t loc, const char *path, const char *name, hid_t ftype,
-                           hid_t mtype, const void *buf)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t at = sp >= 0 ? H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    herr_t w = at >= 0 ? H5Awrite(at, mtype, buf) : -1;
-    herr_t c = at >= 0 ? H5Aclose(at) : 0;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (w < 0 || c < 0)
-        return td_fail(TD_ERR_HDF5, "%s: cannot write attribute '%s'", path, name);
-    return TD_OK;
-}
-
-static TdStatus attr_write_str(hid_t loc, const char *path, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0 || H5Tset_size(t, strlen(v) + 1) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0) {
-        if (t >= 0)
-            H5Tclose(t);
-        return td_fail(TD_ERR_HDF5, "%s: cannot make a string type for attribute '%s'", path,
-                       name);
-    }
-    TdStatus s = attr_write(loc, path, name, t, t, v);
-    H5Tclose(t);
-    return s;
-}
-
-/* Opens attribute name of loc, which must hold one value; -1 after td_fail. */
-static hid_t attr_open(hid_t loc, const char *path, const char *name)
-{
-    htri_t ex = H5Aexists(loc, name);
-    if (ex <= 0) {
-        td_fail(TD_ERR_FORMAT, "%s: attribute '%s' is missing (not a tadist model file?)", path,
-                name);
-        return -1;
-    }
-    hid_t at = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t sp = at >= 0 ? H5Aget_space(at) : -1;
-    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (n != 1) {
-        if (at >= 0)
-            H5Aclose(at);
-        td_fail(TD_ERR_FORMAT, "%s: attribute '%s' cannot be read as one value", path, name);
-        return -1;
-    }
-    return at;
-}
-
-static TdStatus attr_read(hid_t loc, const char *path, const char *name, hid_t mtype, void *v)
-{
-    hid_t at = attr_open(loc, path, name);
-    if (at < 0)
-        return TD_ERR_FORMAT;
-    hid_t ft = H5Aget_type(at);
-    H5T_class_t cls = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
-    herr_t r = (cls == H5T_INTEGER || cls == H5T_FLOAT) ? H5Aread(at, mtype, v) : -1;
-    if (ft >= 0)
-        H5Tclose(ft);
-    H5Aclose(at);
-    if (r < 0)
-        return td_fail(TD_ERR_FORMAT, "%s: attribute '%s' is not a number", path, name);
-    return TD_OK;
-}
-
-/* Reads a fixed- or variable-length string attribute into buf[cap]. */
-static TdStatus attr_read_str(hid_t loc, const char *path, const char *name, char *buf,
-                              size_t cap)
-{
-    hid_t at = attr_open(loc, path, name);
-    if (at < 0)
-        return TD_ERR_FORMAT;
-    hid_t ft = H5Aget_type(at);
-    htri_t var = ft >= 0 && H5Tget_class(ft) == H5T_STRING ? H5Tis_variable_str(ft) : -1;
-    size_t size = ft >= 0 ? H5Tget_size(ft) : 0;
-    hid_t mt = var >= 0 ? H5Tcopy(H5T_C_S1) : -1;
-    herr_t r = -1;
-    if (mt >= 0 && var > 0 && H5Tset_size(mt, H5T_VARIABLE) >= 0) {
-        char *s = NULL;
-        r = H5Aread(at, mt, &s);
-        if (r >= 0 && s) {
-            snprintf(buf, cap, "%s", s);
-            H5free_memory(s);
-        } else if (r >= 0) {
-            buf[0] = '\0';
-        }
-    } else if (mt >= 0 && var == 0 && size > 0 && H5Tset_size(mt, size) >= 0) {
-        char *s = calloc(size + 1, 1);
-        r = s ? H5Aread(at, mt, s) : -1;
-        if (r >= 0)
-            snprintf(buf, cap, "%s", s);
-        free(s);
-    }
-    if (mt >= 0)
-        H5Tclose(mt);
-    if (ft >= 0)
-        H5Tclose(ft);
-    H5Aclose(at);
-    if (r < 0)
-        return td_fail(TD_ERR_FORMAT, "%s: attribute '%s' is not a readable string", path, name);
-    return TD_OK;
-}
-
 static TdStatus write_header(hid_t f, const char *path, const VitModel *m)
 {
     const VitArch *a = &m->arch;
@@ -203,23 +98,21 @@ static TdStatus write_header(hid_t f, const char *path, const VitModel *m)
     } ints[] = {{"width", a->width},     {"layers", a->layers}, {"heads", a->heads},
                 {"patch", a->patch},     {"image", a->image},   {"mlp", a->mlp},
                 {"out_dim", a->out_dim}, {"channels", a->channels}};
-    TD_TRY(attr_write_str(f, path, "format", MODEL_FORMAT));
+    TD_TRY(h5u_attr_write_str(f, path, "format", MODEL_FORMAT));
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        TD_TRY(attr_write(f, path, ints[i].name, H5T_STD_I32LE, H5T_NATIVE_INT, &ints[i].v));
-    TD_TRY(attr_write_str(f, path, "activation", vit_act_name(a->act)));
-    TD_TRY(attr_write(f, path, "ln_eps", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &a->ln_eps));
-    TD_TRY(attr_write_str(f, path, "source", m->source));
-    TD_TRY(attr_write_str(f, path, "checksum", m->checksum));
+        TD_TRY(h5u_attr_write(f, path, ints[i].name, H5T_STD_I32LE, H5T_NATIVE_INT, &ints[i].v));
+    TD_TRY(h5u_attr_write_str(f, path, "activation", vit_act_name(a->act)));
+    TD_TRY(h5u_attr_write(f, path, "ln_eps", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &a->ln_eps));
+    TD_TRY(h5u_attr_write_str(f, path, "source", m->source));
+    TD_TRY(h5u_attr_write_str(f, path, "checksum", m->checksum));
     return TD_OK;
 }
 
 static TdStatus read_header(hid_t f, const char *path, VitArch *a, char *source, size_t source_cap,
                             char checksum[40], int *has_checksum)
 {
-    char fmt[64], act[64];
-    TD_TRY(attr_read_str(f, path, "format", fmt, sizeof fmt));
-    if (strcmp(fmt, MODEL_FORMAT) != 0)
-        return td_fail(TD_ERR_FORMAT, "%s: format '%s' is not %s", path, fmt, MODEL_FORMAT);
+    char act[64];
+    TD_TRY(h5u_check_format(f, path, MODEL_FORMAT, "tadist model file"));
     struct {
         const char *name;
         int *v;
@@ -227,21 +120,21 @@ static TdStatus read_header(hid_t f, const char *path, VitArch *a, char *source,
                 {"patch", &a->patch},     {"image", &a->image},   {"mlp", &a->mlp},
                 {"out_dim", &a->out_dim}, {"channels", &a->channels}};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        TD_TRY(attr_read(f, path, ints[i].name, H5T_NATIVE_INT, ints[i].v));
-    TD_TRY(attr_read_str(f, path, "activation", act, sizeof act));
+        TD_TRY(h5u_attr_read(f, path, ints[i].name, H5T_NATIVE_INT, ints[i].v));
+    TD_TRY(h5u_attr_read_str(f, path, "activation", act, sizeof act));
     if (strcmp(act, "gelu") == 0)
         a->act = TD_ACT_GELU;
     else if (strcmp(act, "quick_gelu") == 0)
         a->act = TD_ACT_QUICK_GELU;
     else
         return td_fail(TD_ERR_FORMAT, "%s: activation '%s' is not quick_gelu or gelu", path, act);
-    TD_TRY(attr_read(f, path, "ln_eps", H5T_NATIVE_FLOAT, &a->ln_eps));
+    TD_TRY(h5u_attr_read(f, path, "ln_eps", H5T_NATIVE_FLOAT, &a->ln_eps));
     source[0] = '\0';
-    if (H5Aexists(f, "source") > 0)
-        TD_TRY(attr_read_str(f, path, "source", source, source_cap));
-    *has_checksum = H5Aexists(f, "checksum") > 0;
+    if (h5u_attr_exists(f, "source"))
+        TD_TRY(h5u_attr_read_str(f, path, "source", source, source_cap));
+    *has_checksum = h5u_attr_exists(f, "checksum");
     if (*has_checksum)
-        TD_TRY(attr_read_str(f, path, "checksum", checksum, 40));
+        TD_TRY(h5u_attr_read_str(f, path, "checksum", checksum, 40));
     return model_arch_check(path, a);
 }
 

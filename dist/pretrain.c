@@ -170,9 +170,15 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
     const TdPretrainConfig *pc = &cfg->pretrain;
     int E = p->m.arch.out_dim;
     size_t nh = (size_t)C * E;
-    DpSpec spec = {&p->m, p->mask, trainable_count(&p->m.table, p->mask), 0, C, 1};
-    LoaderOpts lo = {path, TASK_TRAIN, pc->batch, p->m.arch.image,
-                     rng_derive((uint64_t)cfg->run.seed, 0x70726574ULL, 2), 1};
+    DpSpec spec = {&p->m, p->mask, trainable_count(&p->m.table, p->mask), 0, C, 1, 0.0f};
+    LoaderOpts lo = {path,
+                     TASK_TRAIN,
+                     pc->batch,
+                     p->m.arch.image,
+                     rng_derive((uint64_t)cfg->run.seed, 0x70726574ULL, 2),
+                     1,
+                     !cfg->data.augment,
+                     {cfg->data.crop_scale[0], cfg->data.crop_scale[1]}};
     TD_TRY(dp_trainer_open(&p->T, MPI_COMM_WORLD, &lo, &spec));
     td_log("pretrain: %s (%zu parameters) on %s: %d classes, %d steps of batch %d over %d "
            "rank(s), lr %g, scale %g",

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5util.h"
 #include "hf_names.h"
 
 #define REF_MAX_DIMS 4
@@ -14,78 +15,15 @@
 
 /* ---- attributes ------------------------------------------------------- */
 
-static TdStatus attr_open(hid_t f, const char *path, const char *name, hid_t *at)
-{
-    if (H5Aexists(f, name) <= 0)
-        return td_fail(TD_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
-    *at = H5Aopen(f, name, H5P_DEFAULT);
-    if (*at < 0)
-        return td_fail(TD_ERR_HDF5, "%s: cannot open attribute '%s'", path, name);
-    return TD_OK;
-}
-
-static TdStatus attr_double(hid_t f, const char *path, const char *name, double *v)
-{
-    hid_t at = -1;
-    TD_TRY(attr_open(f, path, name, &at));
-    herr_t e = H5Aread(at, H5T_NATIVE_DOUBLE, v);
-    H5Aclose(at);
-    if (e < 0)
-        return td_fail(TD_ERR_FORMAT, "%s: attribute '%s' is not a number", path, name);
-    return TD_OK;
-}
-
 static TdStatus attr_int(hid_t f, const char *path, const char *name, int *v)
 {
     double x;
-    TD_TRY(attr_double(f, path, name, &x));
+    TD_TRY(h5u_attr_read_f64(f, path, name, &x));
     if (!(x >= 1 && x <= REF_FIELD_MAX) || x != (double)(int)x)
         return td_fail(TD_ERR_FORMAT, "%s: attribute '%s' = %g is not a plausible size", path,
                        name, x);
     *v = (int)x;
     return TD_OK;
-}
-
-/* Reads a string attribute, fixed or variable length. */
-static TdStatus attr_string(hid_t f, const char *path, const char *name, char *out, size_t cap)
-{
-    hid_t at = -1;
-    TD_TRY(attr_open(f, path, name, &at));
-    TdStatus s = TD_OK;
-    hid_t ft = H5Aget_type(at);
-    if (ft < 0 || H5Tget_class(ft) != H5T_STRING) {
-        s = td_fail(TD_ERR_FORMAT, "%s: attribute '%s' is not a string", path, name);
-    } else if (H5Tis_variable_str(ft) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft)); /* no ASCII <-> UTF-8 conversion in HDF5 */
-        char *v = NULL;
-        if (H5Aread(at, mt, &v) < 0 || !v)
-            s = td_fail(TD_ERR_FORMAT, "%s: cannot read attribute '%s'", path, name);
-        else
-            snprintf(out, cap, "%s", v);
-        if (v)
-            H5free_memory(v);
-        H5Tclose(mt);
-    } else {
-        size_t n = H5Tget_size(ft);
-        char *v = calloc(n + 1, 1);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, n + 1);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        if (!v)
-            s = td_fail(TD_ERR_NOMEM, "%s: out of memory", path);
-        else if (H5Aread(at, mt, v) < 0)
-            s = td_fail(TD_ERR_FORMAT, "%s: cannot read attribute '%s'", path, name);
-        else
-            snprintf(out, cap, "%s", v);
-        free(v);
-        H5Tclose(mt);
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    H5Aclose(at);
-    return s;
 }
 
 /* ---- datasets --------------------------------------------------------- */
@@ -236,16 +174,16 @@ static TdStatus read_arch(hid_t f, const char *path, VitArch *a, double *logit_s
     TD_TRY(attr_int(f, path, "vision_patch_size", &a->patch));
     TD_TRY(attr_int(f, path, "vision_projection_dim", &a->out_dim));
     double eps;
-    TD_TRY(attr_double(f, path, "vision_layer_norm_eps", &eps));
+    TD_TRY(h5u_attr_read_f64(f, path, "vision_layer_norm_eps", &eps));
     a->ln_eps = (float)eps;
     char act[64];
-    TD_TRY(attr_string(f, path, "vision_hidden_act", act, sizeof act));
+    TD_TRY(h5u_attr_read_str(f, path, "vision_hidden_act", act, sizeof act));
     if (vit_act_parse(act, &a->act) != TD_OK) {
         td_error_clear();
         return td_fail(TD_ERR_FORMAT, "%s: vision_hidden_act '%s' is not supported "
                        "(quick_gelu or gelu)", path, act);
     }
-    TD_TRY(attr_double(f, path, "logit_scale", logit_scale));
+    TD_TRY(h5u_attr_read_f64(f, path, "logit_scale", logit_scale));
     return TD_OK;
 }
 

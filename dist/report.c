@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "h5util.h"
 #include "results.h"
 #include "runtime.h"
 #include "study.h"
@@ -638,9 +639,9 @@ static TdStatus write_report(const TdConfig *cfg)
     study_run_dir(cfg, r.dir, sizeof r.dir);
     char p[800], tmp[850];
     snprintf(p, sizeof p, "%s/tables", r.dir);
-    TD_TRY(study_mkdir_p(p));
+    TD_TRY(fs_mkdir_p(p));
     snprintf(p, sizeof p, "%s/figures", r.dir);
-    TD_TRY(study_mkdir_p(p));
+    TD_TRY(fs_mkdir_p(p));
     TD_TRY(results_load(r.dir, &r.root));
     r.modes = cJSON_GetObjectItemCaseSensitive(r.root, "modes");
     keys_of(r.modes, &r.mode);
@@ -717,7 +718,7 @@ static TdStatus note_command(const TdConfig *cfg)
 {
     char dir[600], line[4096], stages[1024], when[64];
     study_run_dir(cfg, dir, sizeof dir);
-    TD_TRY(study_mkdir_p(dir));
+    TD_TRY(fs_mkdir_p(dir));
     command_line(line, sizeof line);
     config_value_text(cfg, "run.stages", stages, sizeof stages);
     time_t now = time(NULL);

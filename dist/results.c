@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5util.h"
+
 static void path_join(char *buf, size_t n, const char *dir, const char *name)
 {
     snprintf(buf, n, "%s/%s", dir, name);
@@ -128,15 +130,9 @@ TdStatus results_grid_write(const char *run_dir, const char *dset_path, const do
     hid_t d = H5Dcreate2(f, dset_path, H5T_IEEE_F64LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
     herr_t st = d >= 0 ? H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : -1;
     if (st >= 0 && axes) {
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, strlen(axes) + 1);
-        hid_t as = H5Screate(H5S_SCALAR);
-        hid_t a = H5Acreate2(d, "axes", t, as, H5P_DEFAULT, H5P_DEFAULT);
-        st = a >= 0 ? H5Awrite(a, t, axes) : -1;
-        if (a >= 0)
-            H5Aclose(a);
-        H5Sclose(as);
-        H5Tclose(t);
+        char what[1200];
+        snprintf(what, sizeof what, "%s %s", path, dset_path);
+        st = h5u_attr_write_str(d, what, "axes", axes) == TD_OK ? 0 : -1;
     }
     if (d >= 0)
         H5Dclose(d);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <hdf5.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -78,6 +79,10 @@ static TdStatus journal_append(int fd, const char *path, int item, double v)
     return TD_OK;
 }
 
+/* Items run by the pools of this process so far (the same on every rank):
+ * merge.stop_after counts the items of the whole run, over every search. */
+static long s_items_run;
+
 /* Runs the pending items with a shared counter; vals gets this rank's results. */
 static TdStatus pool_work(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
                           const int *pending, int npending, double *vals, int *stopped)
@@ -109,7 +114,7 @@ static TdStatus pool_work(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void 
         MPI_Win_flush(0, win);
         if (idx >= npending)
             break;
-        if (p->stop_after > 0 && idx >= p->stop_after) {
+        if (p->stop_after > 0 && s_items_run + idx >= p->stop_after) {
             *stopped = 1;
             break;
         }
@@ -162,6 +167,7 @@ TdStatus search_pool(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
     int stopped = 0;
     if (s == TD_OK)
         s = pool_work(comm, p, fn, ctx, pending, npending, mine, &stopped);
+    s_items_run += npending;
     if (s == TD_OK &&
         MPI_Allreduce(MPI_IN_PLACE, mine, p->nitems, MPI_DOUBLE, MPI_SUM, comm) != MPI_SUCCESS)
         s = runtime_agree(comm, td_fail(TD_ERR_MPI, "search: MPI_Allreduce failed"));
@@ -232,11 +238,19 @@ typedef struct {
     char paths[TV_MAX_TASKS + 1][600];
     const float *head[TV_MAX_TASKS + 1];
     int classes[TV_MAX_TASKS + 1];
+    /* the per-task coefficient search: candidate rows of alpha grid indices */
+    const MergeSpec *cspec; /* the merge the coefficients go into */
+    const int *cidx;        /* (candidates x ntasks) rows of the current pool */
+    int cand;               /* candidate tau was merged for (-1: none) */
+    float *ft[TV_MAX_TASKS]; /* fine-tuned heads (heads_<mode>.h5), NULL where none */
+    int ft_found;            /* the file exists */
 } ModeRun;
 
 static void mode_free(ModeRun *r)
 {
     heads_free(&r->heads);
+    for (int t = 0; t < TV_MAX_TASKS; t++)
+        free(r->ft[t]);
     tv_info_free(&r->tv);
     if (r->m.params)
         model_free(&r->m);
@@ -258,6 +272,7 @@ static TdStatus mode_open(ModeRun *r, const TdConfig *cfg, const char *mode)
     r->mode = mode;
     r->ntk = strcmp(mode, "ntk") == 0;
     r->cur = NAN;
+    r->cand = -1;
     r->sign = 1;
     merge_run_dir(cfg, r->run_dir, sizeof r->run_dir);
     int size;
@@ -401,7 +416,7 @@ static void protos(const float *feat, const int32_t *y, int64_t n, int E, int C,
 
 /* Test features of the current encoder, once per task, scored by every head set. */
 typedef struct {
-    double abs[2][TV_MAX_TASKS]; /* [theta0, refit][task] */
+    double abs[3][TV_MAX_TASKS]; /* [theta0, refit, finetuned][task]; NaN: no such head */
 } HeadScores;
 
 static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
@@ -416,6 +431,9 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
         TD_TRY(eval_features(MPI_COMM_WORLD, &enc, r->paths[t], TASK_TEST, e->batch, e->limit, &ft,
                              &yt, &nt));
         hs->abs[0][t] = eval_head_accuracy(ft, yt, nt, E, r->head[t], r->classes[t]);
+        hs->abs[1][t] = hs->abs[2][t] = NAN;
+        if (r->ft[t])
+            hs->abs[2][t] = eval_head_accuracy(ft, yt, nt, E, r->ft[t], r->classes[t]);
         TdStatus s = TD_OK;
         if (refit) {
             s = eval_features(MPI_COMM_WORLD, &enc, r->paths[t], TASK_TRAIN, e->batch, e->limit,
@@ -434,20 +452,32 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
     return TD_OK;
 }
 
+/* A head set's scores; tasks without a head (NaN) are left out of the means
+ * and listed under "missing". */
 static cJSON *head_json(const ModeRun *r, const double *abs, const double *norm)
 {
-    cJSON *o = cJSON_CreateObject(), *pt = cJSON_CreateObject();
+    cJSON *o = cJSON_CreateObject(), *pt = cJSON_CreateObject(), *miss = NULL;
     double ma = 0, mn = 0;
+    int n = 0;
     for (int t = 0; t < r->ntasks; t++) {
+        if (isnan(abs[t])) {
+            if (!miss)
+                miss = cJSON_CreateArray();
+            cJSON_AddItemToArray(miss, cJSON_CreateString(r->cfg->data.tasks.item[t]));
+            continue;
+        }
         cJSON *q = cJSON_AddObjectToObject(pt, r->cfg->data.tasks.item[t]);
         cJSON_AddNumberToObject(q, "abs", abs[t]);
         cJSON_AddNumberToObject(q, "norm", abs[t] / norm[t]);
         ma += abs[t];
         mn += abs[t] / norm[t];
+        n++;
     }
-    cJSON_AddNumberToObject(o, "abs_test", ma / r->ntasks);
-    cJSON_AddNumberToObject(o, "norm_test", mn / r->ntasks);
+    cJSON_AddNumberToObject(o, "abs_test", n ? ma / n : NAN);
+    cJSON_AddNumberToObject(o, "norm_test", n ? mn / n : NAN);
     cJSON_AddItemToObject(o, "per_task", pt);
+    if (miss)
+        cJSON_AddItemToObject(o, "missing", miss);
     return o;
 }
 
@@ -472,6 +502,416 @@ static TdStatus mode_tasks(ModeRun *r, double *norm_val, double *norm_test)
     return TD_OK;
 }
 
+/* ---- fine-tuned heads ---- */
+
+/* Rank 0: the heads of <path> (/<task> float32 [C,E]) for the tasks of r it
+ * holds; present[j] says which. */
+static TdStatus ft_heads_read_local(ModeRun *r, const char *path, int *present)
+{
+    int E = r->m.arch.out_dim;
+    hid_t f;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0)
+        return td_fail(TD_ERR_IO, "cannot open fine-tuned heads '%s' (not an HDF5 file?)", path);
+    TdStatus s = TD_OK;
+    for (int j = 0; j < r->ntasks && s == TD_OK; j++) {
+        const char *task = r->cfg->data.tasks.item[j];
+        htri_t ex;
+        H5E_BEGIN_TRY { ex = H5Lexists(f, task, H5P_DEFAULT); } H5E_END_TRY;
+        if (ex <= 0)
+            continue;
+        hid_t d = H5Dopen2(f, task, H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+        hsize_t dims[2] = {0, 0};
+        int nd = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+        if (nd == 2)
+            H5Sget_simple_extent_dims(sp, dims, NULL);
+        if (nd != 2 || dims[0] != (hsize_t)r->classes[j] || dims[1] != (hsize_t)E) {
+            s = td_fail(TD_ERR_FORMAT, "'%s': /%s is not float32 [%d, %d] (classes x embedding)",
+                        path, task, r->classes[j], E);
+        } else {
+            r->ft[j] = malloc((size_t)r->classes[j] * E * sizeof(float));
+            if (!r->ft[j])
+                s = td_fail(TD_ERR_NOMEM, "search: out of memory");
+            else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->ft[j]) < 0)
+                s = td_fail(TD_ERR_IO, "cannot read /%s from '%s'", task, path);
+            else
+                present[j] = 1;
+        }
+        if (sp >= 0)
+            H5Sclose(sp);
+        if (d >= 0)
+            H5Dclose(d);
+    }
+    H5Fclose(f);
+    return s;
+}
+
+/* The fine-tuned heads <run_dir>/heads_<mode>.h5, on every rank, when the file
+ * exists (r->ft_found); listed in eval.heads, a missing file is an error.
+ * After mode_tasks. Collective, agreed. */
+static TdStatus ft_heads_load(ModeRun *r)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s/heads_%s.h5", r->run_dir, r->mode);
+    int wanted = config_names_contains(&r->cfg->eval.heads, "finetuned");
+    int present[TV_MAX_TASKS] = {0};
+    TdStatus s = TD_OK;
+    if (g_rt.rank == 0) {
+        r->ft_found = access(path, F_OK) == 0;
+        if (r->ft_found)
+            s = ft_heads_read_local(r, path, present);
+        else if (wanted)
+            s = td_fail(TD_ERR_CONFIG,
+                        "eval.heads lists \"finetuned\" but '%s' does not exist (set "
+                        "finetune.train_heads = true and rerun the finetune stage, or drop "
+                        "\"finetuned\" from eval.heads)",
+                        path);
+    }
+    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    MPI_Bcast(&r->ft_found, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(present, r->ntasks, MPI_INT, 0, MPI_COMM_WORLD);
+    int E = r->m.arch.out_dim;
+    for (int j = 0; j < r->ntasks && s == TD_OK; j++) {
+        if (!present[j])
+            continue;
+        if (g_rt.rank != 0 && !(r->ft[j] = malloc((size_t)r->classes[j] * E * sizeof(float))))
+            s = td_fail(TD_ERR_NOMEM, "search: out of memory");
+        s = runtime_agree(MPI_COMM_WORLD, s);
+        if (s == TD_OK)
+            MPI_Bcast(r->ft[j], r->classes[j] * E, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    }
+    if (s == TD_OK && r->ft_found) {
+        int n = 0;
+        for (int j = 0; j < r->ntasks; j++)
+            n += present[j];
+        td_log("addition %s: fine-tuned heads of %d of %d task(s) from %s", r->mode, n, r->ntasks,
+               path);
+    }
+    return s;
+}
+
+/* ---- addition ---- */
+
+static double row_score(const double *val, int T, const double *nval)
+{
+    double m = 0;
+    for (int t = 0; t < T; t++)
+        m += val[t] / nval[t];
+    return m / T;
+}
+
+/* The "heads" object of a result at the encoder mode_encoder(r, c): every
+ * head set of eval.heads (rank 0; NULL elsewhere). Collective. */
+static TdStatus heads_result(ModeRun *r, double c, const double *ntest, const char *what,
+                             cJSON **out)
+{
+    int refit = config_names_contains(&r->cfg->eval.heads, "refit");
+    HeadScores hs;
+    *out = NULL;
+    TD_TRY(score_heads(r, c, refit, &hs));
+    if (g_rt.rank != 0)
+        return TD_OK;
+    cJSON *h = cJSON_CreateObject();
+    const char *name[3] = {"theta0", "refit", "finetuned"};
+    for (int k = 0; k < 3; k++) {
+        if (k == 1 && !refit)
+            continue;
+        if (k == 2 && !r->ft_found) {
+            cJSON_AddStringToObject(h, "finetuned", "not trained");
+            continue;
+        }
+        cJSON *o = head_json(r, hs.abs[k], ntest);
+        td_log("addition %s/%s: test abs %.4f norm %.4f (%s heads)", r->mode, what,
+               cJSON_GetObjectItem(o, "abs_test")->valuedouble,
+               cJSON_GetObjectItem(o, "norm_test")->valuedouble, name[k]);
+        cJSON_AddItemToObject(h, name[k], o);
+    }
+    *out = h;
+    return TD_OK;
+}
+
+/* Rank 0: val_acc, val_norm (rows x tasks) and a per-row axis at group gp. */
+static TdStatus write_val_grids(const ModeRun *r, const char *gp, const double *val,
+                                const double *nval, int rows, const char *axis_name,
+                                const double *axis, int axis_cols, const char *axes)
+{
+    int T = r->ntasks;
+    double *norm = calloc((size_t)rows * T + 1, sizeof *norm);
+    if (!norm)
+        return td_fail(TD_ERR_NOMEM, "search: out of memory");
+    for (int i = 0; i < rows * T; i++)
+        norm[i] = val[i] / nval[i % T];
+    char p[400];
+    size_t dims[2] = {(size_t)rows, (size_t)T}, adims[2] = {(size_t)rows, (size_t)axis_cols};
+    snprintf(p, sizeof p, "%s/val_acc", gp);
+    TdStatus s = results_grid_write(r->run_dir, p, val, 2, dims, axes);
+    snprintf(p, sizeof p, "%s/val_norm", gp);
+    if (s == TD_OK)
+        s = results_grid_write(r->run_dir, p, norm, 2, dims, axes);
+    snprintf(p, sizeof p, "%s/%s", gp, axis_name);
+    if (s == TD_OK)
+        s = results_grid_write(r->run_dir, p, axis, axis_cols > 1 ? 2 : 1, adims,
+                               axis_cols > 1 ? axes : axis_name);
+    free(norm);
+    return s;
+}
+
+/* The uniform alpha search of one merge: tau = merge(spec) on every rank, the
+ * alpha grid x val splits through the pool (journal addition_<mode>_<tag>),
+ * val (alphas x tasks) and the best alpha index; grids at gp. */
+static TdStatus uniform_search(ModeRun *r, const char *tag, const MergeSpec *spec, const char *gp,
+                               const double *nval, double *val, int *best)
+{
+    const TdConfig *cfg = r->cfg;
+    int T = r->ntasks, A = search_alpha_count(cfg);
+    double t0 = td_wall();
+    TD_TRY(merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, spec, r->tau));
+    r->cur = NAN;
+    r->cand = -1;
+    td_log("addition %s/%s: merged %d task vectors in %.2fs", r->mode, tag, spec->ntasks,
+           td_wall() - t0);
+    char journal[1200], key[40], what[600];
+    snprintf(journal, sizeof journal, "%s/search/addition_%s_%s.jsonl", r->run_dir, r->mode, tag);
+    snprintf(what, sizeof what, "%.300s|k%.17g|p%.17g|%s|%d", tag, spec->ties ? spec->ties_k : -1.0,
+             spec->dare_p, spec->ties_global ? "global" : "tensor", spec->mean);
+    search_key(r, what, key);
+    PoolSpec ps = {journal, key, A * T, cfg->merge.stop_after};
+    t0 = td_wall();
+    TD_TRY(search_pool(MPI_COMM_WORLD, &ps, item_val, r, val));
+    *best = search_choose_alpha(val, A, T, nval);
+    td_log("addition %s/%s: %d alphas x %d tasks searched in %.2fs; alpha %.4g (mean "
+           "normalised val %.4f)",
+           r->mode, tag, A, T, td_wall() - t0, search_alpha(cfg, *best),
+           row_score(val + (size_t)*best * T, T, nval));
+    TdStatus s = TD_OK;
+    if (g_rt.rank == 0) {
+        double *al = calloc((size_t)A, sizeof *al);
+        for (int a = 0; al && a < A; a++)
+            al[a] = search_alpha(cfg, a);
+        s = al ? write_val_grids(r, gp, val, nval, A, "alpha", al, 1, "alpha,task")
+               : td_fail(TD_ERR_NOMEM, "search: out of memory");
+        free(al);
+    }
+    return runtime_agree(MPI_COMM_WORLD, s);
+}
+
+/* Item = candidate * ntasks + task: val accuracy of theta0 + merge(cspec with
+ * the candidate's coefficients), merged on this rank alone. */
+static TdStatus item_coef(void *ctx, int item, double *acc)
+{
+    ModeRun *r = ctx;
+    int c = item / r->ntasks, t = item % r->ntasks;
+    if (r->cand != c) {
+        MergeSpec sp = *r->cspec;
+        for (int j = 0; j < sp.ntasks; j++)
+            sp.coef[j] = search_alpha(r->cfg, r->cidx[(size_t)c * r->ntasks + j]);
+        r->cand = -1;
+        r->cur = NAN;
+        TD_TRY(merge_collective(MPI_COMM_SELF, &r->tv, &r->m, &sp, r->tau));
+        r->cand = c;
+    }
+    EvalEncoder enc = mode_encoder(r, 1.0);
+    return eval_accuracy(MPI_COMM_SELF, &enc, r->paths[t], TASK_VAL, r->item_batch,
+                         r->cfg->eval.limit, r->head[t], r->classes[t], acc);
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+int search_random_coef(int seed, int cand, int task, int nalpha)
+{
+    uint64_t x = splitmix64((uint64_t)(uint32_t)seed);
+    x = splitmix64(x ^ (uint64_t)(uint32_t)cand);
+    x = splitmix64(x ^ ((uint64_t)(uint32_t)task << 32));
+    return (int)(x % (uint64_t)nalpha);
+}
+
+/* Runs rows [first, first + n) of idx (candidates x tasks) through the pool
+ * into val; what names the search in its journal and key. */
+static TdStatus coef_pool(ModeRun *r, const char *tag, const char *what, const MergeSpec *spec,
+                          const int *idx, int first, int n, double *val)
+{
+    int T = r->ntasks;
+    char journal[1200], key[40], kw[1200];
+    snprintf(journal, sizeof journal, "%s/search/addition_%s_%s.jsonl", r->run_dir, r->mode, tag);
+    int len = snprintf(kw, sizeof kw, "%.300s|k%.17g|p%.17g|%s|%d|%d", what,
+                       spec->ties ? spec->ties_k : -1.0, spec->dare_p,
+                       spec->ties_global ? "global" : "tensor", spec->mean, n);
+    for (int i = 0; i < T && len > 0 && (size_t)len < sizeof kw; i++) /* the start row */
+        len += snprintf(kw + len, sizeof kw - (size_t)len, "|%d", idx[(size_t)first * T + i]);
+    search_key(r, kw, key);
+    r->cspec = spec;
+    r->cidx = idx + (size_t)first * T;
+    r->cand = -1;
+    r->cur = NAN;
+    PoolSpec ps = {journal, key, n * T, r->cfg->merge.stop_after};
+    TdStatus s = search_pool(MPI_COMM_WORLD, &ps, item_coef, r, val + (size_t)first * T);
+    r->cand = -1;
+    r->cur = NAN;
+    return s;
+}
+
+/* The per-task coefficient search (merge.coef_search) at the merge spec,
+ * starting from the uniform choice (row ubest of uval); scores and records
+ * modes.<mode>.addition.<method>_coef. Collective. */
+static TdStatus coef_search(ModeRun *r, const char *method, const MergeSpec *spec,
+                            const double *uval, int ubest, const double *nval, const double *ntest)
+{
+    const TdConfig *cfg = r->cfg;
+    const char *kind = cfg->merge.coef_search;
+    int T = r->ntasks, A = search_alpha_count(cfg), budget = cfg->merge.coef_budget;
+    int *idx = calloc((size_t)(budget + 1) * T, sizeof *idx);
+    double *val = calloc((size_t)(budget + 1) * T, sizeof *val);
+    TdStatus s = runtime_agree(MPI_COMM_WORLD, idx && val ? TD_OK
+                                                          : td_fail(TD_ERR_NOMEM, "out of memory"));
+    char tag[300];
+    for (int t = 0; t < T; t++) { /* row 0: the uniform choice, already evaluated */
+        idx[t] = ubest;
+        val[t] = uval[(size_t)ubest * T + t];
+    }
+    int n = 1, chosen = 0;
+    double t0 = td_wall();
+    if (s == TD_OK && strcmp(kind, "random") == 0) {
+        for (int c = 0; c < budget; c++)
+            for (int t = 0; t < T; t++)
+                idx[(size_t)(c + 1) * T + t] = search_random_coef(cfg->merge.coef_seed, c, t, A);
+        char what[300];
+        snprintf(what, sizeof what, "coef|random|%s|%d", method, cfg->merge.coef_seed);
+        snprintf(tag, sizeof tag, "%s_coef_random", method);
+        s = coef_pool(r, tag, what, spec, idx, 1, budget, val);
+        n = budget + 1;
+        chosen = search_choose_alpha(val, n, T, nval); /* the uniform start wins ties */
+    } else if (s == TD_OK) { /* coordinate */
+        int cur = 0, used = 0, step = 0;
+        for (int round = 0; s == TD_OK && used < budget; round++) {
+            int moved = 0;
+            for (int t = 0; s == TD_OK && t < T && used < budget; t++, step++) {
+                int m = 0;
+                for (int i = 0; i < A && used + m < budget; i++) {
+                    if (i == idx[(size_t)cur * T + t])
+                        continue;
+                    memcpy(idx + (size_t)(n + m) * T, idx + (size_t)cur * T, T * sizeof *idx);
+                    idx[(size_t)(n + m) * T + t] = i;
+                    m++;
+                }
+                if (m == 0)
+                    continue;
+                /* the key: the sweep's rows and the value of t they replace */
+                char what[300];
+                snprintf(what, sizeof what, "coef|coordinate|%s|step%d|task%d|from%d", method,
+                         step, t, idx[(size_t)cur * T + t]);
+                snprintf(tag, sizeof tag, "%s_coef_coord%d", method, step);
+                s = coef_pool(r, tag, what, spec, idx, n, m, val);
+                if (s != TD_OK)
+                    break;
+                int b = cur;
+                double bv = row_score(val + (size_t)cur * T, T, nval);
+                for (int k = n; k < n + m; k++) {
+                    double v = row_score(val + (size_t)k * T, T, nval);
+                    if (v > bv) {
+                        bv = v;
+                        b = k;
+                    }
+                }
+                n += m;
+                used += m;
+                if (b != cur) {
+                    cur = b;
+                    moved = 1;
+                }
+            }
+            td_log("addition %s/%s: coordinate round %d: %d vector(s) so far, mean normalised "
+                   "val %.4f",
+                   r->mode, method, round, used, row_score(val + (size_t)cur * T, T, nval));
+            if (!moved)
+                break;
+        }
+        chosen = cur;
+    }
+    if (s != TD_OK) {
+        free(idx);
+        free(val);
+        return s;
+    }
+    double score = row_score(val + (size_t)chosen * T, T, nval);
+    td_log("addition %s/%s: %s per-task search, %d vector(s) in %.2fs; mean normalised val %.4f "
+           "(uniform alpha %.4g: %.4f)",
+           r->mode, method, kind, n - 1, td_wall() - t0, score, search_alpha(cfg, ubest),
+           row_score(val, T, nval));
+    /* the chosen vector on every rank, scored on test */
+    MergeSpec sp = *spec;
+    for (int j = 0; j < sp.ntasks; j++)
+        sp.coef[j] = search_alpha(cfg, idx[(size_t)chosen * T + j]);
+    s = merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, &sp, r->tau);
+    r->cur = NAN;
+    r->cand = -1;
+    char what[300];
+    snprintf(what, sizeof what, "%s_coef", method);
+    cJSON *heads = NULL;
+    if (s == TD_OK)
+        s = heads_result(r, 1.0, ntest, what, &heads);
+    if (s == TD_OK && g_rt.rank == 0) {
+        char gp[300], kp[300];
+        snprintf(gp, sizeof gp, "/%s/addition/%s_coef", r->mode, method);
+        double *co = calloc((size_t)n * T, sizeof *co);
+        for (int i = 0; co && i < n * T; i++)
+            co[i] = search_alpha(cfg, idx[i]);
+        s = co ? write_val_grids(r, gp, val, nval, n, "coef", co, T, "candidate,task")
+               : td_fail(TD_ERR_NOMEM, "out of memory");
+        free(co);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "search", kind);
+        cJSON_AddNumberToObject(o, "budget", budget);
+        if (strcmp(kind, "random") == 0)
+            cJSON_AddNumberToObject(o, "seed", cfg->merge.coef_seed);
+        cJSON_AddNumberToObject(o, "evaluations", n - 1);
+        cJSON_AddNumberToObject(o, "candidate_index", chosen);
+        cJSON *cv = cJSON_AddObjectToObject(o, "coef");
+        for (int t = 0; t < T; t++)
+            cJSON_AddNumberToObject(cv, cfg->data.tasks.item[t],
+                                    search_alpha(cfg, idx[(size_t)chosen * T + t]));
+        cJSON_AddNumberToObject(o, "norm_val", score);
+        cJSON_AddNumberToObject(o, "uniform_alpha", search_alpha(cfg, ubest));
+        cJSON_AddNumberToObject(o, "uniform_norm_val", row_score(val, T, nval));
+        if (spec->ties)
+            cJSON_AddNumberToObject(o, "ties_k", spec->ties_k);
+        if (spec->dare_p > 0)
+            cJSON_AddNumberToObject(o, "dare_p", spec->dare_p);
+        cJSON_AddStringToObject(o, "candidates", gp);
+        cJSON_AddItemToObject(o, "heads", heads);
+        heads = NULL;
+        snprintf(kp, sizeof kp, "modes.%s.addition.%s_coef", r->mode, method);
+        if (s == TD_OK)
+            s = results_set(r->run_dir, kp, o);
+        else
+            cJSON_Delete(o);
+    }
+    cJSON_Delete(heads);
+    free(idx);
+    free(val);
+    return runtime_agree(MPI_COMM_WORLD, s);
+}
+
+/* The (ties.k, dare.p) points searched for method: the grids where set (k
+ * major), else the single values. */
+static int param_points(const TdConfig *cfg, const MergeSpec *spec, double *k, double *p)
+{
+    const TdCfgNums *kg = &cfg->merge.ties.k_grid, *pg = &cfg->merge.dare.p_grid;
+    int nk = spec->ties && kg->count ? kg->count : 1;
+    int np = spec->dare_p > 0 && pg->count ? pg->count : 1;
+    for (int i = 0; i < nk; i++)
+        for (int j = 0; j < np; j++) {
+            k[i * np + j] = spec->ties && kg->count ? kg->v[i] : spec->ties_k;
+            p[i * np + j] = spec->dare_p > 0 && pg->count ? pg->v[j] : spec->dare_p;
+        }
+    return nk * np;
+}
+
 static TdStatus addition_method(ModeRun *r, const char *method)
 {
     const TdConfig *cfg = r->cfg;
@@ -480,113 +920,104 @@ static TdStatus addition_method(ModeRun *r, const char *method)
     int T = r->ntasks, A = search_alpha_count(cfg);
     MergeSpec spec;
     TD_TRY(runtime_agree(MPI_COMM_WORLD, merge_spec_from_config(cfg, method, &r->tv, &spec)));
-    double t0 = td_wall();
-    TD_TRY(merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, &spec, r->tau));
-    r->cur = NAN;
-    td_log("addition %s/%s: merged %d task vectors in %.2fs", r->mode, method, spec.ntasks,
-           td_wall() - t0);
-    char journal[800], key[40];
-    snprintf(journal, sizeof journal, "%s/search/addition_%s_%s.jsonl", r->run_dir, r->mode,
-             method);
-    search_key(r, method, key);
-    double *val = calloc((size_t)A * T, sizeof *val), *norm = calloc((size_t)A * T, sizeof *norm);
-    TdStatus s = val && norm ? TD_OK : td_fail(TD_ERR_NOMEM, "search: out of memory");
-    s = runtime_agree(MPI_COMM_WORLD, s);
-    PoolSpec ps = {journal, key, A * T, cfg->merge.stop_after};
-    t0 = td_wall();
-    if (s == TD_OK)
-        s = search_pool(MPI_COMM_WORLD, &ps, item_val, r, val);
-    int best = 0;
-    if (s == TD_OK) {
-        for (int i = 0; i < A * T; i++)
-            norm[i] = val[i] / nval[i % T];
-        best = search_choose_alpha(val, A, T, nval);
-        double m = 0;
-        for (int t = 0; t < T; t++)
-            m += norm[(size_t)best * T + t];
-        td_log("addition %s/%s: %d alphas x %d tasks searched in %.2fs; alpha %.4g (mean "
-               "normalised val %.4f)",
-               r->mode, method, A, T, td_wall() - t0, search_alpha(cfg, best), m / T);
+    enum { MAXP = TD_CFG_LIST_MAX * TD_CFG_LIST_MAX };
+    static double pk[MAXP], pp[MAXP];
+    int P = param_points(cfg, &spec, pk, pp);
+    double *val = calloc((size_t)P * A * T, sizeof *val);
+    int *best = calloc((size_t)P, sizeof *best);
+    TdStatus s = runtime_agree(MPI_COMM_WORLD, val && best ? TD_OK
+                                                           : td_fail(TD_ERR_NOMEM, "out of memory"));
+    int bp = 0;
+    double bv = -INFINITY;
+    char gp[300], tag[300];
+    for (int i = 0; i < P && s == TD_OK; i++) {
+        spec.ties_k = pk[i];
+        spec.dare_p = pp[i];
+        if (P == 1) {
+            snprintf(tag, sizeof tag, "%s", method);
+            snprintf(gp, sizeof gp, "/%s/addition/%s", r->mode, method);
+        } else {
+            snprintf(tag, sizeof tag, "%s_g%d", method, i);
+            snprintf(gp, sizeof gp, "/%s/addition/%s/g%d", r->mode, method, i);
+        }
+        double *v = val + (size_t)i * A * T;
+        s = uniform_search(r, tag, &spec, gp, nval, v, &best[i]);
+        double sc = s == TD_OK ? row_score(v + (size_t)best[i] * T, T, nval) : 0;
+        if (s == TD_OK && sc > bv) {
+            bv = sc;
+            bp = i;
+        }
+        if (s == TD_OK && P > 1)
+            td_log("addition %s/%s: grid point %d (ties.k %g, dare.p %g): alpha %.4g, mean "
+                   "normalised val %.4f",
+                   r->mode, method, i, pk[i], pp[i], search_alpha(cfg, best[i]), sc);
     }
-    double alpha = search_alpha(cfg, best);
-    int refit = config_names_contains(&cfg->eval.heads, "refit");
-    HeadScores hs;
-    memset(&hs, 0, sizeof hs);
+    spec.ties_k = pk[bp];
+    spec.dare_p = pp[bp];
+    if (s == TD_OK && bp != P - 1) /* tau is the last point's */
+        s = merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, &spec, r->tau);
+    r->cur = NAN;
+    r->cand = -1;
+    double alpha = search_alpha(cfg, s == TD_OK ? best[bp] : 0);
+    cJSON *heads = NULL;
     if (s == TD_OK)
-        s = score_heads(r, alpha, refit, &hs);
+        s = heads_result(r, alpha, ntest, method, &heads);
     if (s == TD_OK && g_rt.rank == 0) {
-        char gp[300], kp[300];
-        snprintf(gp, sizeof gp, "/%s/addition/%s", r->mode, method);
-        size_t dims[2] = {(size_t)A, (size_t)T};
-        char p1[320], p2[320], p3[320];
-        snprintf(p1, sizeof p1, "%s/val_acc", gp);
-        snprintf(p2, sizeof p2, "%s/val_norm", gp);
-        snprintf(p3, sizeof p3, "%s/alpha", gp);
-        double *al = calloc((size_t)A, sizeof *al);
-        for (int a = 0; al && a < A; a++)
-            al[a] = search_alpha(cfg, a);
-        s = al ? results_grid_write(r->run_dir, p1, val, 2, dims, "alpha,task")
-               : td_fail(TD_ERR_NOMEM, "out of memory");
-        if (s == TD_OK)
-            s = results_grid_write(r->run_dir, p2, norm, 2, dims, "alpha,task");
-        if (s == TD_OK)
-            s = results_grid_write(r->run_dir, p3, al, 1, dims, "alpha");
-        free(al);
+        char kp[300];
+        if (P == 1)
+            snprintf(gp, sizeof gp, "/%s/addition/%s", r->mode, method);
+        else
+            snprintf(gp, sizeof gp, "/%s/addition/%s/g%d", r->mode, method, bp);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "alpha", alpha);
-        cJSON_AddNumberToObject(o, "alpha_index", best);
+        cJSON_AddNumberToObject(o, "alpha_index", best[bp]);
         cJSON_AddStringToObject(o, "grid", gp);
-        double mvn = 0;
-        for (int t = 0; t < T; t++)
-            mvn += norm[(size_t)best * T + t];
-        cJSON_AddNumberToObject(o, "norm_val", mvn / T);
-        cJSON *h = cJSON_AddObjectToObject(o, "heads");
-        cJSON_AddItemToObject(h, "theta0", head_json(r, hs.abs[0], ntest));
-        if (refit)
-            cJSON_AddItemToObject(h, "refit", head_json(r, hs.abs[1], ntest));
-        cJSON_AddStringToObject(h, "finetuned", "not trained");
-        snprintf(kp, sizeof kp, "modes.%s.addition.%s", r->mode, method);
-        if (s == TD_OK)
-            s = results_set(r->run_dir, kp, o);
-        else
-            cJSON_Delete(o);
-        double ma = 0, mn = 0;
-        for (int t = 0; t < T; t++) {
-            ma += hs.abs[0][t];
-            mn += hs.abs[0][t] / ntest[t];
-        }
-        td_log("addition %s/%s at alpha %.4g: test abs %.4f norm %.4f (theta0 heads)", r->mode,
-               method, alpha, ma / T, mn / T);
-        if (refit) {
-            ma = mn = 0;
-            for (int t = 0; t < T; t++) {
-                ma += hs.abs[1][t];
-                mn += hs.abs[1][t] / ntest[t];
+        cJSON_AddNumberToObject(o, "norm_val", bv);
+        if (spec.ties)
+            cJSON_AddNumberToObject(o, "ties_k", spec.ties_k);
+        if (spec.dare_p > 0)
+            cJSON_AddNumberToObject(o, "dare_p", spec.dare_p);
+        if (P > 1) {
+            cJSON *pg = cJSON_AddArrayToObject(o, "param_grid");
+            for (int i = 0; i < P; i++) {
+                cJSON *q = cJSON_CreateObject();
+                if (spec.ties)
+                    cJSON_AddNumberToObject(q, "ties_k", pk[i]);
+                if (spec.dare_p > 0)
+                    cJSON_AddNumberToObject(q, "dare_p", pp[i]);
+                cJSON_AddNumberToObject(q, "alpha", search_alpha(cfg, best[i]));
+                cJSON_AddNumberToObject(q, "norm_val",
+                                        row_score(val + ((size_t)i * A + best[i]) * T, T, nval));
+                char g[300];
+                snprintf(g, sizeof g, "/%s/addition/%s/g%d", r->mode, method, i);
+                cJSON_AddStringToObject(q, "grid", g);
+                cJSON_AddItemToArray(pg, q);
             }
-            td_log("addition %s/%s at alpha %.4g: test abs %.4f norm %.4f (refit heads)",
-                   r->mode, method, alpha, ma / T, mn / T);
         }
+        cJSON_AddItemToObject(o, "heads", heads);
+        heads = NULL;
+        snprintf(kp, sizeof kp, "modes.%s.addition.%s", r->mode, method);
+        s = results_set(r->run_dir, kp, o);
     }
+    cJSON_Delete(heads);
+    s = runtime_agree(MPI_COMM_WORLD, s);
+    if (s == TD_OK && strcmp(cfg->merge.coef_search, "none") != 0)
+        s = coef_search(r, method, &spec, val + (size_t)bp * A * T, best[bp], nval, ntest);
     free(val);
-    free(norm);
-    return runtime_agree(MPI_COMM_WORLD, s);
-}
-
-static TdStatus check_heads_option(const TdConfig *cfg)
-{
-    if (cfg->finetune.train_heads)
-        return td_fail(TD_ERR_CONFIG, "eval: fine-tuned heads are not stored by the finetune "
-                                      "stage yet (finetune.train_heads)");
-    return TD_OK;
+    free(best);
+    return s;
 }
 
 TdStatus addition_stage(const TdConfig *cfg)
 {
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, check_heads_option(cfg)));
     TdStatus s = TD_OK;
     for (int k = 0; k < cfg->finetune.modes.count && s == TD_OK; k++) {
         ModeRun r;
         s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
+        if (s == TD_OK)
+            s = runtime_agree(MPI_COMM_WORLD, mode_tasks(&r, NULL, NULL));
+        if (s == TD_OK)
+            s = ft_heads_load(&r);
         for (int i = 0; i < cfg->merge.methods.count && s == TD_OK; i++)
             s = addition_method(&r, cfg->merge.methods.item[i]);
         mode_free(&r);

@@ -9,8 +9,9 @@
  * <run_dir>/search/<stage>_<mode>_<method>.jsonl whose first line is a key of
  * everything the values depend on. A rerun with the same key skips the items
  * already there, so a killed search resumes from what is on disk; a journal
- * with another key is started over. merge.stop_after = K ends a search after
- * K items of that run, as if killed (resume test).
+ * with another key is started over. merge.stop_after = K ends the run's
+ * searches after K items run by this process over all of them, as if killed
+ * (resume test).
  *
  * Stages (collective over MPI_COMM_WORLD, agreed status), per finetune.modes
  * entry, all reading <run_dir>/task_vectors_<mode>.h5 and heads.h5:
@@ -21,7 +22,23 @@
  *             accuracy (normaliser: each task's fine-tuned val accuracy), then
  *             test features once per task, scored by each head set of
  *             eval.heads: "theta0" (frozen), "refit" (prototypes of the merged
- *             encoder's train features), "finetuned" (only when trained)
+ *             encoder's train features), "finetuned" (<run_dir>/heads_<mode>.h5,
+ *             /<task> float32 [C,E], read whenever the file exists; listing
+ *             "finetuned" in eval.heads makes a missing file an error).
+ *             With merge.ties.k_grid / merge.dare.p_grid the merge is redone
+ *             per grid point, each with its own alpha search (journal
+ *             addition_<mode>_<method>_g<i>, grids /<mode>/addition/<method>/g<i>),
+ *             and the best (point, alpha) on val is scored on test.
+ *             merge.coef_search then searches per-task coefficients
+ *             theta0 + merge(coef alpha_t) at that point, each alpha_t on the
+ *             merge.alpha grid, starting from the uniform choice: random
+ *             (coef_budget seeded vectors, one pool) or coordinate (one task's
+ *             coefficient swept over the grid at a time, best kept, rounds
+ *             until a round improves nothing or coef_budget vectors are spent;
+ *             one pool and journal per sweep). Item = vector x task; a rank
+ *             merges each vector it meets on its own (MPI_COMM_SELF). Results:
+ *             modes.<mode>.addition.<method>_coef, grids
+ *             /<mode>/addition/<method>_coef/{val_acc,val_norm,coef}
  *   negation  per target: theta0 - alpha tau_t, alpha minimising target val
  *             accuracy with control val accuracy >= negation.threshold times
  *             theta0's; target and control test accuracy at that alpha
@@ -53,6 +70,11 @@ TdStatus search_pool(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
 /* The merge.alpha grid: count, and the i-th value. */
 int search_alpha_count(const TdConfig *cfg);
 double search_alpha(const TdConfig *cfg, int i);
+
+/* The alpha grid index of task's coefficient in candidate cand of the random
+ * per-task search (merge.coef_search = random): a pure function of (seed,
+ * cand, task), uniform over [0, nalpha). */
+int search_random_coef(int seed, int cand, int task, int nalpha);
 
 /* Index of the best alpha: the largest mean over tasks of vals (alphas x
  * tasks) / norm[t] (norm NULL: 1); the first on ties. */

@@ -1,12 +1,11 @@
 #include "study.h"
 
-#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "h5util.h"
 #include "runtime.h"
 
 void study_run_dir(const TdConfig *cfg, char *buf, size_t n)
@@ -35,21 +34,6 @@ TdStatus study_open(const TdConfig *cfg, VitModel *theta0, HeadSet *heads)
     return s;
 }
 
-static int attr_str_read(hid_t obj, const char *name, char *buf, size_t n)
-{
-    hid_t a = -1;
-    H5E_BEGIN_TRY { a = H5Aopen(obj, name, H5P_DEFAULT); } H5E_END_TRY;
-    if (a < 0)
-        return -1;
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, n);
-    herr_t e = H5Aread(a, ty, buf);
-    H5Tclose(ty);
-    H5Aclose(a);
-    buf[n - 1] = 0;
-    return e < 0 ? -1 : 0;
-}
-
 TdStatus study_tv_read(const char *run_dir, const char *mode, const char *task,
                        const VitModel *theta0, float *tau, unsigned char *mask)
 {
@@ -68,9 +52,10 @@ TdStatus study_tv_read(const char *run_dir, const char *mode, const char *task,
         H5Fclose(f);
         return td_fail(TD_ERR_FORMAT, "task vectors '%s': no task '%s'", path, task);
     }
-    char status[32] = "";
-    TdStatus s = TD_OK;
-    if (attr_str_read(g, "status", status, sizeof status) != 0 || strcmp(status, "ok") != 0)
+    char status[32] = "", what[800];
+    snprintf(what, sizeof what, "task vectors '%s', task '%s'", path, task);
+    TdStatus s = h5u_attr_read_str(g, what, "status", status, sizeof status);
+    if (s == TD_OK && strcmp(status, "ok") != 0)
         s = td_fail(TD_ERR_FORMAT, "task vectors '%s': task '%s' has status '%s', not \"ok\"",
                     path, task, status);
     int found = 0;
@@ -145,20 +130,4 @@ double study_symkl(const float *a, const float *b, int E, double scale)
         kl += (exp(lpa) - exp(lpb)) * (lpa - lpb);
     }
     return kl;
-}
-
-TdStatus study_mkdir_p(const char *path)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-                return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
-    return TD_OK;
 }

@@ -48,7 +48,4 @@ int study_argmax(const float *z, const float *head, int C, int E);
 /* Symmetric KL of the softmaxes of scale*a and scale*b (see above). */
 double study_symkl(const float *a, const float *b, int E, double scale);
 
-/* mkdir -p. Local. */
-TdStatus study_mkdir_p(const char *path);
-
 #endif

@@ -1,13 +1,12 @@
 #include "suite.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "h5util.h"
 #include "rng.h"
 #include "runtime.h"
 #include "synth.h"
@@ -379,23 +378,6 @@ static TdStatus check_only(const SuiteOpts *o)
     return TD_OK;
 }
 
-static TdStatus mkdir_p(const char *dir)
-{
-    char tmp[1024];
-    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp)
-        return td_fail(TD_ERR_ARG, "path too long: %s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return td_fail(TD_ERR_IO, "%s: cannot create folder", tmp);
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return td_fail(TD_ERR_IO, "%s: cannot create folder", tmp);
-    return TD_OK;
-}
-
 static TdStatus build_mine(const SuiteOpts *o, int rank, int size)
 {
     Ctx c = {o, NULL};
@@ -462,7 +444,7 @@ TdStatus suite_build(const SuiteOpts *o, MPI_Comm comm)
     if (s == TD_OK && !(o->scale > 0.0 && o->scale <= 1.0))
         s = td_fail(TD_ERR_ARG, "suite: --scale %g must be in (0, 1]", o->scale);
     if (s == TD_OK && rank == 0)
-        s = mkdir_p(o->out_dir);
+        s = fs_mkdir_p(o->out_dir);
     TD_TRY(runtime_agree(comm, s));
     TD_TRY(runtime_agree(comm, build_mine(o, rank, size)));
     s = TD_OK;

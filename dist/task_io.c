@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5util.h"
 #include "rng.h"
 
 const char *const k_task_split_names[TASK_NSPLITS] = {"train", "val", "test"};
@@ -164,76 +165,6 @@ static void h5_close(hid_t *id, herr_t (*fn)(hid_t))
     *id = -1;
 }
 
-static TdStatus attr_write(hid_t obj, const char *name, hid_t type, const void *v, const char *path)
-{
-    TdStatus s = TD_OK;
-    hid_t sp = -1, a = -1;
-    H5CHK(sp = H5Screate(H5S_SCALAR), "%s: cannot create attribute %s", path, name);
-    H5CHK(a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT),
-          "%s: cannot create attribute %s", path, name);
-    H5CHK(H5Awrite(a, type, v), "%s: cannot write attribute %s", path, name);
-done:
-    h5_close(&a, H5Aclose);
-    h5_close(&sp, H5Sclose);
-    return s;
-}
-
-static TdStatus attr_write_str(hid_t obj, const char *name, const char *v, const char *path)
-{
-    TdStatus s = TD_OK;
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5CHK(t, "%s: string type", path);
-    H5CHK(H5Tset_size(t, strlen(v) + 1), "%s: string type", path);
-    s = attr_write(obj, name, t, v, path);
-done:
-    h5_close(&t, H5Tclose);
-    return s;
-}
-
-static TdStatus attr_read(hid_t obj, const char *name, hid_t memtype, void *v, const char *path)
-{
-    TdStatus s = TD_OK;
-    hid_t a = -1;
-    H5CHK(a = H5Aopen(obj, name, H5P_DEFAULT), "%s: missing attribute '%s' (not a tadist task file?)",
-          path, name);
-    H5CHK(H5Aread(a, memtype, v), "%s: cannot read attribute '%s'", path, name);
-done:
-    h5_close(&a, H5Aclose);
-    return s;
-}
-
-static TdStatus attr_read_str(hid_t obj, const char *name, char *buf, size_t cap, const char *path)
-{
-    TdStatus s = TD_OK;
-    hid_t a = -1, ft = -1, mt = -1;
-    H5CHK(a = H5Aopen(obj, name, H5P_DEFAULT), "%s: missing attribute '%s' (not a tadist task file?)",
-          path, name);
-    H5CHK(ft = H5Aget_type(a), "%s: attribute '%s'", path, name);
-    if (H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft)) {
-        s = td_fail(TD_ERR_FORMAT, "%s: attribute '%s' is not a fixed-length string", path, name);
-        goto done;
-    }
-    size_t n = H5Tget_size(ft);
-    char *tmp = calloc(n + 1, 1);
-    if (!tmp) {
-        s = td_fail(TD_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    H5CHK(mt = H5Tcopy(ft), "%s: attribute '%s'", path, name);
-    if (H5Aread(a, mt, tmp) < 0) {
-        free(tmp);
-        s = td_fail(TD_ERR_HDF5, "%s: cannot read attribute '%s'", path, name);
-        goto done;
-    }
-    snprintf(buf, cap, "%s", tmp);
-    free(tmp);
-done:
-    h5_close(&mt, H5Tclose);
-    h5_close(&ft, H5Tclose);
-    h5_close(&a, H5Aclose);
-    return s;
-}
-
 static TdStatus write_split(hid_t file, const TaskData *t, int sp, const char *path)
 {
     TdStatus s = TD_OK;
@@ -302,12 +233,13 @@ static TdStatus write_file(hid_t f, const TaskData *t, const char *path)
 {
     int32_t hwck[4] = {t->height, t->width, t->channels, t->num_classes};
     static const char *hwck_names[4] = {"height", "width", "channels", "num_classes"};
-    TD_TRY(attr_write_str(f, "format", k_format, path));
-    TD_TRY(attr_write_str(f, "name", t->name, path));
-    TD_TRY(attr_write_str(f, "source", t->source, path));
-    TD_TRY(attr_write(f, "seed", H5T_STD_U64LE, &t->seed, path));
+    TD_TRY(h5u_attr_write_str(f, path, "format", k_format));
+    TD_TRY(h5u_attr_write_str(f, path, "name", t->name));
+    TD_TRY(h5u_attr_write_str(f, path, "source", t->source));
+    TD_TRY(h5u_attr_write(f, path, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &t->seed));
     for (int i = 0; i < 4; i++)
-        TD_TRY(attr_write(f, hwck_names[i], H5T_STD_I32LE, &hwck[i], path));
+        TD_TRY(h5u_attr_write(f, path, hwck_names[i], H5T_STD_I32LE, H5T_NATIVE_INT32,
+                              &hwck[i]));
     TD_TRY(write_classes(f, t, path));
     for (int sp = 0; sp < TASK_NSPLITS; sp++)
         TD_TRY(write_split(f, t, sp, path));
@@ -424,19 +356,16 @@ done:
 
 static TdStatus read_file(hid_t f, TaskData *t, int want_data, const char *path)
 {
-    char fmt[64];
-    TD_TRY(attr_read_str(f, "format", fmt, sizeof fmt, path));
-    if (strcmp(fmt, k_format) != 0)
-        return td_fail(TD_ERR_FORMAT, "%s: format '%s', expected '%s'", path, fmt, k_format);
+    TD_TRY(h5u_check_format(f, path, k_format, "tadist task file"));
     char name[TASK_NAME_LEN], source[TASK_SOURCE_LEN];
     uint64_t seed;
     int32_t v[4];
     static const char *names[4] = {"height", "width", "channels", "num_classes"};
-    TD_TRY(attr_read_str(f, "name", name, sizeof name, path));
-    TD_TRY(attr_read_str(f, "source", source, sizeof source, path));
-    TD_TRY(attr_read(f, "seed", H5T_NATIVE_UINT64, &seed, path));
+    TD_TRY(h5u_attr_read_str(f, path, "name", name, sizeof name));
+    TD_TRY(h5u_attr_read_str(f, path, "source", source, sizeof source));
+    TD_TRY(h5u_attr_read(f, path, "seed", H5T_NATIVE_UINT64, &seed));
     for (int i = 0; i < 4; i++)
-        TD_TRY(attr_read(f, names[i], H5T_NATIVE_INT32, &v[i], path));
+        TD_TRY(h5u_attr_read(f, path, names[i], H5T_NATIVE_INT32, &v[i]));
     TdStatus s = task_init(t, name, source, seed, v[0], v[1], v[2], v[3]);
     if (s != TD_OK)
         return td_fail(TD_ERR_FORMAT, "%s: bad header", path);

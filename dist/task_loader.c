@@ -200,12 +200,16 @@ TdStatus loader_next(TaskLoader *L, float *x, int32_t *y, LoaderBatch *b)
                            L->o.path, k_task_split_names[L->o.split], (long long)idx,
                            (int)L->rawlab[k], t->num_classes);
         y[i] = L->rawlab[k];
-        if (L->o.train) {
+        if (L->o.train && !L->o.no_crop) {
             TdRng r;
             ImageCrop crop;
             rng_seed(&r, rng_derive(L->o.seed ^ SALT_CROP, (uint64_t)L->epoch,
                                     (uint64_t)(first + lo + i)));
-            image_train_crop(&r, t->height, t->width, &crop);
+            if (L->o.crop_scale[1] > 0)
+                image_rrc_params(&r, t->height, t->width, L->o.crop_scale[0], L->o.crop_scale[1],
+                                 3.0 / 4.0, 4.0 / 3.0, &crop);
+            else
+                image_train_crop(&r, t->height, t->width, &crop);
             TD_TRY(image_preprocess(x + i * plane, src, t->height, t->width, t->channels, S,
                                     &crop));
         } else {

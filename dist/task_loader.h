@@ -9,9 +9,10 @@
  * So the global batch - indices, labels and preprocessed pixels - is the same
  * for any rank count; only who computes which part changes.
  *
- * Preprocessing (kernels/image.h): train = RandomResizedCrop(S, scale (0.9,1),
- * bicubic); eval = resize shorter side + centre crop; then gray -> RGB and
- * CLIP mean/std. Output x is (n_local, 3, S, S) float, y (n_local) int32. */
+ * Preprocessing (kernels/image.h): train = RandomResizedCrop(S, scale crop_scale
+ * (default (0.9,1)), bicubic); eval = resize shorter side + centre crop; then gray -> RGB and
+ * CLIP mean/std. With no_crop, train batches use the eval preprocessing (the
+ * same pixels every epoch). Output x is (n_local, 3, S, S) float, y (n_local) int32. */
 #ifndef TD_TASK_LOADER_H
 #define TD_TASK_LOADER_H
 
@@ -29,6 +30,10 @@ typedef struct {
     int image_size;    /* S, the model's image side */
     uint64_t seed;
     int train;         /* 1: shuffle every epoch, random crops, drop the last partial batch */
+    int no_crop;       /* with train: no random crop, the eval preprocessing instead
+                          (data.augment = false); order and batches unchanged */
+    double crop_scale[2]; /* train crops: RandomResizedCrop area range (data.crop_scale);
+                             {0, 0} = (0.9, 1.0) */
 } LoaderOpts;
 
 typedef struct {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5util.h"
 #include "merge.h"
 #include "runtime.h"
 
@@ -20,32 +21,6 @@ void merge_tv_path(const TdConfig *cfg, const char *mode, char *buf, size_t n)
 }
 
 /* ---- reading task-vector files ---- */
-
-static int attr_str(hid_t o, const char *name, char *buf, size_t n)
-{
-    hid_t a = -1;
-    H5E_BEGIN_TRY { a = H5Aopen(o, name, H5P_DEFAULT); } H5E_END_TRY;
-    if (a < 0)
-        return -1;
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, n);
-    herr_t e = H5Aread(a, ty, buf);
-    H5Tclose(ty);
-    H5Aclose(a);
-    buf[n - 1] = 0;
-    return e < 0 ? -1 : 0;
-}
-
-static int attr_f64(hid_t o, const char *name, double *v)
-{
-    hid_t a = -1;
-    H5E_BEGIN_TRY { a = H5Aopen(o, name, H5P_DEFAULT); } H5E_END_TRY;
-    if (a < 0)
-        return -1;
-    herr_t e = H5Aread(a, H5T_NATIVE_DOUBLE, v);
-    H5Aclose(a);
-    return e < 0 ? -1 : 0;
-}
 
 typedef struct {
     TvInfo *tv;
@@ -80,13 +55,14 @@ TdStatus tv_info_read(const char *path, const ParamTable *table, TvInfo *tv)
     if (f < 0)
         return td_fail(TD_ERR_IO, "task-vector file '%s': cannot open (run the finetune stage)",
                        path);
-    char fmt[64] = "";
-    TdStatus s = TD_OK;
-    if (attr_str(f, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, "tadist-task-vectors-1") != 0)
-        s = td_fail(TD_ERR_FORMAT, "'%s' is not a tadist task-vector file", path);
-    if (s == TD_OK && (attr_str(f, "mode", tv->mode, sizeof tv->mode) != 0 ||
-                       attr_str(f, "base_checksum", tv->base_checksum, sizeof tv->base_checksum)))
-        s = td_fail(TD_ERR_FORMAT, "task-vector file '%s': missing mode or base_checksum", path);
+    char what[800];
+    snprintf(what, sizeof what, "task-vector file '%s'", path);
+    TdStatus s = h5u_check_format(f, what, "tadist-task-vectors-1", "tadist task-vector file");
+    if (s == TD_OK)
+        s = h5u_attr_read_str(f, what, "mode", tv->mode, sizeof tv->mode);
+    if (s == TD_OK)
+        s = h5u_attr_read_str(f, what, "base_checksum", tv->base_checksum,
+                              sizeof tv->base_checksum);
     TaskIter it = {tv, 0};
     if (s == TD_OK && (H5Literate(f, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_task, &it) < 0 ||
                        it.overflow))
@@ -94,12 +70,20 @@ TdStatus tv_info_read(const char *path, const ParamTable *table, TvInfo *tv)
                     TV_MAX_TASKS);
     for (int t = 0; t < tv->ntasks && s == TD_OK; t++) {
         hid_t g = H5Gopen2(f, tv->task[t], H5P_DEFAULT);
-        if (g < 0 || attr_str(g, "status", tv->status[t], sizeof tv->status[t]) ||
-            attr_f64(g, "acc_val", &tv->acc_val[t]) || attr_f64(g, "acc_test", &tv->acc_test[t]) ||
-            attr_f64(g, "acc_theta0_val", &tv->t0_val[t]) ||
-            attr_f64(g, "acc_theta0_test", &tv->t0_test[t]))
-            s = td_fail(TD_ERR_FORMAT, "task-vector file '%s': task '%s' lacks its attributes",
-                        path, tv->task[t]);
+        snprintf(what, sizeof what, "task-vector file '%s', task '%s'", path, tv->task[t]);
+        if (g < 0)
+            s = td_fail(TD_ERR_FORMAT, "%s: cannot open its group", what);
+        if (s == TD_OK)
+            s = h5u_attr_read_str(g, what, "status", tv->status[t], sizeof tv->status[t]);
+        const struct {
+            const char *name;
+            double *v;
+        } nums[] = {{"acc_val", &tv->acc_val[t]},
+                    {"acc_test", &tv->acc_test[t]},
+                    {"acc_theta0_val", &tv->t0_val[t]},
+                    {"acc_theta0_test", &tv->t0_test[t]}};
+        for (size_t k = 0; k < sizeof nums / sizeof nums[0] && s == TD_OK; k++)
+            s = h5u_attr_read_f64(g, what, nums[k].name, nums[k].v);
         if (g >= 0)
             H5Gclose(g);
         for (int i = 0; i < table->count && s == TD_OK; i++) {

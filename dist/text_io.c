@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5util.h"
+
 TdStatus text_model_alloc(TextModel *m, const TextArch *a)
 {
     memset(m, 0, sizeof *m);
@@ -182,52 +184,6 @@ TdStatus text_import_st(const StFile *f, TextModel *m)
 
 /* ---- HDF5 ------------------------------------------------------------------ */
 
-static TdStatus attr_put(hid_t loc, const char *path, const char *name, hid_t ftype, hid_t mtype,
-                         const void *v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t at = sp >= 0 ? H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    herr_t w = at >= 0 ? H5Awrite(at, mtype, v) : -1;
-    if (at >= 0)
-        H5Aclose(at);
-    if (sp >= 0)
-        H5Sclose(sp);
-    return w < 0 ? td_fail(TD_ERR_HDF5, "%s: cannot write attribute /text:%s", path, name) : TD_OK;
-}
-
-static TdStatus attr_put_str(hid_t loc, const char *path, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    TdStatus s = t >= 0 && H5Tset_size(t, strlen(v) + 1) >= 0
-                     ? attr_put(loc, path, name, t, t, v)
-                     : td_fail(TD_ERR_HDF5, "%s: cannot make a string type", path);
-    if (t >= 0)
-        H5Tclose(t);
-    return s;
-}
-
-static TdStatus attr_get(hid_t loc, const char *path, const char *name, hid_t mtype, void *v)
-{
-    if (H5Aexists(loc, name) <= 0)
-        return td_fail(TD_ERR_FORMAT, "%s: attribute /text:%s is missing", path, name);
-    hid_t at = H5Aopen(loc, name, H5P_DEFAULT);
-    herr_t r = at >= 0 ? H5Aread(at, mtype, v) : -1;
-    if (at >= 0)
-        H5Aclose(at);
-    return r < 0 ? td_fail(TD_ERR_FORMAT, "%s: attribute /text:%s is unreadable", path, name)
-                 : TD_OK;
-}
-
-static TdStatus attr_get_str(hid_t loc, const char *path, const char *name, char *buf, size_t cap)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, cap);
-    TdStatus s = attr_get(loc, path, name, t, buf);
-    H5Tclose(t);
-    buf[cap - 1] = '\0';
-    return s;
-}
-
 #define TEXT_INT_ATTRS(X)                                                                      \
     X(width) X(layers) X(heads) X(mlp) X(ctx) X(vocab) X(out_dim) X(eos_id)
 
@@ -237,16 +193,18 @@ static TdStatus write_group(hid_t f, const char *path, const TextModel *m)
     if (g < 0)
         return td_fail(TD_ERR_HDF5, "%s: cannot create group /text (is there one already?)", path);
     const TextArch *a = &m->arch;
-    TdStatus s = attr_put_str(g, path, "format", "tadist-text-1");
+    char what[1100];
+    snprintf(what, sizeof what, "%.1000s /text", path);
+    TdStatus s = h5u_attr_write_str(g, what, "format", "tadist-text-1");
 #define X(field)                                                                               \
     if (s == TD_OK)                                                                            \
-        s = attr_put(g, path, #field, H5T_STD_I32LE, H5T_NATIVE_INT, &a->field);
+        s = h5u_attr_write(g, what, #field, H5T_STD_I32LE, H5T_NATIVE_INT, &a->field);
     TEXT_INT_ATTRS(X)
 #undef X
     if (s == TD_OK)
-        s = attr_put_str(g, path, "activation", vit_act_name(a->act));
+        s = h5u_attr_write_str(g, what, "activation", vit_act_name(a->act));
     if (s == TD_OK)
-        s = attr_put(g, path, "ln_eps", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &a->ln_eps);
+        s = h5u_attr_write(g, what, "ln_eps", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &a->ln_eps);
     for (int i = 0; s == TD_OK && i < m->table.count; i++) {
         const ParamInfo *p = &m->table.info[i];
         hsize_t dims[TD_PARAM_MAX_DIMS];
@@ -349,19 +307,18 @@ TdStatus text_model_read(const char *path, TextModel *m)
     }
     hid_t g = H5Gopen2(f, "text", H5P_DEFAULT);
     TextArch a = {0};
-    char fmt[64] = "", act[32] = "";
-    TdStatus s = attr_get_str(g, path, "format", fmt, sizeof fmt);
-    if (s == TD_OK && strcmp(fmt, "tadist-text-1") != 0)
-        s = td_fail(TD_ERR_FORMAT, "%s: /text has format '%s', expected tadist-text-1", path, fmt);
+    char act[32] = "", what[1100];
+    snprintf(what, sizeof what, "%.1000s /text", path);
+    TdStatus s = h5u_check_format(g, what, "tadist-text-1", "tadist text tower");
 #define X(field)                                                                               \
     if (s == TD_OK)                                                                            \
-        s = attr_get(g, path, #field, H5T_NATIVE_INT, &a.field);
+        s = h5u_attr_read(g, what, #field, H5T_NATIVE_INT, &a.field);
     TEXT_INT_ATTRS(X)
 #undef X
     if (s == TD_OK)
-        s = attr_get_str(g, path, "activation", act, sizeof act);
+        s = h5u_attr_read_str(g, what, "activation", act, sizeof act);
     if (s == TD_OK)
-        s = attr_get(g, path, "ln_eps", H5T_NATIVE_FLOAT, &a.ln_eps);
+        s = h5u_attr_read(g, what, "ln_eps", H5T_NATIVE_FLOAT, &a.ln_eps);
     if (s == TD_OK)
         s = vit_act_parse(act, &a.act);
     if (s == TD_OK)

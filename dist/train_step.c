@@ -126,6 +126,7 @@ TdStatus dp_step(DpTrainer *T, MPI_Comm comm, const DpSpec *p, const float *thet
     if (nhead)
         memset(T->dhead, 0, nhead * sizeof(float));
     double lsum = 0;
+    T->h.smoothing = p->label_smoothing;
     if (nl > 0) {
         if (p->ntk) {
             dp_masked_diff(tab, p->mask, theta, p->m->params, T->delta);

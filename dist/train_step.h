@@ -26,6 +26,7 @@ typedef struct {
     int ntk;                    /* 1: linearised model around m->params */
     int classes;                /* C, rows of the head */
     int train_head;             /* 1: dp_step also returns the summed head gradient */
+    float label_smoothing;      /* of the cross-entropy (VitHead.smoothing); 0 = none */
 } DpSpec;
 
 /* Buffers of one trainer: the loader, the workspace and the gradients. */
@@ -43,7 +44,8 @@ TdStatus dp_trainer_open(DpTrainer *T, MPI_Comm comm, const LoaderOpts *lo, cons
 void dp_trainer_free(DpTrainer *T);
 
 /* One global batch: forward, head loss (logits = scale * cos(feature, head
- * row); head (C,E) is used as given), backward, gradient sum over comm.
+ * row); head (C,E) is used as given; cross-entropy label-smoothed by
+ * spec->label_smoothing), backward, gradient sum over comm.
  * Afterwards T->grads holds the summed gradient of the trained tensors (table
  * layout) and, with spec->train_head, T->dhead (C,E) the head's; *loss is the
  * global mean loss. Collective over comm. */

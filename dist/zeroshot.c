@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "h5util.h"
 #include "model_io.h"
 #include "runtime.h"
 #include "task_io.h"
@@ -192,20 +193,6 @@ static TdStatus split_classes(const char *list, char **owner, char ***names, int
     return k > 0 ? TD_OK : td_fail(TD_ERR_ARG, "zeroshot: --classes '%s' names no class", list);
 }
 
-static TdStatus write_attr_str(hid_t f, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a >= 0 ? H5Awrite(a, t, v) : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return e < 0 ? td_fail(TD_ERR_HDF5, "cannot write attribute '%s'", name) : TD_OK;
-}
-
 static TdStatus write_head(hid_t f, const char *tmp, const char *task, const float *h, int C,
                            int E)
 {
@@ -284,21 +271,13 @@ static TdStatus zs_run(const ZsJob *j)
     if (s == TD_OK && (f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0)
         s = td_fail(TD_ERR_IO, "cannot create heads file '%s'", tmp);
     if (s == TD_OK)
-        s = write_attr_str(f, "format", "tadist-heads-1");
+        s = h5u_attr_write_str(f, tmp, "format", "tadist-heads-1");
     if (s == TD_OK)
-        s = write_attr_str(f, "source", "zeroshot");
+        s = h5u_attr_write_str(f, tmp, "source", "zeroshot");
     if (s == TD_OK)
-        s = write_attr_str(f, "base_checksum", vm.checksum);
-    if (s == TD_OK) {
-        double scale = 100.0;
-        hid_t sp = H5Screate(H5S_SCALAR);
-        hid_t a = H5Acreate2(f, "logit_scale", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-        if (a < 0 || H5Awrite(a, H5T_NATIVE_DOUBLE, &scale) < 0)
-            s = td_fail(TD_ERR_HDF5, "%s: cannot write attribute 'logit_scale'", tmp);
-        if (a >= 0)
-            H5Aclose(a);
-        H5Sclose(sp);
-    }
+        s = h5u_attr_write_str(f, tmp, "base_checksum", vm.checksum);
+    if (s == TD_OK)
+        s = h5u_attr_write_f64(f, tmp, "logit_scale", 100.0);
     if (s == TD_OK && j->classes)
         s = zs_task(j, &tm, &tok, f, tmp, NULL);
     for (int t = 0; s == TD_OK && t < j->tasks.count; t++)

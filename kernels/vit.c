@@ -421,7 +421,7 @@ double vit_head_loss(VitHead *h, const float *embeds, const float *head, float s
     op_l2norm_fwd(h->xn, h->norm, embeds, B, E);
     op_logits_fwd(lg, h->xn, head, scale, B, E, C);
     const int need = dembeds || dhead;
-    double loss = op_xent_fwd_bwd(need ? h->dlogits : NULL, lg, labels, B, C, 0.0f);
+    double loss = op_xent_fwd_bwd(need ? h->dlogits : NULL, lg, labels, B, C, h->smoothing);
     if (!need)
         return loss;
     float *dxn = dembeds ? zeroed(h->dxn, (size_t)B * E) : NULL;

@@ -126,12 +126,14 @@ typedef struct {
     float *dlogits; /* (B, C) */
     float *dxn;     /* (B, E) */
     float *logits;  /* (B, C) when the caller passes none */
+    float smoothing; /* label smoothing of the cross-entropy, in [0,1): targets
+                        (1-smoothing) one-hot + smoothing/C; 0 after vit_head_alloc */
 } VitHead;
 
 TdStatus vit_head_alloc(VitHead *h, int max_batch, int E, int max_classes);
 void vit_head_free(VitHead *h);
 /* Returns the mean cross-entropy of the logits of embeds (B,E) with head
- * (C,E) against labels (B). Optional outputs: logits (B,C) written; dembeds
+ * (C,E) against labels (B), label-smoothed by h->smoothing (op_xent_fwd_bwd). Optional outputs: logits (B,C) written; dembeds
  * (B,E) OVERWRITTEN with dL/dembeds; dhead (C,E) += dL/dhead. */
 double vit_head_loss(VitHead *h, const float *embeds, const float *head, float scale,
                      const int *labels, int B, int C, float *logits, float *dembeds,

@@ -74,3 +74,47 @@ ft_expect_error(ft_bad_heads 2 "heads file '.*no_heads\\.h5'"
 # A diverging task stops with a message; the other finishes and says so.
 ft_expect_error(ft_nan 2 "task\\(s\\) stopped on a NaN/Inf loss"
                 --set|model.path=${FT_MODEL}|--set|finetune.modes=attn|--set|finetune.lr=1e30|--set|finetune.grad_clip=0|--set|run.name=nan)
+
+# finetune.train_heads: each task's head trained with the encoder and written
+# to heads_<mode>.h5 (heads.h layout); it differs from the initial head, the
+# task-vector file names it, and acc_val/acc_test are the trained heads'.
+tadist_mpi_test(ft_heads_run 2 $<TARGET_FILE:tadist> ${FT_CFG} ${FT_SETS}
+                --set run.out_dir=${FT}/heads --set finetune.modes=attn
+                --set finetune.train_heads=true)
+set_tests_properties(ft_heads_run PROPERTIES FIXTURES_REQUIRED ft_data FIXTURES_SETUP ft_heads
+                     TIMEOUT 60 PASS_REGULAR_EXPRESSION "trained heads \\(attn\\)")
+add_test(NAME ft_heads_check COMMAND test_finetune heads ${FT}/heads/tiny/task_vectors_attn.h5
+         ${FT}/heads/tiny/heads_attn.h5 ${FT}/heads/tiny/heads.h5 ${FT_MODEL} ${FT}/data)
+set_tests_properties(ft_heads_check PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED ft_heads TIMEOUT 30)
+
+# finetune.label_smoothing: the head loss against a hand-computed value, and a
+# run with it ends at another loss than the same run without (np2, attn).
+add_test(NAME ft_smoothing_loss COMMAND test_finetune smoothing)
+set_tests_properties(ft_smoothing_loss PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}" TIMEOUT 30)
+# data.augment = false: the run trains on other pixels than the default one
+# (the loader side is tests/test_data_loader.c, no_crop).
+foreach(v smoothing noaug)
+  if(v STREQUAL smoothing)
+    set(ft_v_set finetune.label_smoothing=0.1)
+  else()
+    set(ft_v_set data.augment=false)
+  endif()
+  tadist_mpi_test(ft_${v}_run 2 $<TARGET_FILE:tadist> ${FT_CFG} ${FT_SETS}
+                  --set run.out_dir=${FT}/${v} --set finetune.modes=attn --set ${ft_v_set})
+  set_tests_properties(ft_${v}_run PROPERTIES FIXTURES_REQUIRED ft_data FIXTURES_SETUP ft_${v}
+                       TIMEOUT 60 PASS_REGULAR_EXPRESSION "task vectors \\(attn\\)")
+  add_test(NAME ft_${v}_differs COMMAND test_finetune loss_differs
+           ${FT}/np2/tiny/task_vectors_attn.h5 ${FT}/${v}/tiny/task_vectors_attn.h5)
+  set_tests_properties(ft_${v}_differs PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED "ft_run_np2;ft_${v}" TIMEOUT 30)
+endforeach()
+
+# A real kill: a 2-rank run (trained heads, checkpoint every 2 steps) gets
+# SIGKILL once both tasks have a checkpoint, is rerun, and must equal an
+# uninterrupted run (task vectors and heads, tolerance 1e-6).
+add_test(NAME ft_kill_resume COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/kill_resume.sh
+         ${MPIEXEC_EXECUTABLE} $<TARGET_FILE:tadist> $<TARGET_FILE:test_finetune> ${FT_CFG}
+         ${FT}/data ${FT_MODEL} ${FT}/kill)
+set_tests_properties(ft_kill_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED ft_data TIMEOUT 300 RUN_SERIAL TRUE)

@@ -89,3 +89,52 @@ add_test(NAME se_export_roundtrip COMMAND sh -c
          "set -e; rm -rf ${ex} && mkdir -p ${ex}/hf; ${SE_BIN} merge ${SE_CFG} ${SE_SETS} --set run.out_dir=${SE}/base --mode attn --method ties --alpha 0.5 -o ${ex}/merged.h5; ${SE_BIN} export ${ex}/merged.h5 -o ${ex}/hf/model.safetensors; ${SE_BIN} import ${ex}/hf -o ${ex}/back.h5; ${SE_TEST} same-model ${ex}/merged.h5 ${ex}/back.h5; ${SE_BIN} export ${ex}/merged.h5 -o ${ex}/bare.safetensors --no-config; ${SE_BIN} import ${ex}/bare.safetensors --heads 4 -o ${ex}/back2.h5; ${SE_TEST} same-model ${ex}/merged.h5 ${ex}/back2.h5")
 set_tests_properties(se_export_roundtrip PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base TIMEOUT 30)
+
+# Per-task coefficients (merge.coef_search) at 1 and 2 ranks against a serial
+# run of the same search in test_search (same grid, budget and seed), on a
+# coarser alpha grid (11 points). With ties (k 20) both searches find a vector
+# better on val than the uniform alpha, so the chosen vector is not the start.
+set(SE_COEF "--set run.stages=addition --set finetune.modes=attn --set merge.methods=sum --set merge.alpha.step=0.1")
+foreach(np 1 2)
+  foreach(kind random:6:3 coordinate:14:0)
+    string(REPLACE ":" ";" f "${kind}")
+    list(GET f 0 search)
+    list(GET f 1 budget)
+    list(GET f 2 seed)
+    set(run ${SE}/coef_${search}_np${np})
+    add_test(NAME se_coef_${search}_np${np} COMMAND sh -c
+             "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} ${np} --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.methods=ties --set merge.coef_search=${search} --set merge.coef_budget=${budget} --set merge.coef_seed=${seed}; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn ties 0 1 0.1 0 - 0 ${search} ${budget} ${seed}; grep -q '\"ties_coef\"' ${run}/tiny/results.json")
+    set_tests_properties(se_coef_${search}_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                         FIXTURES_REQUIRED se_base TIMEOUT 120)
+  endforeach()
+endforeach()
+
+# A TIES k grid searched with alpha (from 0.5, where the k values differ on
+# val): the (k, alpha) pair of a serial search; then coordinate per-task
+# coefficients at that k.
+set(run ${SE}/ties_grid)
+add_test(NAME se_ties_grid COMMAND sh -c
+         "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.methods=ties --set merge.alpha.start=0.5 --set merge.ties.k_grid=10,30,60 --set merge.coef_search=coordinate --set merge.coef_budget=6; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn ties 0.5 1 0.1 0 10,30,60 0 coordinate 6 0; grep -q '\"param_grid\"' ${run}/tiny/results.json")
+set_tests_properties(se_ties_grid PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 120)
+
+# The random per-task search killed after 5 of its 12 evaluations (22 of the
+# uniform grid first: merge.stop_after counts the run's items), then resumed.
+set(run ${SE}/coef_resume)
+set(j ${run}/tiny/search/addition_attn_sum_coef_random.jsonl)
+add_test(NAME se_coef_resume COMMAND sh -c
+         "rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.coef_search=random --set merge.coef_budget=6 --set merge.stop_after=27 > ${run}.log 2>&1; rc=$?; cat ${run}.log; [ $rc -ne 0 ] || { echo 'FAIL: stop_after run exited 0'; exit 1; }; grep -q 'as if killed' ${run}.log || exit 1; n=$(grep -c item ${j}); [ $n -eq 5 ] || { echo \"FAIL: journal has $n items, expected 5\"; exit 1; }; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.coef_search=random --set merge.coef_budget=6 > ${run}2.log 2>&1 || { cat ${run}2.log; exit 1; }; cat ${run}2.log; grep -q '5 of 12 items already done' ${run}2.log || { echo 'FAIL: did not resume'; exit 1; }; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn sum 0 1 0.1 0 - 0 random 6 0")
+set_tests_properties(se_coef_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 120)
+
+# Fine-tuned heads: a heads_attn.h5 written by hand is read and scored; listed
+# in eval.heads without the file, a clear error naming it.
+set(run ${SE}/ft_heads)
+add_test(NAME se_finetuned_heads COMMAND sh -c
+         "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_TEST} write-heads ${run}/tiny attn; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set finetune.train_heads=true --set eval.heads=frozen,finetuned; ${SE_TEST} check-finetuned ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn sum")
+set_tests_properties(se_finetuned_heads PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 90)
+add_test(NAME se_finetuned_heads_missing COMMAND sh -c
+         "rm -rf ${SE}/ftmiss && cp -r ${SE}/base ${SE}/ftmiss; rm -f ${SE}/ftmiss/tiny/heads_attn.h5; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${SE}/ftmiss ${SE_COEF} --set finetune.train_heads=true --set eval.heads=frozen,finetuned > ${SE}/ftmiss.log 2>&1; rc=$?; cat ${SE}/ftmiss.log; [ $rc -ne 0 ] && [ $(grep -c 'tadist: error.*heads_attn.h5. does not exist' ${SE}/ftmiss.log) -eq 1 ]")
+set_tests_properties(se_finetuned_heads_missing PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 60)

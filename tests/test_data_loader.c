@@ -103,7 +103,7 @@ static void test_train_batches_independent_of_ranks(void **state)
 {
     (void)state;
     make_file();
-    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1};
+    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 0, {0, 0}};
     static Global all[STEPS], one[STEPS];
     memset(all, 0, sizeof all);
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, STEPS, all), TD_OK);
@@ -138,7 +138,7 @@ static void test_eval_batches_match_preprocess(void **state)
 {
     (void)state;
     make_file();
-    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0};
+    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}};
     static Global all[4];
     memset(all, 0, sizeof all);
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, 4, all), TD_OK);
@@ -166,11 +166,67 @@ static void test_eval_batches_match_preprocess(void **state)
     assert_true(agree_ok(ok));
 }
 
+/* data.augment = false (no_crop): train batches are the eval preprocessing of
+ * their images, in the shuffled order, so an image has the same pixels in
+ * every epoch; with crops on they differ; crop_scale reaches the crop. */
+static void test_train_no_crop_is_eval_preprocessing(void **state)
+{
+    (void)state;
+    make_file();
+    enum { NS = 12 }; /* epochs 0 and 1 (6 batches each) */
+    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 1, {0, 0}};
+    static Global nc[NS], cr[NS], sc[NS];
+    assert_int_equal(run_loader(MPI_COMM_WORLD, &o, NS, nc), TD_OK);
+    o.no_crop = 0;
+    assert_int_equal(run_loader(MPI_COMM_WORLD, &o, NS, cr), TD_OK);
+    o.crop_scale[0] = 0.3, o.crop_scale[1] = 0.5;
+    assert_int_equal(run_loader(MPI_COMM_WORLD, &o, NS, sc), TD_OK);
+    int ok = 1;
+    if (g_rt.rank == 0) {
+        TaskData t;
+        assert_int_equal(task_read(g_path, &t), TD_OK);
+        float ref[3 * S * S];
+        double worst = 0;
+        size_t crop_same = 0, scale_same = 0;
+        for (int st = 0; st < NS; st++) {
+            ok &= memcmp(nc[st].idx, cr[st].idx, sizeof nc[st].idx) == 0;
+            for (int i = 0; i < B; i++) {
+                int64_t idx = nc[st].idx[i];
+                assert_int_equal(image_preprocess(ref, t.split[TASK_TRAIN].images + idx * H * W * C,
+                                                  H, W, C, S, NULL),
+                                 TD_OK);
+                const float *x = nc[st].x + i * 3 * S * S;
+                for (int p = 0; p < 3 * S * S; p++)
+                    worst = fmax(worst, fabs(ref[p] - x[p]));
+                crop_same += memcmp(x, cr[st].x + i * 3 * S * S, sizeof ref) == 0;
+                scale_same += memcmp(cr[st].x + i * 3 * S * S, sc[st].x + i * 3 * S * S,
+                                     sizeof ref) == 0;
+            }
+        }
+        /* the same image in epochs 0 and 1: identical pixels without crops */
+        int found = 0;
+        for (int i = 0; i < B && !found; i++)
+            for (int st = 6; st < NS && !found; st++)
+                for (int j = 0; j < B && !found; j++)
+                    if (nc[st].idx[j] == nc[0].idx[i]) {
+                        found = 1;
+                        ok &= memcmp(nc[0].x + i * 3 * S * S, nc[st].x + j * 3 * S * S,
+                                     sizeof ref) == 0;
+                    }
+        printf("  no_crop: worst |loader - eval preprocess| = %g; %zu of %d cropped images "
+               "equal the uncropped, %zu equal across crop_scale\n",
+               worst, crop_same, NS * B, scale_same);
+        ok &= worst == 0.0 && found && crop_same == 0 && scale_same == 0;
+        task_free(&t);
+    }
+    assert_true(agree_ok(ok));
+}
+
 /* A missing file fails on every rank with a message naming it, no hang. */
 static void test_missing_file(void **state)
 {
     (void)state;
-    LoaderOpts o = {TADIST_TEST_OUT "/no-such-task.h5", TASK_TRAIN, B, S, 7, 1};
+    LoaderOpts o = {TADIST_TEST_OUT "/no-such-task.h5", TASK_TRAIN, B, S, 7, 1, 0, {0, 0}};
     TaskLoader L;
     assert_int_not_equal(loader_open(&L, MPI_COMM_WORLD, &o), TD_OK);
     assert_non_null(strstr(td_error_message(), "no-such-task.h5"));
@@ -184,6 +240,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_batches_independent_of_ranks),
         cmocka_unit_test(test_eval_batches_match_preprocess),
+        cmocka_unit_test(test_train_no_crop_is_eval_preprocessing),
         cmocka_unit_test(test_missing_file),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,14 @@
  *        equal a serial evaluation of the same grid here (sum or mean)
  *   test_search check-negation RUN_DIR MODE TASK
  *        the chosen alpha keeps the control and minimises the target on val
+ *   test_search check-coef RUN_DIR DATA_DIR THETA0 MODE METHOD START STOP STEP LIMIT
+ *        KGRID P SEARCH BUDGET SEED
+ *        the (ties.k, alpha) chosen over KGRID ("-": none) and the per-task
+ *        coefficient vector (SEARCH random|coordinate|none) equal a serial
+ *        run of the same searches here
+ *   test_search write-heads RUN_DIR MODE    heads_MODE.h5 by hand (rotated heads.h5)
+ *   test_search check-finetuned RUN_DIR DATA_DIR THETA0 MODE METHOD
+ *        the "finetuned" head set equals a serial test evaluation with them
  *   test_search same-model A.h5 B.h5        bit-identical parameters
  * Exit status 0 = the claim holds; every failure prints why. */
 #include <cjson/cJSON.h>
@@ -22,6 +30,7 @@
 #include "merge.h"
 #include "model_io.h"
 #include "results.h"
+#include "search.h"
 #include "task_io.h"
 #include "task_merge.h"
 
@@ -51,8 +60,21 @@ static float sorted_threshold(const float *v, size_t n, double k)
 }
 
 /* tau (table layout) = merge of every task of the file, in the file's order. */
+static int ref_merge_coef(const VitModel *m, const char *tvp, const char *method, double k,
+                          int global, int mean, double p, unsigned long long seed,
+                          const double *coef, float *tau);
+
 static int ref_merge(const VitModel *m, const char *tvp, const char *method, double k,
                      int global, int mean, double p, unsigned long long seed, float *tau)
+{
+    return ref_merge_coef(m, tvp, method, k, global, mean, p, seed, NULL, tau);
+}
+
+/* The same with coefficient coef[t] (NULL: 1) on task t of the file: w_t * tau_t
+ * after DARE and the trim, before the election. */
+static int ref_merge_coef(const VitModel *m, const char *tvp, const char *method, double k,
+                          int global, int mean, double p, unsigned long long seed,
+                          const double *coef, float *tau)
 {
     TvInfo tv;
     if (tv_info_read(tvp, &m->table, &tv) != TD_OK)
@@ -105,18 +127,20 @@ static int ref_merge(const VitModel *m, const char *tvp, const char *method, dou
     for (size_t e = 0; e < tab->total; e++) {
         double s = 0;
         for (int t = 0; t < T; t++)
-            s += x[t][e];
+            s += (coef ? coef[t] : 1.0) * x[t][e];
         if (!ties) {
             tau[e] = (float)(avg ? s / T : s);
             continue;
         }
         double a = 0;
         int c = 0;
-        for (int t = 0; t < T; t++)
-            if (x[t][e] != 0 && s != 0 && (x[t][e] > 0) == (s > 0)) {
-                a += x[t][e];
+        for (int t = 0; t < T; t++) {
+            double v = (coef ? coef[t] : 1.0) * x[t][e];
+            if (v != 0 && s != 0 && (v > 0) == (s > 0)) {
+                a += v;
                 c++;
             }
+        }
         tau[e] = (float)(avg ? (c ? a / c : 0) : a);
     }
     for (int t = 0; t < T; t++)
@@ -318,6 +342,302 @@ static int same_model(char **a)
     return 0;
 }
 
+/* ---- per-task coefficients, parameter grids, fine-tuned heads ---- */
+
+typedef struct {
+    VitModel m;
+    TvInfo tv;
+    const char *tvp, *method;
+    char path[TV_MAX_TASKS][1024];
+    float *w[TV_MAX_TASKS]; /* heads */
+    int C[TV_MAX_TASKS];
+    double norm[TV_MAX_TASKS]; /* fine-tuned val accuracies */
+    int limit, ntk, split;
+    double k, p;
+    float *tau, *buf;
+} Serial;
+
+static int serial_open(Serial *S, const char *run, const char *data, const char *theta0,
+                       const char *mode, const char *method, const char *heads, int limit)
+{
+    memset(S, 0, sizeof *S);
+    static char tvp[1024];
+    snprintf(tvp, sizeof tvp, "%s/task_vectors_%s.h5", run, mode);
+    S->tvp = tvp;
+    S->method = method;
+    S->limit = limit;
+    S->split = TASK_VAL;
+    S->ntk = strcmp(mode, "ntk") == 0;
+    if (model_read(theta0, &S->m) != TD_OK || tv_info_read(tvp, &S->m.table, &S->tv) != TD_OK)
+        return FAIL("%s", td_error_message());
+    int E = S->m.arch.out_dim;
+    for (int t = 0; t < S->tv.ntasks; t++) {
+        snprintf(S->path[t], sizeof S->path[t], "%s/%s.h5", data, S->tv.task[t]);
+        TaskData td;
+        if (task_read_header(S->path[t], &td) != TD_OK)
+            return FAIL("%s", td_error_message());
+        S->C[t] = td.num_classes;
+        task_free(&td);
+        S->w[t] = calloc((size_t)S->C[t] * E, sizeof(float));
+        if (read_head(heads, S->tv.task[t], S->C[t], E, S->w[t]))
+            return 1;
+        S->norm[t] = S->tv.acc_val[t];
+    }
+    S->tau = calloc(S->m.table.total, sizeof(float));
+    S->buf = calloc(S->m.table.total, sizeof(float));
+    return 0;
+}
+
+/* acc[t] of theta0 + alpha * merge(coef) on S->split. */
+static int serial_eval(Serial *S, const double *coef, double alpha, double *acc)
+{
+    if (ref_merge_coef(&S->m, S->tvp, S->method, S->k, 1, 1, S->p, 0, coef, S->tau))
+        return 1;
+    for (size_t e = 0; e < S->m.table.total; e++)
+        S->buf[e] = S->ntk ? (float)alpha * S->tau[e] : S->m.params[e] + (float)alpha * S->tau[e];
+    EvalEncoder enc = {&S->m, S->ntk ? NULL : S->buf, S->ntk ? S->buf : NULL,
+                       S->ntk ? S->tv.mask : NULL};
+    for (int t = 0; t < S->tv.ntasks; t++)
+        if (eval_accuracy(MPI_COMM_SELF, &enc, S->path[t], S->split, 64, S->limit, S->w[t], S->C[t],
+                          &acc[t]) != TD_OK)
+            return FAIL("%s", td_error_message());
+    return 0;
+}
+
+static double serial_score(const Serial *S, const double *acc)
+{
+    double m = 0;
+    for (int t = 0; t < S->tv.ntasks; t++)
+        m += acc[t] / S->norm[t];
+    return m / S->tv.ntasks;
+}
+
+static double serial_vec(Serial *S, const int *idx, double start, double step, double *acc)
+{
+    double coef[TV_MAX_TASKS];
+    for (int t = 0; t < S->tv.ntasks; t++)
+        coef[t] = start + idx[t] * step;
+    return serial_eval(S, coef, 1.0, acc) ? NAN : serial_score(S, acc);
+}
+
+/* check-coef RUN DATA THETA0 MODE METHOD START STOP STEP LIMIT KGRID P SEARCH BUDGET SEED:
+ * the (ties.k, alpha) the addition stage chose over KGRID ("-": k 20 alone) and,
+ * SEARCH random|coordinate, the per-task vector, against a serial run of the
+ * same search. */
+static int check_coef(char **a)
+{
+    const char *run = a[0], *mode = a[3], *method = a[4], *search = a[11];
+    double start = atof(a[5]), stop = atof(a[6]), step = atof(a[7]);
+    int limit = atoi(a[8]), budget = atoi(a[12]), seed = atoi(a[13]);
+    char hp[1024];
+    snprintf(hp, sizeof hp, "%s/heads.h5", run);
+    Serial S;
+    if (serial_open(&S, run, a[1], a[2], mode, method, hp, limit))
+        return 1;
+    S.p = atof(a[10]);
+    int T = S.tv.ntasks, A = (int)floor((stop - start) / step + 1e-9) + 1;
+    double ks[TD_CFG_LIST_MAX];
+    int nk = 0;
+    if (strcmp(a[9], "-") == 0) {
+        ks[nk++] = 20;
+    } else {
+        char kl[256];
+        snprintf(kl, sizeof kl, "%s", a[9]);
+        for (char *tok = strtok(kl, ","); tok && nk < TD_CFG_LIST_MAX; tok = strtok(NULL, ","))
+            ks[nk++] = atof(tok);
+    }
+    /* uniform alpha per k; the best (k, alpha), first on ties */
+    double *grid = calloc((size_t)nk * A * T, sizeof *grid), bv = -INFINITY;
+    int bk = 0, ba = 0;
+    for (int i = 0; i < nk; i++) {
+        S.k = ks[i];
+        for (int al = 0; al < A; al++) {
+            double *g = grid + ((size_t)i * A + al) * T;
+            if (serial_eval(&S, NULL, start + al * step, g))
+                return 1;
+            double v = serial_score(&S, g);
+            if (v > bv) {
+                bv = v;
+                bk = i;
+                ba = al;
+            }
+        }
+    }
+    S.k = ks[bk];
+    cJSON *root;
+    if (results_load(run, &root) != TD_OK)
+        return FAIL("%s", td_error_message());
+    const char *kA[] = {"modes", mode, "addition", method, "alpha"};
+    const char *kK[] = {"modes", mode, "addition", method, "ties_k"};
+    double alpha = json_num(root, kA, 5), kgot = json_num(root, kK, 5);
+    printf("%s/%s: serial k %g alpha %g (mean normalised val %.4f); stage k %g alpha %g\n", mode,
+           method, ks[bk], start + ba * step, bv, kgot, alpha);
+    int bad = 0;
+    if (!(fabs(alpha - (start + ba * step)) < 1e-9))
+        bad = FAIL("the stage chose alpha %g, the serial search %g", alpha, start + ba * step);
+    if (strstr(method, "ties") && !(kgot == ks[bk]))
+        bad = FAIL("the stage chose ties.k %g, the serial search %g", kgot, ks[bk]);
+    if (strcmp(search, "none") == 0) {
+        cJSON_Delete(root);
+        return bad;
+    }
+    /* the per-task search from (ba, ..., ba) */
+    int *rows = calloc((size_t)(budget + 1) * T, sizeof *rows);
+    double acc[TV_MAX_TASKS], cur_v = bv;
+    int cur[TV_MAX_TASKS], n = 0;
+    for (int t = 0; t < T; t++)
+        cur[t] = ba;
+    if (strcmp(search, "random") == 0) {
+        for (int c = 0; c < budget; c++) {
+            int v[TV_MAX_TASKS];
+            for (int t = 0; t < T; t++)
+                v[t] = search_random_coef(seed, c, t, A);
+            double sc = serial_vec(&S, v, start, step, acc);
+            if (isnan(sc))
+                return 1;
+            n++;
+            if (sc > cur_v) {
+                cur_v = sc;
+                memcpy(cur, v, sizeof cur);
+            }
+        }
+    } else {
+        for (int round = 0; n < budget; round++) {
+            int moved = 0;
+            for (int t = 0; t < T && n < budget; t++) {
+                int b = -1, base[TV_MAX_TASKS];
+                memcpy(base, cur, sizeof base);
+                for (int i = 0; i < A && n < budget; i++) {
+                    if (i == base[t])
+                        continue;
+                    int v[TV_MAX_TASKS];
+                    memcpy(v, base, sizeof v);
+                    v[t] = i;
+                    double sc = serial_vec(&S, v, start, step, acc);
+                    if (isnan(sc))
+                        return 1;
+                    n++;
+                    if (sc > cur_v) {
+                        cur_v = sc;
+                        b = i;
+                    }
+                }
+                if (b >= 0) {
+                    cur[t] = b;
+                    moved = 1;
+                }
+            }
+            if (!moved)
+                break;
+        }
+    }
+    char co[64];
+    snprintf(co, sizeof co, "%s_coef", method);
+    const char *kn[] = {"modes", mode, "addition", co, "norm_val"};
+    const char *ke[] = {"modes", mode, "addition", co, "evaluations"};
+    const char *kt[] = {"modes", mode, "addition", co, "heads", "theta0", "abs_test"};
+    double nv = json_num(root, kn, 5), ev = json_num(root, ke, 5), at = json_num(root, kt, 7);
+    printf("%s per-task search (%d vectors, budget %d): serial mean normalised val %.6f, stage "
+           "%.6f (%g vectors), test %.4f; uniform %.6f\n",
+           search, n, budget, cur_v, nv, ev, at, bv);
+    for (int t = 0; t < T; t++) {
+        const char *kc[] = {"modes", mode, "addition", co, "coef", S.tv.task[t]};
+        double got = json_num(root, kc, 6), want = start + cur[t] * step;
+        printf("  %s: serial %g, stage %g\n", S.tv.task[t], want, got);
+        if (!(fabs(got - want) < 1e-9))
+            bad = FAIL("task %s: the stage chose %g, the serial search %g", S.tv.task[t], got,
+                       want);
+    }
+    if (!(fabs(nv - cur_v) < 1e-12))
+        bad = FAIL("mean normalised val: stage %.17g, serial %.17g", nv, cur_v);
+    if (ev != n)
+        bad = FAIL("the stage evaluated %g vectors, the serial search %d", ev, n);
+    if (!(at >= 0 && at <= 1))
+        bad = FAIL("no test accuracy for %s in results.json", co);
+    cJSON_Delete(root);
+    free(rows);
+    free(grid);
+    return bad;
+}
+
+/* write-heads RUN MODE: heads_<mode>.h5 = heads.h5 with each head's class
+ * rows rotated by one (a head set unlike the frozen one). */
+static int write_heads(char **a)
+{
+    char src[1024], dst[1024];
+    snprintf(src, sizeof src, "%s/heads.h5", a[0]);
+    snprintf(dst, sizeof dst, "%s/heads_%s.h5", a[0], a[1]);
+    hid_t in = H5Fopen(src, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t out = H5Fcreate(dst, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (in < 0 || out < 0)
+        return FAIL("cannot open %s or create %s", src, dst);
+    H5G_info_t gi;
+    H5Gget_info(in, &gi);
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        char name[256];
+        H5Lget_name_by_idx(in, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+        hid_t d = H5Dopen2(in, name, H5P_DEFAULT), sp = H5Dget_space(d);
+        hsize_t dims[2];
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        size_t C = dims[0], E = dims[1];
+        float *w = malloc(C * E * sizeof *w), *v = malloc(C * E * sizeof *v);
+        H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w);
+        for (size_t c = 0; c < C; c++)
+            memcpy(v + ((c + 1) % C) * E, w + c * E, E * sizeof *v);
+        hid_t o = H5Dcreate2(out, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        H5Dwrite(o, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+        H5Dclose(o);
+        H5Sclose(sp);
+        H5Dclose(d);
+        free(w);
+        free(v);
+        printf("%s: /%s [%zu, %zu] rotated\n", dst, name, C, E);
+    }
+    H5Fclose(in);
+    H5Fclose(out);
+    return 0;
+}
+
+/* check-finetuned RUN DATA THETA0 MODE METHOD: the "finetuned" head set of
+ * modes.MODE.addition.METHOD equals a serial test evaluation at its alpha with
+ * the heads of heads_MODE.h5, and differs from the theta0 head set. */
+static int check_finetuned(char **a)
+{
+    const char *run = a[0], *mode = a[3], *method = a[4];
+    char hp[1024];
+    snprintf(hp, sizeof hp, "%s/heads_%s.h5", run, mode);
+    Serial S;
+    if (serial_open(&S, run, a[1], a[2], mode, method, hp, 0))
+        return 1;
+    S.k = 20;
+    S.split = TASK_TEST;
+    cJSON *root;
+    if (results_load(run, &root) != TD_OK)
+        return FAIL("%s", td_error_message());
+    const char *kA[] = {"modes", mode, "addition", method, "alpha"};
+    double alpha = json_num(root, kA, 5), acc[TV_MAX_TASKS];
+    if (isnan(alpha) || serial_eval(&S, NULL, alpha, acc))
+        return FAIL("no alpha for %s/%s", mode, method);
+    int bad = 0, differ = 0;
+    for (int t = 0; t < S.tv.ntasks; t++) {
+        const char *kf[] = {"modes", mode, "addition", method, "heads", "finetuned",
+                            "per_task", S.tv.task[t], "abs"};
+        const char *k0[] = {"modes", mode, "addition", method, "heads", "theta0",
+                            "per_task", S.tv.task[t], "abs"};
+        double f = json_num(root, kf, 9), z = json_num(root, k0, 9);
+        printf("%s/%s %s: finetuned heads stage %.6f serial %.6f; theta0 heads %.6f\n", mode,
+               method, S.tv.task[t], f, acc[t], z);
+        if (!(f == acc[t]))
+            bad = FAIL("task %s: the stage's finetuned-head accuracy is not the serial one",
+                       S.tv.task[t]);
+        differ += f != z;
+    }
+    cJSON_Delete(root);
+    if (!differ)
+        bad = FAIL("the finetuned head set scores like the theta0 one: the test proves nothing");
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -328,6 +648,12 @@ int main(int argc, char **argv)
         rc = check_search(argv + 2);
     else if (argc == 5 && strcmp(argv[1], "check-negation") == 0)
         rc = check_negation(argv + 2);
+    else if (argc == 16 && strcmp(argv[1], "check-coef") == 0)
+        rc = check_coef(argv + 2);
+    else if (argc == 4 && strcmp(argv[1], "write-heads") == 0)
+        rc = write_heads(argv + 2);
+    else if (argc == 7 && strcmp(argv[1], "check-finetuned") == 0)
+        rc = check_finetuned(argv + 2);
     else if (argc == 4 && strcmp(argv[1], "same-model") == 0)
         rc = same_model(argv + 2);
     else
