@@ -183,7 +183,8 @@ typedef double TdCfgNum3[3];
     X(eval, CHOICES, heads, "frozen,refit", "frozen|finetuned|refit",                                 \
       "heads that score a merged encoder: theta0's frozen heads, heads trained with the "       \
       "encoder (needs finetune.train_heads), heads refit on the merged features")               \
-    X(eval, INT, limit, "0", "[0,inf)", "at most this many images per split and task; 0 = all")
+    X(eval, INT, limit, "0", "[0,inf)",                                                        \
+      "at most this many images per split and task, evenly spaced over the split; 0 = all")
 
 #define TD_CONFIG_NEGATION(X)                                                                   \
     X(negation, NAMES, targets, "", NULL, "tasks to negate; [] = every task of data.tasks")     \

@@ -41,30 +41,21 @@ static TdStatus pass_open_local(EvalPass *p, const EvalEncoder *enc)
 }
 
 static TdStatus pass_open(EvalPass *p, MPI_Comm comm, const EvalEncoder *enc, const char *path,
-                          int split, int batch)
+                          int split, int batch, int64_t limit)
 {
     memset(p, 0, sizeof *p);
-    LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0, 0, {0, 0}};
+    LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0, 0, {0, 0}, limit};
     TD_TRY(loader_open(&p->L, comm, &o));
     return runtime_agree(comm, pass_open_local(p, enc));
 }
 
 /* Embeds this rank's slice of the next batch into p->emb (normalised rows).
- * *stop: end of the pass or past limit. The caller agrees the status. */
-static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, int64_t limit, LoaderBatch *b,
-                          int *stop)
+ * *stop: end of the pass. The caller agrees the status. */
+static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, LoaderBatch *b, int *stop)
 {
     TD_TRY(loader_next(&p->L, p->x, p->y, b));
-    int64_t first = b->batch * (int64_t)p->L.o.global_batch;
-    *stop = b->nglobal == 0 || (limit > 0 && first >= limit);
+    *stop = b->nglobal == 0;
     if (*stop || b->nlocal == 0)
-        return TD_OK;
-    if (limit > 0) { /* keep global positions < limit */
-        int64_t keep = limit - first - b->offset;
-        if (keep < b->nlocal)
-            b->nlocal = keep < 0 ? 0 : (int)keep;
-    }
-    if (b->nlocal == 0)
         return TD_OK;
     const float *theta0 = enc->model->params;
     if (enc->ntk_delta)
@@ -113,13 +104,13 @@ TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
                        int batch, int64_t limit, const float *head, int C, double *acc)
 {
     EvalPass p;
-    TD_TRY(pass_open(&p, comm, enc, task_path, split, batch));
+    TD_TRY(pass_open(&p, comm, enc, task_path, split, batch, limit));
     long long cnt[2] = {0, 0}; /* correct, seen */
     TdStatus s = TD_OK;
     for (;;) {
         LoaderBatch b;
         int stop = 0;
-        s = runtime_agree(comm, pass_next(&p, enc, limit, &b, &stop));
+        s = runtime_agree(comm, pass_next(&p, enc, &b, &stop));
         if (s != TD_OK || stop)
             break;
         for (int i = 0; i < b.nlocal; i++)
@@ -138,7 +129,7 @@ TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
                        int batch, int64_t limit, float **feat, int32_t **labels, int64_t *n)
 {
     EvalPass p;
-    TD_TRY(pass_open(&p, comm, enc, task_path, split, batch));
+    TD_TRY(pass_open(&p, comm, enc, task_path, split, batch, limit));
     int64_t total = p.L.n;
     if (limit > 0 && limit < total)
         total = limit;
@@ -157,7 +148,7 @@ TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
     while (s == TD_OK) {
         LoaderBatch b;
         int stop = 0;
-        s = runtime_agree(comm, pass_next(&p, enc, limit, &b, &stop));
+        s = runtime_agree(comm, pass_next(&p, enc, &b, &stop));
         if (s != TD_OK || stop)
             break;
         int mine = b.nlocal;

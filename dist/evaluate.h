@@ -23,12 +23,13 @@ typedef struct {
 
 /* Embeds every image of one split, normalised, gathered on every rank of comm:
  * feat (n,E) and labels (n), allocated here (free with free()). batch is the
- * global batch of one forward pass; limit > 0 keeps the first limit images.
+ * global batch of one forward pass; 0 < limit < split size keeps limit images
+ * evenly spaced over the split (task_loader.h), so every class stays represented.
  * Collective over comm; the status is agreed. */
 TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
                        int batch, int64_t limit, float **feat, int32_t **labels, int64_t *n);
 
-/* Fraction of the split's images (first limit, 0 = all) whose argmax logit is
+/* Fraction of the split's images (limit as above, 0 = all) whose argmax logit is
  * their label. Collective over comm; *acc and the status are agreed. */
 TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
                        int batch, int64_t limit, const float *head, int C, double *acc);

@@ -1,16 +1,15 @@
 #include "finetune.h"
 
-#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "evaluate.h"
+#include "h5util.h"
 #include "heads.h"
 #include "model_io.h"
 #include "optim.h"
@@ -78,52 +77,6 @@ static void config_hash(const FtRun *r, int t, char out[20])
     snprintf(out, 20, "%016llx", (unsigned long long)h);
 }
 
-/* ---- HDF5 attribute helpers ---- */
-
-static herr_t attr_str(hid_t obj, const char *name, const char *val)
-{
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, strlen(val) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, val);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(ty);
-    return e;
-}
-
-static herr_t attr_num(hid_t obj, const char *name, double v, int integer)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t ty = integer ? H5T_STD_I64LE : H5T_IEEE_F64LE;
-    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    long long iv = (long long)v;
-    herr_t e = a < 0 ? -1
-                     : (integer ? H5Awrite(a, H5T_NATIVE_LLONG, &iv)
-                                : H5Awrite(a, H5T_NATIVE_DOUBLE, &v));
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    return e;
-}
-
-static int attr_read_str(hid_t obj, const char *name, char *buf, size_t n)
-{
-    hid_t a = -1;
-    H5E_BEGIN_TRY { a = H5Aopen(obj, name, H5P_DEFAULT); } H5E_END_TRY;
-    if (a < 0)
-        return -1;
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, n);
-    herr_t e = H5Aread(a, ty, buf);
-    H5Tclose(ty);
-    H5Aclose(a);
-    buf[n - 1] = 0;
-    return e < 0 ? -1 : 0;
-}
-
 /* ---- checkpoints (one writer: the group's rank 0; serial HDF5) ---- */
 
 static void ckpt_path(const FtRun *r, int t, char *buf, size_t n)
@@ -178,23 +131,29 @@ static TdStatus ckpt_save(const FtRun *r, int t, long step, const float *theta, 
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         return td_fail(TD_ERR_IO, "cannot create checkpoint '%s'", tmp);
-    herr_t e = attr_str(f, "config_hash", hash);
-    e |= attr_num(f, "step", (double)step, 1);
-    dp_pack(&r->m->table, r->mask, theta, scratch);
-    e |= write_vec(f, "theta", scratch, r->ntrain);
-    dp_pack(&r->m->table, r->mask, o->m, scratch);
-    e |= write_vec(f, "adam_m", scratch, r->ntrain);
-    dp_pack(&r->m->table, r->mask, o->v, scratch);
-    e |= write_vec(f, "adam_v", scratch, r->ntrain);
-    if (hd) {
-        e |= write_vec(f, "head", hd->w, hd->n);
-        e |= write_vec(f, "head_adam_m", hd->o.m, hd->n);
-        e |= write_vec(f, "head_adam_v", hd->o.v, hd->n);
+    TdStatus s = h5u_attr_write_str(f, tmp, "config_hash", hash);
+    if (s == TD_OK)
+        s = h5u_attr_write_i64(f, tmp, "step", step);
+    herr_t e = 0;
+    if (s == TD_OK) {
+        dp_pack(&r->m->table, r->mask, theta, scratch);
+        e |= write_vec(f, "theta", scratch, r->ntrain);
+        dp_pack(&r->m->table, r->mask, o->m, scratch);
+        e |= write_vec(f, "adam_m", scratch, r->ntrain);
+        dp_pack(&r->m->table, r->mask, o->v, scratch);
+        e |= write_vec(f, "adam_v", scratch, r->ntrain);
+        if (hd) {
+            e |= write_vec(f, "head", hd->w, hd->n);
+            e |= write_vec(f, "head_adam_m", hd->o.m, hd->n);
+            e |= write_vec(f, "head_adam_v", hd->o.v, hd->n);
+        }
     }
-    H5Fclose(f);
-    if (e < 0 || rename(tmp, path) != 0) {
+    if (H5Fclose(f) < 0)
+        e = -1;
+    if (s != TD_OK || e < 0 || rename(tmp, path) != 0) {
         unlink(tmp);
-        return td_fail(TD_ERR_IO, "cannot write checkpoint '%s'", path);
+        /* an attribute's failure is already recorded, naming it */
+        return s != TD_OK ? s : td_fail(TD_ERR_IO, "cannot write checkpoint '%s'", path);
     }
     return TD_OK;
 }
@@ -216,16 +175,26 @@ static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, FtHead 
         return td_fail(TD_ERR_FORMAT, "checkpoint '%s' is unreadable; delete it to start over",
                        path);
     TdStatus s = TD_OK;
-    if (attr_read_str(f, "config_hash", have, sizeof have) != 0 || strcmp(have, hash) != 0) {
-        td_log_rank("checkpoint %s was made with other settings: ignored, starting over", path);
+    TdStatus hs = h5u_attr_read_str(f, path, "config_hash", have, sizeof have);
+    if (hs != TD_OK || strcmp(have, hash) != 0) {
+        if (hs != TD_OK) { /* not an error: the checkpoint is only skipped */
+            td_log_rank("checkpoint %s: ignored, starting over", td_error_message());
+            td_error_clear();
+        } else {
+            td_log_rank("checkpoint %s was made with other settings: ignored, starting over",
+                        path);
+        }
         H5Fclose(f);
         return TD_OK;
     }
     long long st = 0;
-    hid_t a = H5Aopen(f, "step", H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_LLONG, &st);
-    if (a >= 0)
-        H5Aclose(a);
+    herr_t e = 0;
+    char why[1100] = "";
+    if (h5u_attr_read_i64(f, path, "step", &st) != TD_OK) {
+        snprintf(why, sizeof why, " (%s)", td_error_message());
+        td_error_clear(); /* reported below with the way out */
+        e = -1;
+    }
     float *mv[3] = {theta, o->m, o->v};
     const char *nm[3] = {"theta", "adam_m", "adam_v"};
     for (int k = 0; k < 3 && e >= 0; k++) {
@@ -239,7 +208,8 @@ static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, FtHead 
                 ? -1 : 0;
     H5Fclose(f);
     if (e < 0 || st < 0 || st > r->cfg->finetune.steps)
-        s = td_fail(TD_ERR_FORMAT, "checkpoint '%s' is damaged; delete it to start over", path);
+        s = td_fail(TD_ERR_FORMAT, "checkpoint '%s' is damaged%s; delete it to start over", path,
+                    why);
     *step = st;
     o->step = st;
     if (hd)
@@ -329,7 +299,7 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     memset(&T, 0, sizeof T);
     const TdDataConfig *dc = &r->cfg->data;
     LoaderOpts lo = {path, TASK_TRAIN, f->batch, r->m->arch.image, task_seed(r->cfg, t), 1,
-                     !dc->augment, {dc->crop_scale[0], dc->crop_scale[1]}};
+                     !dc->augment, {dc->crop_scale[0], dc->crop_scale[1]}, 0};
     DpSpec spec = ft_spec(r, t);
     FtHead *hd = head ? &T.head : NULL;
     TdStatus s = dp_trainer_open(&T.dp, gcomm, &lo, &spec);
@@ -444,6 +414,13 @@ static int group_root(int g, int G, int P)
     return 0;
 }
 
+/* s, or r when s is TD_OK: the first failure of a run of calls that are all
+ * made even after one fails. */
+static TdStatus tv_keep(TdStatus s, TdStatus r)
+{
+    return s != TD_OK ? s : r;
+}
+
 static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
 {
     const TdConfig *cfg = r->cfg;
@@ -460,47 +437,55 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
         return runtime_agree(MPI_COMM_WORLD,
                              td_fail(TD_ERR_IO, "cannot create task-vector file '%s'", tmp));
     const TdFinetuneConfig *fc = &cfg->finetune;
-    herr_t e = attr_str(f, "format", "tadist-task-vectors-1");
-    e |= attr_str(f, "mode", r->mode);
-    e |= attr_str(f, "base_checksum", r->m->checksum);
-    e |= attr_str(f, "base_model", cfg->model.path);
-    e |= attr_str(f, "heads", cfg->heads.source);
-    e |= attr_str(f, "schedule", fc->schedule);
-    e |= attr_num(f, "logit_scale", cfg->heads.logit_scale, 0);
-    e |= attr_num(f, "lr", fc->lr, 0);
-    e |= attr_num(f, "weight_decay", fc->weight_decay, 0);
-    e |= attr_num(f, "grad_clip", fc->grad_clip, 0);
-    e |= attr_num(f, "batch", fc->batch, 1);
-    e |= attr_num(f, "steps", fc->steps, 1);
-    e |= attr_num(f, "warmup", fc->warmup, 1);
-    e |= attr_num(f, "seed", cfg->run.seed, 1);
-    e |= attr_num(f, "label_smoothing", fc->label_smoothing, 0);
-    e |= attr_num(f, "augment", cfg->data.augment, 1);
-    e |= attr_num(f, "train_heads", fc->train_heads, 1);
+    /* Every rank makes every call below, with the same values, whether an
+     * earlier one failed or not: under MPI-IO, creating attributes, groups and
+     * datasets is collective. s keeps the first failure; it is agreed once the
+     * file is closed. */
+    TdStatus s = h5u_attr_write_str(f, tmp, "format", "tadist-task-vectors-1");
+    s = tv_keep(s, h5u_attr_write_str(f, tmp, "mode", r->mode));
+    s = tv_keep(s, h5u_attr_write_str(f, tmp, "base_checksum", r->m->checksum));
+    s = tv_keep(s, h5u_attr_write_str(f, tmp, "base_model", cfg->model.path));
+    s = tv_keep(s, h5u_attr_write_str(f, tmp, "heads", cfg->heads.source));
+    s = tv_keep(s, h5u_attr_write_str(f, tmp, "schedule", fc->schedule));
+    s = tv_keep(s, h5u_attr_write_f64(f, tmp, "logit_scale", cfg->heads.logit_scale));
+    s = tv_keep(s, h5u_attr_write_f64(f, tmp, "lr", fc->lr));
+    s = tv_keep(s, h5u_attr_write_f64(f, tmp, "weight_decay", fc->weight_decay));
+    s = tv_keep(s, h5u_attr_write_f64(f, tmp, "grad_clip", fc->grad_clip));
+    s = tv_keep(s, h5u_attr_write_i64(f, tmp, "batch", (long long)fc->batch));
+    s = tv_keep(s, h5u_attr_write_i64(f, tmp, "steps", (long long)fc->steps));
+    s = tv_keep(s, h5u_attr_write_i64(f, tmp, "warmup", (long long)fc->warmup));
+    s = tv_keep(s, h5u_attr_write_i64(f, tmp, "seed", (long long)cfg->run.seed));
+    s = tv_keep(s, h5u_attr_write_f64(f, tmp, "label_smoothing", fc->label_smoothing));
+    s = tv_keep(s, h5u_attr_write_i64(f, tmp, "augment", (long long)cfg->data.augment));
+    s = tv_keep(s, h5u_attr_write_i64(f, tmp, "train_heads", (long long)fc->train_heads));
     if (fc->train_heads) {
         char hf[64];
         snprintf(hf, sizeof hf, "heads_%s.h5", r->mode);
-        e |= attr_str(f, "heads_file", hf);
+        s = tv_keep(s, h5u_attr_write_str(f, tmp, "heads_file", hf));
     } else {
-        e |= attr_str(f, "heads_file", "heads.h5");
+        s = tv_keep(s, h5u_attr_write_str(f, tmp, "heads_file", "heads.h5"));
     }
     for (int t = 0; t < T; t++) {
         const double *q = res + (size_t)t * R_N;
+        const char *name = cfg->data.tasks.item[t];
         int owner = group_root(t % G, G, P);
-        hid_t g = H5Gcreate2(f, cfg->data.tasks.item[t], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0) {
-            e = -1;
+        char what[sizeof tmp + TD_CFG_NAME_MAX + 16];
+        snprintf(what, sizeof what, "%s, task '%s'", tmp, name);
+        hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) { /* metadata, the same on every rank: all of them stop here */
+            s = tv_keep(s, td_fail(TD_ERR_HDF5, "%s: cannot create the group", what));
             break;
         }
         int st = (int)q[R_STATUS];
-        e |= attr_str(g, "status", st == FT_OK ? "ok" : st == FT_NAN ? "nan" : "interrupted");
-        e |= attr_num(g, "steps_done", q[R_STEPS], 1);
-        e |= attr_num(g, "seed", (double)(task_seed(cfg, t) >> 11), 1);
-        e |= attr_num(g, "acc_val", q[R_ACC_VAL], 0);
-        e |= attr_num(g, "acc_test", q[R_ACC_TEST], 0);
-        e |= attr_num(g, "acc_theta0_val", q[R_T0_VAL], 0);
-        e |= attr_num(g, "acc_theta0_test", q[R_T0_TEST], 0);
-        e |= attr_num(g, "final_loss", q[R_LOSS], 0);
+        const char *status = st == FT_OK ? "ok" : st == FT_NAN ? "nan" : "interrupted";
+        s = tv_keep(s, h5u_attr_write_str(g, what, "status", status));
+        s = tv_keep(s, h5u_attr_write_i64(g, what, "steps_done", (long long)q[R_STEPS]));
+        s = tv_keep(s, h5u_attr_write_i64(g, what, "seed", (long long)(task_seed(cfg, t) >> 11)));
+        s = tv_keep(s, h5u_attr_write_f64(g, what, "acc_val", q[R_ACC_VAL]));
+        s = tv_keep(s, h5u_attr_write_f64(g, what, "acc_test", q[R_ACC_TEST]));
+        s = tv_keep(s, h5u_attr_write_f64(g, what, "acc_theta0_val", q[R_T0_VAL]));
+        s = tv_keep(s, h5u_attr_write_f64(g, what, "acc_theta0_test", q[R_T0_TEST]));
+        s = tv_keep(s, h5u_attr_write_f64(g, what, "final_loss", q[R_LOSS]));
         size_t off = 0;
         for (int i = 0; i < tab->count && st == FT_OK; i++) {
             if (!r->mask[i])
@@ -513,9 +498,12 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
             hid_t d = H5Dcreate2(g, pi->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
                                  H5P_DEFAULT);
             if (d < 0)
-                e = -1;
-            else if (g_rt.rank == owner && tv[t]) /* independent transfer by the owner */
-                e |= H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tv[t] + off);
+                s = tv_keep(s, td_fail(TD_ERR_HDF5, "%s: cannot create dataset '%s'", what,
+                                       pi->name));
+            else if (g_rt.rank == owner && tv[t] && /* independent transfer by the owner */
+                     H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tv[t] + off) < 0)
+                s = tv_keep(s, td_fail(TD_ERR_HDF5, "%s: cannot write dataset '%s'", what,
+                                       pi->name));
             if (d >= 0)
                 H5Dclose(d);
             H5Sclose(sp);
@@ -523,8 +511,8 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
         }
         H5Gclose(g);
     }
-    H5Fclose(f);
-    TdStatus s = e < 0 ? td_fail(TD_ERR_HDF5, "cannot write task-vector file '%s'", tmp) : TD_OK;
+    if (H5Fclose(f) < 0)
+        s = tv_keep(s, td_fail(TD_ERR_HDF5, "cannot write task-vector file '%s'", tmp));
     TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
     if (g_rt.rank == 0 && rename(tmp, path) != 0)
         s = td_fail(TD_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
@@ -741,13 +729,13 @@ TdStatus finetune_stage(const TdConfig *cfg)
     TdStatus s = check_inputs(cfg);
     if (s == TD_OK && g_rt.rank == 0) {
         char d[700];
-        s = dp_mkdir_p(r.run_dir);
+        s = fs_mkdir_p(r.run_dir);
         snprintf(d, sizeof d, "%s/ckpt", r.run_dir);
         if (s == TD_OK)
-            s = dp_mkdir_p(d);
+            s = fs_mkdir_p(d);
         snprintf(d, sizeof d, "%s/metrics", r.run_dir);
         if (s == TD_OK)
-            s = dp_mkdir_p(d);
+            s = fs_mkdir_p(d);
     }
     TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
     VitModel m;

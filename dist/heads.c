@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "evaluate.h"
+#include "h5util.h"
 #include "runtime.h"
 #include "task_io.h"
 #include "vit.h"
@@ -232,20 +233,6 @@ TdStatus heads_build(const TdConfig *cfg, const VitModel *theta0, HeadSet *h)
     return s;
 }
 
-static TdStatus write_str_attr(hid_t obj, const char *name, const char *val)
-{
-    hid_t ty = H5Tcopy(H5T_C_S1);
-    H5Tset_size(ty, strlen(val) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = a < 0 ? -1 : H5Awrite(a, ty, val);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(ty);
-    return e < 0 ? td_fail(TD_ERR_HDF5, "cannot write attribute '%s'", name) : TD_OK;
-}
-
 static TdStatus write_local(const char *path, const TdConfig *cfg, const VitModel *theta0,
                             const HeadSet *h, const char *source, const unsigned char *include)
 {
@@ -254,18 +241,13 @@ static TdStatus write_local(const char *path, const TdConfig *cfg, const VitMode
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         return td_fail(TD_ERR_IO, "cannot create heads file '%s'", tmp);
-    TdStatus s = write_str_attr(f, "format", "tadist-heads-1");
+    TdStatus s = h5u_attr_write_str(f, tmp, "format", "tadist-heads-1");
     if (s == TD_OK)
-        s = write_str_attr(f, "source", source);
+        s = h5u_attr_write_str(f, tmp, "source", source);
     if (s == TD_OK)
-        s = write_str_attr(f, "base_checksum", theta0->checksum);
-    if (s == TD_OK) {
-        hid_t sp = H5Screate(H5S_SCALAR);
-        hid_t a = H5Acreate2(f, "logit_scale", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT);
-        H5Awrite(a, H5T_NATIVE_DOUBLE, &cfg->heads.logit_scale);
-        H5Aclose(a);
-        H5Sclose(sp);
-    }
+        s = h5u_attr_write_str(f, tmp, "base_checksum", theta0->checksum);
+    if (s == TD_OK)
+        s = h5u_attr_write_f64(f, tmp, "logit_scale", cfg->heads.logit_scale);
     for (int t = 0; t < h->tasks && s == TD_OK; t++) {
         if (include && !include[t])
             continue;

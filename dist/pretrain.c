@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "evaluate.h"
+#include "h5util.h"
 #include "model_io.h"
 #include "optim.h"
 #include "params.h"
@@ -178,7 +179,8 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
                      rng_derive((uint64_t)cfg->run.seed, 0x70726574ULL, 2),
                      1,
                      !cfg->data.augment,
-                     {cfg->data.crop_scale[0], cfg->data.crop_scale[1]}};
+                     {cfg->data.crop_scale[0], cfg->data.crop_scale[1]},
+                     0};
     TD_TRY(dp_trainer_open(&p->T, MPI_COMM_WORLD, &lo, &spec));
     td_log("pretrain: %s (%zu parameters) on %s: %d classes, %d steps of batch %d over %d "
            "rank(s), lr %g, scale %g",
@@ -269,7 +271,7 @@ TdStatus pretrain_stage(const TdConfig *cfg)
             char *slash = strrchr(dir, '/');
             if (slash && slash != dir) {
                 *slash = 0;
-                w = dp_mkdir_p(dir);
+                w = fs_mkdir_p(dir);
             }
             expected_source(cfg, p.m.source, sizeof p.m.source);
             if (w == TD_OK)

@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <hdf5.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "evaluate.h"
+#include "h5util.h"
 #include "heads.h"
 #include "model_io.h"
 #include "results.h"
@@ -258,13 +258,6 @@ static void mode_free(ModeRun *r)
     td_free(r->buf);
 }
 
-static TdStatus mkdir_one(const char *path)
-{
-    if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", path, strerror(errno));
-    return TD_OK;
-}
-
 static TdStatus mode_open(ModeRun *r, const TdConfig *cfg, const char *mode)
 {
     memset(r, 0, sizeof *r);
@@ -296,7 +289,7 @@ static TdStatus mode_open(ModeRun *r, const TdConfig *cfg, const char *mode)
     if (s == TD_OK && g_rt.rank == 0) {
         char d[700];
         snprintf(d, sizeof d, "%s/search", r->run_dir);
-        s = mkdir_one(d);
+        s = fs_mkdir_p(d);
     }
     return runtime_agree(MPI_COMM_WORLD, s);
 }

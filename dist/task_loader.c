@@ -11,8 +11,9 @@ enum { SALT_SHUFFLE = 0x73687566, SALT_CROP = 0x63726f70 };
 
 static void make_order(TaskLoader *L)
 {
+    const int64_t full = L->info.split[L->o.split].n;
     for (int64_t i = 0; i < L->n; i++)
-        L->order[i] = i;
+        L->order[i] = L->n < full ? i * full / L->n : i; /* evenly spaced when limited */
     if (!L->o.train)
         return;
     TdRng r;
@@ -37,6 +38,8 @@ static TdStatus open_local(TaskLoader *L)
     L->n = L->info.split[L->o.split].n;
     if (L->n == 0)
         return td_fail(TD_ERR_ARG, "%s: split %s is empty", L->o.path, sp);
+    if (!L->o.train && L->o.limit > 0 && L->o.limit < L->n)
+        L->n = L->o.limit;
     L->batches = L->o.train ? L->n / L->o.global_batch
                             : (L->n + L->o.global_batch - 1) / L->o.global_batch;
     if (L->batches == 0)

@@ -9,6 +9,8 @@
  * So the global batch - indices, labels and preprocessed pixels - is the same
  * for any rank count; only who computes which part changes.
  *
+ * An evaluation pass may be limited to an evenly spaced subset (LoaderOpts.limit).
+ *
  * Preprocessing (kernels/image.h): train = RandomResizedCrop(S, scale crop_scale
  * (default (0.9,1)), bicubic); eval = resize shorter side + centre crop; then gray -> RGB and
  * CLIP mean/std. With no_crop, train batches use the eval preprocessing (the
@@ -34,6 +36,9 @@ typedef struct {
                           (data.augment = false); order and batches unchanged */
     double crop_scale[2]; /* train crops: RandomResizedCrop area range (data.crop_scale);
                              {0, 0} = (0.9, 1.0) */
+    int64_t limit;     /* evaluation only: 0 < limit < split size keeps `limit` images
+                          evenly spaced over the split (positions floor(j * n / limit)),
+                          so a subsample of a class-sorted file still covers every class */
 } LoaderOpts;
 
 typedef struct {

@@ -1,11 +1,9 @@
 #include "train_step.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "optim.h"
 #include "runtime.h"
@@ -55,22 +53,6 @@ void dp_fmt_eta(double s, char *buf, size_t n)
         snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
     else
         snprintf(buf, n, "%.0fs", s);
-}
-
-TdStatus dp_mkdir_p(const char *path)
-{
-    char tmp[700];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-                return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return td_fail(TD_ERR_IO, "cannot create directory '%s': %s", tmp, strerror(errno));
-    return TD_OK;
 }
 
 void dp_trainer_free(DpTrainer *T)

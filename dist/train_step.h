@@ -65,9 +65,6 @@ void dp_masked_diff(const ParamTable *t, const unsigned char *mask, const float 
  * schedule "cosine" | "linear" (to 0 at steps) | "constant". */
 float dp_schedule_lr(const char *schedule, double lr, long step, long warmup, long steps);
 
-/* mkdir -p path. */
-TdStatus dp_mkdir_p(const char *path);
-
 /* "1h02m", "3m05s", "42s" */
 void dp_fmt_eta(double seconds, char *buf, size_t n);
 

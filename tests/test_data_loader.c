@@ -103,7 +103,7 @@ static void test_train_batches_independent_of_ranks(void **state)
 {
     (void)state;
     make_file();
-    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 0, {0, 0}};
+    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 0, {0, 0}, 0};
     static Global all[STEPS], one[STEPS];
     memset(all, 0, sizeof all);
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, STEPS, all), TD_OK);
@@ -138,7 +138,7 @@ static void test_eval_batches_match_preprocess(void **state)
 {
     (void)state;
     make_file();
-    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}};
+    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}, 0};
     static Global all[4];
     memset(all, 0, sizeof all);
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, 4, all), TD_OK);
@@ -166,6 +166,30 @@ static void test_eval_batches_match_preprocess(void **state)
     assert_true(agree_ok(ok));
 }
 
+/* An evaluation limit keeps evenly spaced images (positions floor(j*n/limit)),
+ * not the first ones: on a class-sorted split the first ones miss classes. */
+static void test_eval_limit_is_evenly_spaced(void **state)
+{
+    (void)state;
+    make_file();
+    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}, 6};
+    static Global all[2];
+    memset(all, 0, sizeof all);
+    assert_int_equal(run_loader(MPI_COMM_WORLD, &o, 2, all), TD_OK);
+    int ok = 1;
+    if (g_rt.rank == 0) {
+        ok &= all[0].n == 6 && all[1].n == 0;
+        int seen[K] = {0};
+        for (int j = 0; j < all[0].n; j++) {
+            ok &= all[0].idx[j] == (int64_t)j * NT / 6;
+            seen[all[0].y[j]] = 1;
+        }
+        for (int k = 0; k < K; k++)
+            ok &= seen[k];
+    }
+    assert_true(agree_ok(ok));
+}
+
 /* data.augment = false (no_crop): train batches are the eval preprocessing of
  * their images, in the shuffled order, so an image has the same pixels in
  * every epoch; with crops on they differ; crop_scale reaches the crop. */
@@ -174,7 +198,7 @@ static void test_train_no_crop_is_eval_preprocessing(void **state)
     (void)state;
     make_file();
     enum { NS = 12 }; /* epochs 0 and 1 (6 batches each) */
-    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 1, {0, 0}};
+    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 1, {0, 0}, 0};
     static Global nc[NS], cr[NS], sc[NS];
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, NS, nc), TD_OK);
     o.no_crop = 0;
@@ -226,7 +250,7 @@ static void test_train_no_crop_is_eval_preprocessing(void **state)
 static void test_missing_file(void **state)
 {
     (void)state;
-    LoaderOpts o = {TADIST_TEST_OUT "/no-such-task.h5", TASK_TRAIN, B, S, 7, 1, 0, {0, 0}};
+    LoaderOpts o = {TADIST_TEST_OUT "/no-such-task.h5", TASK_TRAIN, B, S, 7, 1, 0, {0, 0}, 0};
     TaskLoader L;
     assert_int_not_equal(loader_open(&L, MPI_COMM_WORLD, &o), TD_OK);
     assert_non_null(strstr(td_error_message(), "no-such-task.h5"));
@@ -241,6 +265,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_train_batches_independent_of_ranks),
         cmocka_unit_test(test_eval_batches_match_preprocess),
         cmocka_unit_test(test_train_no_crop_is_eval_preprocessing),
+        cmocka_unit_test(test_eval_limit_is_evenly_spaced),
         cmocka_unit_test(test_missing_file),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
