@@ -13,6 +13,7 @@
 #include "heads.h"
 #include "model_io.h"
 #include "optim.h"
+#include "results.h"
 #include "rng.h"
 #include "runtime.h"
 #include "task_loader.h"
@@ -570,6 +571,7 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
     TdStatus s = trainable_mask(tab, r->ntk ? "full" : r->mode, r->mask);
     r->ntrain = s == TD_OK ? trainable_count(tab, r->mask) : 0;
     TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    const double t_mode = td_wall();
     td_log("fine-tuning mode %s: %zu trained parameters, %d task(s), %d group(s) of ~%d rank(s)",
            r->mode, r->ntrain, T, G, P / G);
     MPI_Comm gcomm;
@@ -618,6 +620,14 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
     }
     MPI_Comm_free(&gcomm);
     s = runtime_agree(MPI_COMM_WORLD, s);
+    if (s == TD_OK) { /* wall time of the mode on all ranks, training and its evaluation */
+        double secs = td_wall() - t_mode;
+        char key[128];
+        snprintf(key, sizeof key, "modes.%s.train_seconds", r->mode);
+        TdStatus w = g_rt.rank == 0 ? results_set(r->run_dir, key, cJSON_CreateNumber(secs)) : TD_OK;
+        s = runtime_agree(MPI_COMM_WORLD, w);
+        td_log("fine-tuning mode %s: %.1f s on %d rank(s)", r->mode, secs, g_rt.size);
+    }
     if (s == TD_OK &&
         MPI_Allreduce(MPI_IN_PLACE, res, T * R_N, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
         s = runtime_agree(MPI_COMM_WORLD, td_fail(TD_ERR_MPI, "MPI_Allreduce of results failed"));

@@ -1,6 +1,13 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "parallel.h"
+
+/* Element loops over big tensors run on the kernels' thread pool; every
+ * element is updated by the same arithmetic whatever the thread count. */
+enum { OPT_CHUNK = 16384 };
 
 TdStatus adamw_init(AdamW *o, const AdamWConfig *cfg, size_t total)
 {
@@ -23,24 +30,39 @@ void adamw_free(AdamW *o)
     o->m = o->v = NULL;
 }
 
+typedef struct {
+    float *p, *m, *v;
+    const float *g;
+    float b1, b2, eps, step_size, bc2_sqrt, decay;
+} AdamArgs;
+
+static void adamw_range(void *ctx, size_t k0, size_t k1, int tid)
+{
+    const AdamArgs *a = ctx;
+    float *restrict p = a->p, *restrict m = a->m, *restrict v = a->v;
+    const float *restrict g = a->g;
+    const float b1 = a->b1, b2 = a->b2;
+    for (size_t k = k0; k < k1; k++) {
+        m[k] = b1 * m[k] + (1.0f - b1) * g[k];
+        v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+        p[k] = p[k] * a->decay - a->step_size * m[k] / (sqrtf(v[k]) / a->bc2_sqrt + a->eps);
+    }
+}
+
 void adamw_step(AdamW *o, const ParamTable *t, const unsigned char *mask, float *params,
                 const float *grads, float lr)
 {
     o->step++;
-    const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
+    const float b1 = o->cfg.beta1, b2 = o->cfg.beta2;
     const float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
-    const float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - lr * o->cfg.weight_decay;
+    AdamArgs a = {.b1 = b1, .b2 = b2, .eps = o->cfg.eps, .step_size = lr / bc1,
+                  .bc2_sqrt = sqrtf(bc2), .decay = 1.0f - lr * o->cfg.weight_decay};
     for (int i = 0; i < t->count; i++) {
         if (!mask[i])
             continue;
-        const size_t off = t->info[i].offset, n = t->info[i].numel;
-        float *restrict p = params + off, *restrict m = o->m + off, *restrict v = o->v + off;
-        const float *restrict g = grads + off;
-        for (size_t k = 0; k < n; k++) {
-            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-            v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
-            p[k] = p[k] * decay - step_size * m[k] / (sqrtf(v[k]) / bc2_sqrt + eps);
-        }
+        const size_t off = t->info[i].offset;
+        a.p = params + off, a.m = o->m + off, a.v = o->v + off, a.g = grads + off;
+        par_for(t->info[i].numel, OPT_CHUNK, adamw_range, &a);
     }
 }
 
@@ -57,17 +79,60 @@ float optim_lr_cosine(float base_lr, long step, long warmup, long steps)
     return (float)(0.5 * (1.0 + cos(M_PI * progress)) * base_lr);
 }
 
+/* Sums of squares per fixed block of OPT_CHUNK elements (blocks do not depend
+ * on the thread count), added up in block order afterwards: deterministic. */
+typedef struct {
+    const float *g;
+    size_t n;
+    double *block;
+} SumsqArgs;
+
+static void sumsq_blocks(void *ctx, size_t b0, size_t b1, int tid)
+{
+    const SumsqArgs *a = ctx;
+    for (size_t b = b0; b < b1; b++) {
+        size_t k0 = b * OPT_CHUNK, k1 = k0 + OPT_CHUNK < a->n ? k0 + OPT_CHUNK : a->n;
+        double s = 0.0;
+        for (size_t k = k0; k < k1; k++)
+            s += (double)a->g[k] * a->g[k];
+        a->block[b] = s;
+    }
+}
+
 double optim_grad_sumsq(const ParamTable *t, const unsigned char *mask, const float *grads)
 {
     double s = 0.0;
     for (int i = 0; i < t->count; i++) {
         if (!mask[i])
             continue;
+        const size_t n = t->info[i].numel, nb = (n + OPT_CHUNK - 1) / OPT_CHUNK;
+        double stack[64], *block = nb <= 64 ? stack : malloc(nb * sizeof *block);
         const float *g = grads + t->info[i].offset;
-        for (size_t k = 0; k < t->info[i].numel; k++)
-            s += (double)g[k] * g[k];
+        if (!block) { /* no memory for the partial sums: one serial pass */
+            for (size_t k = 0; k < n; k++)
+                s += (double)g[k] * g[k];
+            continue;
+        }
+        SumsqArgs a = {g, n, block};
+        par_for(nb, 1, sumsq_blocks, &a);
+        for (size_t b = 0; b < nb; b++)
+            s += block[b];
+        if (block != stack)
+            free(block);
     }
     return s;
+}
+
+typedef struct {
+    float *g;
+    float f;
+} ScaleArgs;
+
+static void scale_range(void *ctx, size_t k0, size_t k1, int tid)
+{
+    const ScaleArgs *a = ctx;
+    for (size_t k = k0; k < k1; k++)
+        a->g[k] *= a->f;
 }
 
 float optim_clip_scale(const ParamTable *t, const unsigned char *mask, float *grads, double norm,
@@ -79,9 +144,8 @@ float optim_clip_scale(const ParamTable *t, const unsigned char *mask, float *gr
     for (int i = 0; i < t->count; i++) {
         if (!mask[i])
             continue;
-        float *g = grads + t->info[i].offset;
-        for (size_t k = 0; k < t->info[i].numel; k++)
-            g[k] *= f;
+        ScaleArgs a = {grads + t->info[i].offset, f};
+        par_for(t->info[i].numel, OPT_CHUNK, scale_range, &a);
     }
     return f;
 }

@@ -6,9 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "optim.h"
 #include "parallel.h"
 #include "params.h"
 #include "rng.h"
@@ -106,10 +108,58 @@ static void test_vit_small28_threads(void **state)
     check_same("vit_small28", 3);
 }
 
+/* AdamW, the gradient norm and clipping: the same bits at 1 and 3 threads. */
+static void optim_once(int threads, float *p, double *norm)
+{
+    VitArch a;
+    vit_arch_by_name("vit_small28", &a);
+    ParamTable t;
+    params_table_build(&a, &t);
+    float *g = calloc(t.total, sizeof *g);
+    unsigned char *mask = malloc((size_t)t.count);
+    memset(mask, 1, (size_t)t.count);
+    TdRng r;
+    rng_seed(&r, 5);
+    for (size_t i = 0; i < t.total; i++) {
+        p[i] = (float)rng_normal(&r);
+        g[i] = (float)rng_normal(&r);
+    }
+    par_set_threads(threads);
+    AdamWConfig cfg = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f};
+    AdamW o;
+    assert_int_equal(adamw_init(&o, &cfg, t.total), TD_OK);
+    *norm = sqrt(optim_grad_sumsq(&t, mask, g));
+    optim_clip_scale(&t, mask, g, *norm, 1.0f);
+    adamw_step(&o, &t, mask, p, g, 1e-3f);
+    adamw_step(&o, &t, mask, p, g, 1e-3f);
+    par_set_threads(1);
+    adamw_free(&o);
+    free(g), free(mask);
+    params_table_free(&t);
+}
+
+static void test_optim_threads(void **state)
+{
+    (void)state;
+    VitArch a;
+    vit_arch_by_name("vit_small28", &a);
+    ParamTable t;
+    params_table_build(&a, &t);
+    float *p1 = malloc(t.total * sizeof *p1), *p3 = malloc(t.total * sizeof *p3);
+    double n1, n3;
+    optim_once(1, p1, &n1);
+    optim_once(3, p3, &n3);
+    assert_memory_equal(&n1, &n3, sizeof n1);
+    assert_memory_equal(p1, p3, t.total * sizeof *p1);
+    free(p1), free(p3);
+    params_table_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_par_for_covers),
                                        cmocka_unit_test(test_vit_tiny_threads),
-                                       cmocka_unit_test(test_vit_small28_threads)};
+                                       cmocka_unit_test(test_vit_small28_threads),
+                                       cmocka_unit_test(test_optim_threads)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
