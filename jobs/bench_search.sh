@@ -19,7 +19,7 @@ SETS=(--set run.name=bench --set "run.out_dir=$OUT" --set "model.path=$OUT/theta
       --set data.tasks=mnist,fashion_mnist,letters,shapes --set heads.source=prototype
       --set finetune.modes=attn --set finetune.steps=20 --set finetune.batch=32
       --set finetune.warmup=2 --set "eval.limit=$LIMIT" --set eval.batch=64
-      --set merge.methods=sum)
+      --set merge.methods=sum --set "negation.targets=[]" --set "disentangle.pairs=[]")
 if [[ ! -e "$OUT/bench/task_vectors_attn.h5" ]]; then
   echo "fine-tuning the benchmark's task vectors (once) ..."
   mpirun -np 2 "$BIN" config/demo.cfg "${SETS[@]}" --set run.stages=finetune > "$OUT/finetune.log" 2>&1 \
