@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "model_io.h"
 #include "optim.h"
+#include "parallel.h"
 #include "rng.h"
 #include "runtime.h"
 #include "trainable.h"
@@ -83,7 +84,7 @@ static void bench_free(Bench *b)
 static void train_step(Bench *b, const unsigned char *mask, int ntk)
 {
     const ParamTable *t = &b->model.table;
-    memset(b->grads, 0, t->total * sizeof(float));
+    par_zero(b->grads, t->total);
     if (ntk)
         vit_ntk_forward(b->model.params, &b->work, b->delta, mask, b->pixels, b->B, b->embeds, NULL);
     else

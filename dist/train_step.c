@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "optim.h"
+#include "parallel.h"
 #include "runtime.h"
 
 void dp_pack(const ParamTable *t, const unsigned char *mask, const float *full, float *out)
@@ -102,7 +103,7 @@ TdStatus dp_step(DpTrainer *T, MPI_Comm comm, const DpSpec *p, const float *thet
     TD_TRY(runtime_agree(comm, loader_next(&T->L, T->x, T->y, &b)));
     for (int i = 0; i < tab->count; i++)
         if (p->mask[i])
-            memset(T->grads + tab->info[i].offset, 0, tab->info[i].numel * sizeof(float));
+            par_zero(T->grads + tab->info[i].offset, tab->info[i].numel);
     int nl = b.nlocal, E = p->m->arch.out_dim, C = p->classes;
     size_t nhead = p->train_head ? (size_t)C * E : 0;
     if (nhead)

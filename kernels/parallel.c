@@ -1,6 +1,7 @@
 #include "parallel.h"
 
 #include <pthread.h>
+#include <string.h>
 
 typedef struct {
     pthread_t thread;
@@ -119,3 +120,10 @@ void par_for(size_t n, size_t min_chunk, ParFn fn, void *ctx)
         pthread_cond_wait(&g.done, &g.lock);
     pthread_mutex_unlock(&g.lock);
 }
+
+static void zero_range(void *ctx, size_t b, size_t e, int tid)
+{
+    memset((float *)ctx + b, 0, (e - b) * sizeof(float));
+}
+
+void par_zero(float *x, size_t n) { par_for(n, 1 << 16, zero_range, x); }

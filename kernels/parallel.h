@@ -25,4 +25,8 @@ int par_threads(void);
  * are done. Must not be called from inside fn. */
 void par_for(size_t n, size_t min_chunk, ParFn fn, void *ctx);
 
+/* x[0..n) = 0 on the pool: zeroing gradient buffers is memory-bound work that
+ * one thread cannot saturate. */
+void par_zero(float *x, size_t n);
+
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "parallel.h"
 
 /* Sizes of one architecture at batch B; N = B*T rows of tokens. */
 typedef struct {
@@ -195,7 +196,7 @@ const float *vit_pooled(const VitWork *w) { return w->acts.pooled; }
 
 static float *zeroed(float *p, size_t n)
 {
-    memset(p, 0, n * sizeof(float));
+    par_zero(p, n);
     return p;
 }
 
