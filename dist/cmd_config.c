@@ -1,12 +1,12 @@
 /* The main command: tadist CONFIG.cfg [--set key=value]... [--print-config].
  * Loads and validates the configuration (rank 0 reads, every rank gets a copy),
  * then hands it to the pipeline. */
-#include <cblas.h>
 #include <stdio.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "image.h"
 #include "pipeline.h"
 #include "runtime.h"
 
@@ -63,5 +63,9 @@ TdStatus cmd_run(int argc, char **argv)
     if (check_only)
         return TD_OK;
     apply_blas_threads(&cfg);
+    float mean[3], std[3];
+    for (int c = 0; c < 3; c++)
+        mean[c] = (float)cfg.data.mean[c], std[c] = (float)cfg.data.std[c];
+    image_set_normalisation(mean, std); /* every loader of this run normalises alike */
     return pipeline_run(&cfg);
 }

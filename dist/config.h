@@ -76,9 +76,8 @@ typedef double TdCfgNum3[3];
       "for training too")                                                                       \
     X(data, NUM2, crop_scale, "0.9,1.0", "(0,1]",                                             \
       "random resized crop: range of the area kept")                                             \
-    X(data, ENUM, interpolation, "bicubic", "bicubic|bilinear", "resampling of every resize")    \
     X(data, NUM3, mean, "0.48145466,0.4578275,0.40821073", "[0,1]",                             \
-      "per-channel normalisation mean (CLIP's)")                                                 \
+      "per-channel normalisation mean (CLIP's); every resize is bicubic")                                                 \
     X(data, NUM3, std, "0.26862954,0.26130258,0.27577711", "(0,inf)",                           \
       "per-channel normalisation std (CLIP's)")
 

@@ -102,6 +102,17 @@ void image_rrc_params(TdRng *r, int H, int W, double smin, double smax, double r
 }
 
 /* Gray to RGB and CLIP normalisation, in place on (C,S,S) -> (3,S,S). */
+static float g_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static float g_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+void image_set_normalisation(const float mean[3], const float std[3])
+{
+    for (int c = 0; c < 3; c++) {
+        g_mean[c] = mean[c];
+        g_std[c] = std[c];
+    }
+}
+
 static void to_rgb_normalised(float *out, int C, int S)
 {
     size_t plane = (size_t)S * S;
@@ -110,7 +121,7 @@ static void to_rgb_normalised(float *out, int C, int S)
             for (size_t i = 0; i < plane; i++)
                 out[c * plane + i] = out[i];
     for (int c = 0; c < 3; c++) {
-        float m = k_clip_mean[c], inv = 1.0f / k_clip_std[c];
+        float m = g_mean[c], inv = 1.0f / g_std[c];
         for (size_t i = 0; i < plane; i++)
             out[c * plane + i] = (out[c * plane + i] - m) * inv;
     }

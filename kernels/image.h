@@ -29,6 +29,10 @@
 extern const float k_clip_mean[3];
 extern const float k_clip_std[3];
 
+/* Per-channel normalisation that image_preprocess applies: CLIP's statistics
+ * unless a configuration (data.mean, data.std) sets others for the process. */
+void image_set_normalisation(const float mean[3], const float std[3]);
+
 /* A source window (y, x, h, w) inside the image. */
 typedef struct {
     int y, x, h, w;
