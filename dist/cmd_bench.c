@@ -170,5 +170,5 @@ TdStatus cmd_bench(int argc, char **argv)
         s = td_fail(TD_ERR_ARG, "bench: --batch and --iters must be >= 1, --warmup >= 0");
     if (s == TD_OK && g_rt.rank == 0)
         s = bench_run(arch, batch, iters, warmup);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }

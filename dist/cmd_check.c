@@ -203,7 +203,7 @@ TdStatus cmd_check(int argc, char **argv)
         if (g_rt.rank == 0)
             cli_usage("tadist check --model MODEL.h5 --ref REF.h5 [--tol-out X] [--tol-grad X]",
                       opts);
-        return runtime_agree(MPI_COMM_WORLD, TD_OK);
+        return runtime_agree(g_rt.comm, TD_OK);
     }
     if (s == TD_OK && (!model_path || !ref_path))
         s = td_fail(TD_ERR_ARG, "check: --model and --ref are required (tadist check --help)");
@@ -211,5 +211,5 @@ TdStatus cmd_check(int argc, char **argv)
         s = td_fail(TD_ERR_ARG, "check: tolerances must be positive");
     if (s == TD_OK && g_rt.rank == 0)
         s = check_rank0(model_path, ref_path, &t);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }

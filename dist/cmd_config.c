@@ -53,7 +53,7 @@ TdStatus cmd_run(int argc, char **argv)
     if (s == TD_OK && npos != 1)
         s = td_fail(TD_ERR_ARG, "run: expected one configuration file; usage: %s", k_usage);
     if (s != TD_OK)
-        return runtime_agree(MPI_COMM_WORLD, s);
+        return runtime_agree(g_rt.comm, s);
 
     TdConfig cfg;
     TD_TRY(config_load(path, &sets, &cfg)); /* agreed across ranks */

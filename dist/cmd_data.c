@@ -241,7 +241,7 @@ static TdStatus do_suite(int argc, char **argv)
         return TD_OK;
     }
     o.seed = (uint64_t)(uint32_t)seed;
-    return suite_build(&o, MPI_COMM_WORLD);
+    return suite_build(&o, g_rt.comm);
 }
 
 static void usage(void)
@@ -259,7 +259,7 @@ static void usage(void)
 static TdStatus on_root(TdStatus (*fn)(int, char **), int argc, char **argv)
 {
     TdStatus s = g_rt.rank == 0 ? fn(argc, argv) : TD_OK;
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 static TdStatus import_json_cmd(int argc, char **argv) { return do_import_dir(argc, argv, 1); }
@@ -270,7 +270,7 @@ TdStatus cmd_data(int argc, char **argv)
     if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
         if (g_rt.rank == 0)
             usage();
-        return runtime_agree(MPI_COMM_WORLD,
+        return runtime_agree(g_rt.comm,
                              argc < 1 ? td_fail(TD_ERR_ARG, "data: give a subcommand") : TD_OK);
     }
     const char *sub = argv[0];
@@ -286,7 +286,7 @@ TdStatus cmd_data(int argc, char **argv)
         return on_root(do_summary, argc - 1, argv + 1);
     if (strcmp(sub, "sheet") == 0)
         return on_root(do_sheet, argc - 1, argv + 1);
-    return runtime_agree(MPI_COMM_WORLD,
+    return runtime_agree(g_rt.comm,
                          td_fail(TD_ERR_ARG, "data: unknown subcommand '%s' (tadist data --help)",
                                  sub));
 }

@@ -394,7 +394,7 @@ TdStatus cmd_import(int argc, char **argv)
                    "skipped unless --text is given (then config.json is required).\n");
             fflush(stdout);
         }
-        return runtime_agree(MPI_COMM_WORLD, TD_OK);
+        return runtime_agree(g_rt.comm, TD_OK);
     }
     if (s == TD_OK && npos != 1)
         s = td_fail(TD_ERR_ARG, "import: expected one SRC (see tadist import --help)");
@@ -404,5 +404,5 @@ TdStatus cmd_import(int argc, char **argv)
         j.src = pos[0];
         s = import_run(&j);
     }
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }

@@ -56,7 +56,7 @@ TdStatus cmd_init(int argc, char **argv)
             printf("\narchitectures: %s\n", vit_arch_names());
             fflush(stdout);
         }
-        return runtime_agree(MPI_COMM_WORLD, TD_OK);
+        return runtime_agree(g_rt.comm, TD_OK);
     }
     unsigned long long seed = 0;
     if (s == TD_OK && !arch)
@@ -67,5 +67,5 @@ TdStatus cmd_init(int argc, char **argv)
         s = parse_seed(seed_text, &seed);
     if (s == TD_OK && g_rt.rank == 0)
         s = init_run(arch, seed, out);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }

@@ -98,10 +98,10 @@ static TdStatus merge_run(const TdConfig *cfg, MergeJob *j)
     TdStatus s = TD_OK;
     if (isnan(j->alpha))
         s = g_rt.rank == 0 ? chosen_alpha(cfg, j, &j->alpha) : TD_OK;
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
-    MPI_Bcast(&j->alpha, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    MPI_Bcast(&j->alpha, 1, MPI_DOUBLE, 0, g_rt.comm);
     VitModel m = {0};
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, model_read(cfg->model.path, &m)));
+    TD_TRY(runtime_agree(g_rt.comm, model_read(cfg->model.path, &m)));
     TvInfo tv;
     MergeSpec spec;
     s = tv_info_read(tvp, &m.table, &tv);
@@ -110,9 +110,9 @@ static TdStatus merge_run(const TdConfig *cfg, MergeJob *j)
     float *tau = td_aligned_calloc(m.table.total * sizeof(float));
     if (s == TD_OK && !tau)
         s = td_fail(TD_ERR_NOMEM, "merge: out of memory");
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     if (s == TD_OK)
-        s = merge_collective(MPI_COMM_WORLD, &tv, &m, &spec, tau);
+        s = merge_collective(g_rt.comm, &tv, &m, &spec, tau);
     if (s == TD_OK && g_rt.rank == 0) {
         for (size_t i = 0; i < m.table.total; i++)
             m.params[i] += (float)j->alpha * tau[i];
@@ -129,7 +129,7 @@ static TdStatus merge_run(const TdConfig *cfg, MergeJob *j)
     td_free(tau);
     tv_info_free(&tv);
     model_free(&m);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 TdStatus cmd_merge(int argc, char **argv)
@@ -161,11 +161,11 @@ TdStatus cmd_merge(int argc, char **argv)
                    "(defaults without one; then give --tv and --set model.path=...).\n");
             fflush(stdout);
         }
-        return runtime_agree(MPI_COMM_WORLD, TD_OK);
+        return runtime_agree(g_rt.comm, TD_OK);
     }
     if (s == TD_OK && !j.out)
         s = td_fail(TD_ERR_ARG, "merge: -o MODEL.h5 is required");
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     TdConfig cfg;
     TD_TRY(config_load(npos ? pos[0] : NULL, &sets, &cfg));
     return merge_run(&cfg, &j);
@@ -337,7 +337,7 @@ TdStatus cmd_export(int argc, char **argv)
                    "config.json in the same folder (tadist import DIR reads both back).\n");
             fflush(stdout);
         }
-        return runtime_agree(MPI_COMM_WORLD, TD_OK);
+        return runtime_agree(g_rt.comm, TD_OK);
     }
     if (s == TD_OK && npos != 1)
         s = td_fail(TD_ERR_ARG, "export: expected one MODEL.h5 (see tadist export --help)");
@@ -345,5 +345,5 @@ TdStatus cmd_export(int argc, char **argv)
         s = td_fail(TD_ERR_ARG, "export: -o model.safetensors is required");
     if (s == TD_OK && g_rt.rank == 0)
         s = export_run(pos[0], out, no_config);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }

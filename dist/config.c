@@ -50,6 +50,7 @@ static const CfgRow k_rows[] = {
     TD_CONFIG_NEGATION(CFG_ROW)
     TD_CONFIG_DISENTANGLE(CFG_ROW)
     TD_CONFIG_BLAS(CFG_ROW)
+    TD_CONFIG_SWEEP(CFG_ROW)
 };
 enum { N_ROWS = sizeof k_rows / sizeof k_rows[0] };
 
@@ -796,6 +797,149 @@ static TdStatus check_pairs(const Loader *L)
     return TD_OK;
 }
 
+/* ---- sweeps -------------------------------------------------------------------------- */
+
+/* Keys an axis may vary: what a fine-tuning run or its merge depends on, never
+ * theta0, the data, the stages or where outputs go. */
+static int sweepable(const char *key)
+{
+    return strncmp(key, "finetune.", 9) == 0 || strncmp(key, "merge.", 6) == 0 ||
+           strcmp(key, "run.seed") == 0 || strcmp(key, "data.augment") == 0 ||
+           strcmp(key, "data.crop_scale") == 0;
+}
+
+/* where: how errors name sweep.axes (its file:line, or "default"). */
+static TdStatus sweep_parse_at(const TdConfig *cfg, TdSweep *sw, const char *where)
+{
+    const CfgRow *ra = row_find("sweep.axes");
+    memset(sw, 0, sizeof *sw);
+    sw->runs = 1;
+    if (cfg->sweep.axes.count > TD_SWEEP_MAX_AXES)
+        return bad(where, ra, "more than %d axes", TD_SWEEP_MAX_AXES);
+    TdConfig *scratch = malloc(sizeof *scratch);
+    if (!scratch)
+        return td_fail(TD_ERR_NOMEM, "out of memory");
+    TdStatus st = TD_OK;
+    for (int a = 0; a < cfg->sweep.axes.count && st == TD_OK; a++) {
+        char text[TD_CFG_NAME_MAX];
+        snprintf(text, sizeof text, "%s", cfg->sweep.axes.item[a]);
+        char *eq = strchr(text, '=');
+        if (!eq) {
+            st = bad(where, ra, "entry '%s' is not \"key = v1 | v2 | ...\"", text);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(text);
+        const CfgRow *r = row_find(key);
+        if (!r) {
+            st = unknown_key(where, key);
+            break;
+        }
+        if (!sweepable(key)) {
+            st = bad(where, ra, "'%s' cannot be swept (finetune.*, merge.*, run.seed, "
+                                "data.augment, data.crop_scale can)", key);
+            break;
+        }
+        for (int b = 0; b < a; b++)
+            if (strcmp(sw->key[b], key) == 0)
+                st = bad(where, ra, "'%s' has two axes", key);
+        snprintf(sw->key[a], sizeof sw->key[a], "%s", key);
+        int n = 0;
+        for (char *p = eq + 1; st == TD_OK;) {
+            char *bar = strchr(p, '|');
+            if (bar)
+                *bar = '\0';
+            char *v = trim(p);
+            char at[TD_CFG_STR_MAX + 64];
+            snprintf(at, sizeof at, "%s (sweep.axes)", where);
+            if (!*v)
+                st = bad(where, ra, "an empty value in the axis of '%s'", key);
+            else if (n >= TD_CFG_LIST_MAX)
+                st = bad(where, ra, "more than %d values for '%s'", TD_CFG_LIST_MAX, key);
+            else if ((st = value_from_text(r, field_of(scratch, r), v, at)) == TD_OK &&
+                     (st = value_check(r, field_of(scratch, r), at)) == TD_OK) {
+                for (int j = 0; j < n; j++)
+                    if (strcmp(sw->val[a][j], v) == 0)
+                        st = bad(where, ra, "'%s' is listed twice for '%s'", v, key);
+                snprintf(sw->val[a][n++], TD_CFG_NAME_MAX, "%s", v);
+            }
+            if (!bar)
+                break;
+            p = bar + 1;
+        }
+        sw->nvals[a] = n;
+        sw->naxes = a + 1;
+        if (st == TD_OK && (sw->runs *= n) > TD_SWEEP_MAX_RUNS)
+            st = bad(where, ra, "more than %d runs", TD_SWEEP_MAX_RUNS);
+    }
+    free(scratch);
+    return st;
+}
+
+TdStatus config_sweep_parse(const TdConfig *cfg, TdSweep *sw)
+{
+    return sweep_parse_at(cfg, sw, "sweep.axes");
+}
+
+void config_sweep_coords(const TdSweep *sw, long r, int coord[TD_SWEEP_MAX_AXES])
+{
+    for (int a = sw->naxes - 1; a >= 0; a--) {
+        coord[a] = (int)(r % sw->nvals[a]);
+        r /= sw->nvals[a];
+    }
+}
+
+static TdStatus check_cross(const Loader *L);
+
+TdStatus config_sweep_derive(const TdConfig *base, const TdSweep *sw, long r, TdConfig *out)
+{
+    Loader *L;
+    TD_ALLOC(L, 1);
+    *out = *base;
+    L->cfg = out;
+    memset(&out->sweep.axes, 0, sizeof out->sweep.axes);
+    int coord[TD_SWEEP_MAX_AXES];
+    config_sweep_coords(sw, r, coord);
+    TdStatus s = TD_OK;
+    for (int a = 0; a < sw->naxes && s == TD_OK; a++) {
+        char where[TD_CFG_STR_MAX + 64];
+        snprintf(where, sizeof where, "sweep run %ld: %s = %s", r, sw->key[a],
+                 sw->val[a][coord[a]]);
+        s = set_row_text(L, row_find(sw->key[a]), sw->val[a][coord[a]], where);
+    }
+    if (s == TD_OK)
+        s = check_cross(L);
+    free(L);
+    return s;
+}
+
+static TdStatus check_sweep(const Loader *L)
+{
+    const TdConfig *c = L->cfg;
+    if (c->sweep.axes.count == 0)
+        return TD_OK;
+    const char *where = L->origin[row_find("sweep.axes") - k_rows];
+    TdSweep *sw;
+    TD_ALLOC(sw, 1);
+    TdStatus s = sweep_parse_at(c, sw, where[0] ? where : "default");
+    static const char *need[] = {"finetune", "single", "addition"};
+    for (int i = 0; i < 3 && s == TD_OK; i++)
+        if (!stage_on(c, need[i]))
+            s = cross_fail(L, "run.stages", "sweep.axes",
+                           "a sweep needs the %s stage (each run reports single-task and merged "
+                           "accuracy)", need[i]);
+    const char *hk = c->sweep.heads;
+    if (s == TD_OK && !config_names_contains(&c->eval.heads, hk))
+        s = cross_fail(L, "sweep.heads", "eval.heads", "'%s' is not in eval.heads", hk);
+    /* every run's configuration must be valid before any run starts */
+    TdConfig *tmp = malloc(sizeof *tmp);
+    for (long r = 0; s == TD_OK && r < sw->runs; r++)
+        s = tmp ? config_sweep_derive(c, sw, r, tmp) : td_fail(TD_ERR_NOMEM, "out of memory");
+    free(tmp);
+    free(sw);
+    return s;
+}
+
 static TdStatus check_cross(const Loader *L)
 {
     const TdConfig *c = L->cfg;
@@ -836,7 +980,8 @@ static TdStatus check_cross(const Loader *L)
     if (config_names_contains(&c->eval.heads, "finetuned") && !c->finetune.train_heads)
         return cross_fail(L, "eval.heads", "finetune.train_heads",
                           "\"finetuned\" heads need finetune.train_heads = true");
-    return check_pairs(L);
+    TD_TRY(check_pairs(L));
+    return check_sweep(L);
 }
 
 static TdStatus load_all(Loader *L, const char *path, const CliList *sets)

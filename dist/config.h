@@ -29,7 +29,7 @@
 #include "cli.h"
 #include "status.h"
 
-enum { TD_CFG_STR_MAX = 256, TD_CFG_NAME_MAX = 64, TD_CFG_LIST_MAX = 32 };
+enum { TD_CFG_STR_MAX = 256, TD_CFG_NAME_MAX = 128, TD_CFG_LIST_MAX = 32 };
 
 typedef char TdCfgStr[TD_CFG_STR_MAX];
 typedef struct {
@@ -209,6 +209,17 @@ typedef double TdCfgNum3[3];
     X(blas, INT, threads, "0", "[0,4096]",                                                      \
       "OpenBLAS threads per rank; 0 = cores per node / ranks per node (or TADIST_BLAS_THREADS)")
 
+#define TD_CONFIG_SWEEP(X)                                                                      \
+    X(sweep, NAMES, axes, "", NULL,                                                             \
+      "a study: each entry \"key = v1 | v2 | ...\" lists values of one fine-tuning or merging "  \
+      "setting (finetune.*, merge.*, run.seed, data.augment, data.crop_scale; a value holds no " \
+      "comma); every combination is one run of run.stages (the first axis varies slowest), "   \
+      "kept in out_dir/name/runs/rNNN; [] = a single run")                                    \
+    X(sweep, INT, ranks_per_run, "1", "[1,inf)",                                                \
+      "ranks that work on one run together; the groups take runs from a shared queue")         \
+    X(sweep, ENUM, heads, "frozen", "frozen|refit|finetuned",                                  \
+      "head set whose merged accuracy the study compares (eval.heads must list it)")
+
 /* ---- the typed configuration --------------------------------------------- */
 
 #define TD_CFG_CTYPE_INT int
@@ -242,6 +253,7 @@ typedef struct { TD_CONFIG_EVAL(TD_CFG_FIELD) } TdEvalConfig;
 typedef struct { TD_CONFIG_NEGATION(TD_CFG_FIELD) } TdNegationConfig;
 typedef struct { TD_CONFIG_DISENTANGLE(TD_CFG_FIELD) } TdDisentangleConfig;
 typedef struct { TD_CONFIG_BLAS(TD_CFG_FIELD) } TdBlasConfig;
+typedef struct { TD_CONFIG_SWEEP(TD_CFG_FIELD) } TdSweepConfig;
 
 typedef struct {
     TdRunConfig run;
@@ -255,6 +267,7 @@ typedef struct {
     TdNegationConfig negation;
     TdDisentangleConfig disentangle;
     TdBlasConfig blas;
+    TdSweepConfig sweep;
 } TdConfig;
 
 /* ---- loading ---------------------------------------------------------------- */
@@ -285,6 +298,27 @@ TdStatus config_value_text(const TdConfig *cfg, const char *key, char *buf, size
 /* Checks the schema itself: unique keys, sections contiguous, every default
  * valid. Single-process. */
 TdStatus config_schema_check(void);
+
+/* ---- sweeps ------------------------------------------------------------------------ */
+
+enum { TD_SWEEP_MAX_AXES = 8, TD_SWEEP_MAX_RUNS = 100000 };
+
+/* sweep.axes, parsed: axis a sets key[a] to one of val[a][0 .. nvals[a]-1]. */
+typedef struct {
+    int naxes;
+    long runs; /* product of nvals; 1 when there are no axes */
+    char key[TD_SWEEP_MAX_AXES][TD_CFG_NAME_MAX];
+    int nvals[TD_SWEEP_MAX_AXES];
+    char val[TD_SWEEP_MAX_AXES][TD_CFG_LIST_MAX][TD_CFG_NAME_MAX];
+} TdSweep;
+
+/* Parses cfg->sweep.axes (validated by config_load already). Single-process. */
+TdStatus config_sweep_parse(const TdConfig *cfg, TdSweep *sw);
+/* Index of each axis's value in run r (0 <= r < runs): the last axis varies fastest. */
+void config_sweep_coords(const TdSweep *sw, long r, int coord[TD_SWEEP_MAX_AXES]);
+/* The configuration of run r: base with each axis's value applied, sweep.axes
+ * emptied, validated like a loaded file. Single-process. */
+TdStatus config_sweep_derive(const TdConfig *base, const TdSweep *sw, long r, TdConfig *out);
 
 /* List helpers for stages. */
 int config_names_contains(const TdCfgNames *l, const char *name);

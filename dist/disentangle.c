@@ -105,11 +105,11 @@ static TdStatus singles(DgRun *r, DgSide *sd)
         s = encode(r, i == 0 ? a : 0.0f, i == 0 ? 0.0f : a, &sd[i],
                    sd[i].single + (size_t)k * sd[i].N * E);
     }
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     for (int it = 0; it < 2 * n; it++) {
         int i = it / n, k = it % n;
         if (MPI_Bcast(sd[i].single + (size_t)k * sd[i].N * E, (int)(sd[i].N * E), MPI_FLOAT,
-                      it % P, MPI_COMM_WORLD) != MPI_SUCCESS)
+                      it % P, g_rt.comm) != MPI_SUCCESS)
             return td_fail(TD_ERR_MPI, "disentangle: MPI_Bcast of features failed");
     }
     for (int i = 0; i < 2; i++) {
@@ -152,8 +152,8 @@ static TdStatus joints(DgRun *r, DgSide *sd, double *terms)
         }
     }
     free(feat);
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
-    if (MPI_Allreduce(MPI_IN_PLACE, terms, (int)(4 * nn), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) !=
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    if (MPI_Allreduce(MPI_IN_PLACE, terms, (int)(4 * nn), MPI_DOUBLE, MPI_SUM, g_rt.comm) !=
         MPI_SUCCESS)
         return td_fail(TD_ERR_MPI, "disentangle: MPI_Allreduce of the grid failed");
     return TD_OK;
@@ -238,7 +238,7 @@ static TdStatus run_pair(DgRun *r, int t1, int t2)
             r->mask[k] |= mk[k];
     }
     free(mk);
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     DgSide sd[2];
     memset(sd, 0, sizeof sd);
     s = side_open(r, t1, &sd[0]);
@@ -248,13 +248,13 @@ static TdStatus run_pair(DgRun *r, int t1, int t2)
     double *terms = calloc(4 * nn, sizeof *terms);
     if (s == TD_OK && !terms)
         s = td_fail(TD_ERR_NOMEM, "disentangle: out of memory");
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     if (s == TD_OK)
         s = singles(r, sd);
     if (s == TD_OK)
         s = joints(r, sd, terms);
     if (s == TD_OK)
-        s = runtime_agree(MPI_COMM_WORLD, g_rt.rank == 0 ? write_pair(r, sd, terms) : TD_OK);
+        s = runtime_agree(g_rt.comm, g_rt.rank == 0 ? write_pair(r, sd, terms) : TD_OK);
     if (s == TD_OK)
         td_log("%s %s+%s: %d x %d grid in %.1fs", r->mode, name[0], name[1], r->n, r->n,
                td_wall() - t_start);
@@ -294,7 +294,7 @@ TdStatus disentangle_stage(const TdConfig *cfg)
     static int pairs[MAX_PAIRS][2];
     int np = pair_list(cfg, pairs, MAX_PAIRS);
     if (np == 0)
-        return runtime_agree(MPI_COMM_WORLD,
+        return runtime_agree(g_rt.comm,
                              td_fail(TD_ERR_CONFIG, "disentangle: no task pair to study"));
     VitModel m;
     HeadSet h;
@@ -315,7 +315,7 @@ TdStatus disentangle_stage(const TdConfig *cfg)
     r.work = td_aligned_calloc(bytes);
     TdStatus s = (r.alpha && r.mask && r.tau[0] && r.tau[1] && r.work)
                      ? TD_OK : td_fail(TD_ERR_NOMEM, "disentangle: out of memory");
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     double lo = cfg->disentangle.min, hi = cfg->disentangle.max;
     for (int k = 0; k < r.n && r.alpha; k++) /* linspace; the middle of an odd grid is exactly 0 */
         r.alpha[k] = 2 * k == r.n - 1 ? 0.0 : lo + (hi - lo) * (double)k / (double)(r.n - 1);

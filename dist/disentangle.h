@@ -18,7 +18,7 @@
  * alpha is 0 (joint and single are then the same parameters, bit for bit).
  *
  * Work: the 2*points single encoders, then the points^2 joint encoders, are
- * items dealt round-robin to the ranks of MPI_COMM_WORLD; each item is
+ * items dealt round-robin to the ranks of the run communicator (g_rt.comm); each item is
  * evaluated alone on MPI_COMM_SELF (disentangle.batch images per forward).
  * The single features are broadcast to every rank (memory: 2*points*N*E
  * floats per rank), the per-item terms summed with one MPI_Allreduce. An item
@@ -39,7 +39,7 @@
 #include "config.h"
 #include "status.h"
 
-/* Collective over MPI_COMM_WORLD; returns an agreed status. */
+/* Collective over the run communicator (g_rt.comm); returns an agreed status. */
 TdStatus disentangle_stage(const TdConfig *cfg);
 
 #endif

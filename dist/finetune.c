@@ -23,7 +23,11 @@
 
 enum { FT_OK = 0, FT_NAN = 1, FT_INTERRUPTED = 2 };
 /* Per-task results, summed over WORLD from each group's rank 0. */
-enum { R_STATUS, R_STEPS, R_FAIL_STEP, R_ACC_VAL, R_ACC_TEST, R_LOSS, R_T0_VAL, R_T0_TEST, R_N };
+enum {
+    R_STATUS, R_STEPS, R_FAIL_STEP, R_ACC_VAL, R_ACC_TEST, R_LOSS, R_T0_VAL, R_T0_TEST,
+    R_TV_NORM, /* L2 norm of the task vector */
+    R_N
+};
 
 typedef struct {
     const TdConfig *cfg;
@@ -431,11 +435,11 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
     snprintf(path, sizeof path, "%s/task_vectors_%s.h5", r->run_dir, r->mode);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
+    H5Pset_fapl_mpio(fapl, g_rt.comm, MPI_INFO_NULL);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (f < 0)
-        return runtime_agree(MPI_COMM_WORLD,
+        return runtime_agree(g_rt.comm,
                              td_fail(TD_ERR_IO, "cannot create task-vector file '%s'", tmp));
     const TdFinetuneConfig *fc = &cfg->finetune;
     /* Every rank makes every call below, with the same values, whether an
@@ -514,10 +518,10 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
     }
     if (H5Fclose(f) < 0)
         s = tv_keep(s, td_fail(TD_ERR_HDF5, "cannot write task-vector file '%s'", tmp));
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     if (g_rt.rank == 0 && rename(tmp, path) != 0)
         s = td_fail(TD_ERR_IO, "cannot rename '%s' to '%s'", tmp, path);
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     td_log("task vectors (%s): %s", r->mode, path);
     return TD_OK;
 }
@@ -532,9 +536,9 @@ static TdStatus trained_heads_write(const FtRun *r, const double *res, float *al
 {
     const TdConfig *cfg = r->cfg;
     int T = cfg->data.tasks.count;
-    if (MPI_Allreduce(MPI_IN_PLACE, all, (int)total, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) !=
+    if (MPI_Allreduce(MPI_IN_PLACE, all, (int)total, MPI_FLOAT, MPI_SUM, g_rt.comm) !=
         MPI_SUCCESS)
-        return runtime_agree(MPI_COMM_WORLD,
+        return runtime_agree(g_rt.comm,
                              td_fail(TD_ERR_MPI, "MPI_Allreduce of the trained heads failed"));
     HeadSet h = {T, r->heads->E, r->heads->classes, NULL};
     float **w = calloc((size_t)T, sizeof *w);
@@ -547,7 +551,7 @@ static TdStatus trained_heads_write(const FtRun *r, const double *res, float *al
         ok[t] = res[(size_t)t * R_N + R_STATUS] == FT_OK;
     }
     h.w = w;
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     char path[700], source[96];
     snprintf(path, sizeof path, "%s/heads_%s.h5", r->run_dir, r->mode);
     snprintf(source, sizeof source, "finetuned:%s", r->mode);
@@ -570,13 +574,13 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
     const ParamTable *tab = &r->m->table;
     TdStatus s = trainable_mask(tab, r->ntk ? "full" : r->mode, r->mask);
     r->ntrain = s == TD_OK ? trainable_count(tab, r->mask) : 0;
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     const double t_mode = td_wall();
     td_log("fine-tuning mode %s: %zu trained parameters, %d task(s), %d group(s) of ~%d rank(s)",
            r->mode, r->ntrain, T, G, P / G);
     MPI_Comm gcomm;
-    if (MPI_Comm_split(MPI_COMM_WORLD, color, g_rt.rank, &gcomm) != MPI_SUCCESS)
-        return runtime_agree(MPI_COMM_WORLD, td_fail(TD_ERR_MPI, "MPI_Comm_split failed"));
+    if (MPI_Comm_split(g_rt.comm, color, g_rt.rank, &gcomm) != MPI_SUCCESS)
+        return runtime_agree(g_rt.comm, td_fail(TD_ERR_MPI, "MPI_Comm_split failed"));
     int grank;
     MPI_Comm_rank(gcomm, &grank);
     double *res = calloc((size_t)T * R_N, sizeof *res);
@@ -614,23 +618,38 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
                 else {
                     dp_masked_diff(tab, r->mask, theta, r->m->params, delta);
                     dp_pack(tab, r->mask, delta, tv[t]);
+                    double ss = 0;
+                    for (size_t i = 0; i < r->ntrain; i++)
+                        ss += (double)tv[t][i] * tv[t][i];
+                    q[R_TV_NORM] = sqrt(ss);
+                    res[(size_t)t * R_N + R_TV_NORM] = q[R_TV_NORM];
                 }
             }
         }
     }
     MPI_Comm_free(&gcomm);
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     if (s == TD_OK) { /* wall time of the mode on all ranks, training and its evaluation */
         double secs = td_wall() - t_mode;
         char key[128];
         snprintf(key, sizeof key, "modes.%s.train_seconds", r->mode);
         TdStatus w = g_rt.rank == 0 ? results_set(r->run_dir, key, cJSON_CreateNumber(secs)) : TD_OK;
-        s = runtime_agree(MPI_COMM_WORLD, w);
+        s = runtime_agree(g_rt.comm, w);
         td_log("fine-tuning mode %s: %.1f s on %d rank(s)", r->mode, secs, g_rt.size);
     }
     if (s == TD_OK &&
-        MPI_Allreduce(MPI_IN_PLACE, res, T * R_N, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-        s = runtime_agree(MPI_COMM_WORLD, td_fail(TD_ERR_MPI, "MPI_Allreduce of results failed"));
+        MPI_Allreduce(MPI_IN_PLACE, res, T * R_N, MPI_DOUBLE, MPI_SUM, g_rt.comm) != MPI_SUCCESS)
+        s = runtime_agree(g_rt.comm, td_fail(TD_ERR_MPI, "MPI_Allreduce of results failed"));
+    if (s == TD_OK) { /* task-vector norms, for studies (sweep.h) */
+        cJSON *norms = g_rt.rank == 0 ? cJSON_CreateObject() : NULL;
+        for (int t = 0; t < T && norms; t++)
+            if (res[(size_t)t * R_N + R_STATUS] == FT_OK)
+                cJSON_AddNumberToObject(norms, cfg->data.tasks.item[t],
+                                        res[(size_t)t * R_N + R_TV_NORM]);
+        char key[128];
+        snprintf(key, sizeof key, "modes.%s.tv_norm", r->mode);
+        s = runtime_agree(g_rt.comm, norms ? results_set(r->run_dir, key, norms) : TD_OK);
+    }
     int nan = 0, intr = 0;
     char failed[1024] = "";
     for (int t = 0; t < T && s == TD_OK; t++) {
@@ -647,13 +666,13 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
             intr++;
         } else {
             td_log("%s/%s: %ld steps, loss %.4f; accuracy val %.4f test %.4f (theta0 head: val "
-                   "%.4f test %.4f)",
+                   "%.4f test %.4f); |tau| %.4g",
                    r->mode, name, (long)q[R_STEPS], q[R_LOSS], q[R_ACC_VAL], q[R_ACC_TEST],
-                   q[R_T0_VAL], q[R_T0_TEST]);
+                   q[R_T0_VAL], q[R_T0_TEST], q[R_TV_NORM]);
         }
     }
     if (s == TD_OK && intr)
-        s = runtime_agree(MPI_COMM_WORLD,
+        s = runtime_agree(g_rt.comm,
                           td_fail(TD_ERR_INTERNAL,
                                   "%d task(s) stopped at finetune.stop_after = %d as if killed; "
                                   "rerun to resume from the checkpoints",
@@ -663,7 +682,7 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
     if (s == TD_OK)
         s = tv_write(r, res, tv, G);
     if (s == TD_OK && nan)
-        s = runtime_agree(MPI_COMM_WORLD,
+        s = runtime_agree(g_rt.comm,
                           td_fail(TD_ERR_NUMERIC, "mode %s: %d task(s) stopped on a NaN/Inf loss: %s",
                                   r->mode, nan, failed));
     for (int t = 0; t < T && tv; t++)
@@ -703,8 +722,8 @@ static TdStatus load_theta0(const TdConfig *cfg, VitModel *m)
                 td_log("wrote a random %s encoder to %s", cfg->model.arch, path);
         }
     }
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
-    return runtime_agree(MPI_COMM_WORLD, model_read(path, m));
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    return runtime_agree(g_rt.comm, model_read(path, m));
 }
 
 static TdStatus check_inputs(const TdConfig *cfg)
@@ -747,7 +766,7 @@ TdStatus finetune_stage(const TdConfig *cfg)
         if (s == TD_OK)
             s = fs_mkdir_p(d);
     }
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     VitModel m;
     memset(&m, 0, sizeof m);
     TD_TRY(load_theta0(cfg, &m));
@@ -756,7 +775,7 @@ TdStatus finetune_stage(const TdConfig *cfg)
     memset(&heads, 0, sizeof heads);
     int T = cfg->data.tasks.count;
     double *t0 = calloc((size_t)2 * T, sizeof *t0);
-    s = runtime_agree(MPI_COMM_WORLD, t0 ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
+    s = runtime_agree(g_rt.comm, t0 ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
     if (s == TD_OK)
         s = heads_build(cfg, &m, &heads);
     r.heads = &heads;
@@ -769,10 +788,10 @@ TdStatus finetune_stage(const TdConfig *cfg)
     for (int t = 0; t < T && s == TD_OK; t++) {
         char path[600];
         heads_task_path(cfg, t, path, sizeof path);
-        s = eval_accuracy(MPI_COMM_WORLD, &enc, path, TASK_VAL, cfg->eval.batch, cfg->eval.limit,
+        s = eval_accuracy(g_rt.comm, &enc, path, TASK_VAL, cfg->eval.batch, cfg->eval.limit,
                           heads.w[t], heads.classes[t], &t0[2 * t]);
         if (s == TD_OK)
-            s = eval_accuracy(MPI_COMM_WORLD, &enc, path, TASK_TEST, cfg->eval.batch,
+            s = eval_accuracy(g_rt.comm, &enc, path, TASK_TEST, cfg->eval.batch,
                               cfg->eval.limit, heads.w[t], heads.classes[t], &t0[2 * t + 1]);
         if (s == TD_OK)
             td_log("theta0 with %s head on %s: val %.4f test %.4f", cfg->heads.source,
@@ -780,7 +799,7 @@ TdStatus finetune_stage(const TdConfig *cfg)
     }
     r.mask = calloc((size_t)m.table.count, 1);
     if (s == TD_OK)
-        s = runtime_agree(MPI_COMM_WORLD, r.mask ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
+        s = runtime_agree(g_rt.comm, r.mask ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
     for (int i = 0; i < cfg->finetune.modes.count && s == TD_OK; i++) {
         r.mode = cfg->finetune.modes.item[i];
         r.ntk = strcmp(r.mode, "ntk") == 0;

@@ -61,7 +61,7 @@
 #include "config.h"
 #include "status.h"
 
-/* Collective over MPI_COMM_WORLD; returns an agreed status. */
+/* Collective over the run communicator (g_rt.comm); returns an agreed status. */
 TdStatus finetune_stage(const TdConfig *cfg);
 
 #endif

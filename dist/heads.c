@@ -198,15 +198,15 @@ static TdStatus build_one(const TdConfig *cfg, const VitModel *theta0, HeadSet *
         if (g_rt.rank == 0)
             s = strcmp(src, "file") == 0 ? read_file_head(cfg->heads.file, task, C, E, h->w[t])
                                          : zeroshot_head(cfg, z, path, task, C, E, h->w[t]);
-        TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
-        MPI_Bcast(h->w[t], C * E, MPI_FLOAT, 0, MPI_COMM_WORLD);
+        TD_TRY(runtime_agree(g_rt.comm, s));
+        MPI_Bcast(h->w[t], C * E, MPI_FLOAT, 0, g_rt.comm);
         return TD_OK;
     }
     EvalEncoder enc = {theta0, NULL, NULL, NULL};
     float *feat = NULL;
     int32_t *y = NULL;
     int64_t n = 0;
-    TD_TRY(eval_features(MPI_COMM_WORLD, &enc, path, TASK_TRAIN, cfg->eval.batch, 0, &feat, &y, &n));
+    TD_TRY(eval_features(g_rt.comm, &enc, path, TASK_TRAIN, cfg->eval.batch, 0, &feat, &y, &n));
     prototypes(feat, y, n, E, C, h->w[t]);
     TdStatus s = TD_OK;
     if (strcmp(src, "probe") == 0)
@@ -214,7 +214,7 @@ static TdStatus build_one(const TdConfig *cfg, const VitModel *theta0, HeadSet *
     double acc = s == TD_OK ? eval_head_accuracy(feat, y, n, E, h->w[t], C) : 0;
     free(feat);
     free(y);
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+    TD_TRY(runtime_agree(g_rt.comm, s));
     td_log("head %s (%s, %d classes): theta0 train accuracy %.4f", task, src, C, acc);
     return TD_OK;
 }
@@ -226,7 +226,7 @@ TdStatus heads_build(const TdConfig *cfg, const VitModel *theta0, HeadSet *h)
     TdStatus s = heads_alloc(h, cfg, theta0->arch.out_dim);
     if (s == TD_OK && g_rt.rank == 0 && strcmp(cfg->heads.source, "zeroshot") == 0)
         s = zs_load(cfg, &z);
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     for (int t = 0; s == TD_OK && t < h->tasks; t++)
         s = build_one(cfg, theta0, h, t, &z);
     zs_free(&z);
@@ -280,5 +280,5 @@ TdStatus heads_write_as(const char *path, const TdConfig *cfg, const VitModel *t
                         const HeadSet *h, const char *source, const unsigned char *include)
 {
     TdStatus s = g_rt.rank == 0 ? write_local(path, cfg, theta0, h, source, include) : TD_OK;
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }

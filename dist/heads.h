@@ -27,7 +27,7 @@ typedef struct {
     float **w;      /* (tasks) each (C_t, E) */
 } HeadSet;
 
-/* Builds (or reads) every task's head. Collective over MPI_COMM_WORLD: theta0
+/* Builds (or reads) every task's head. Collective over the run communicator (g_rt.comm): theta0
  * features are computed data-parallel over all ranks. Every rank gets every
  * head; the status is agreed. */
 TdStatus heads_build(const TdConfig *cfg, const VitModel *theta0, HeadSet *h);

@@ -26,7 +26,7 @@ static void feats_free(Feats *f)
 static TdStatus feats_of(const TdConfig *cfg, const EvalEncoder *enc, const char *path, Feats *f)
 {
     memset(f, 0, sizeof *f);
-    return eval_features(MPI_COMM_WORLD, enc, path, TASK_TEST, cfg->eval.batch, cfg->eval.limit,
+    return eval_features(g_rt.comm, enc, path, TASK_TEST, cfg->eval.batch, cfg->eval.limit,
                          &f->feat, &f->y, &f->n);
 }
 
@@ -45,7 +45,7 @@ static TdStatus diag_task(const TdConfig *cfg, const VitModel *m, const HeadSet 
                           unsigned char *mask, const char *run_dir)
 {
     const char *task = cfg->data.tasks.item[t];
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, study_tv_read(run_dir, mode, task, m, tau, mask)));
+    TD_TRY(runtime_agree(g_rt.comm, study_tv_read(run_dir, mode, task, m, tau, mask)));
     const ParamTable *tab = &m->table;
     for (size_t k = 0; k < tab->total; k++)
         theta[k] = m->params[k] + tau[k];
@@ -89,7 +89,7 @@ static TdStatus diag_task(const TdConfig *cfg, const VitModel *m, const HeadSet 
     }
     feats_free(&fl);
     feats_free(&fp);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 TdStatus kernel_stage(const TdConfig *cfg)
@@ -102,7 +102,7 @@ TdStatus kernel_stage(const TdConfig *cfg)
     size_t bytes = m.table.total * sizeof(float);
     float *tau = td_aligned_calloc(bytes), *theta = td_aligned_calloc(bytes);
     unsigned char *mask = calloc((size_t)m.table.count, 1);
-    TdStatus s = runtime_agree(MPI_COMM_WORLD, tau && theta && mask
+    TdStatus s = runtime_agree(g_rt.comm, tau && theta && mask
                                                    ? TD_OK : td_fail(TD_ERR_NOMEM, "kernel: out of memory"));
     for (int i = 0; i < cfg->finetune.modes.count && s == TD_OK; i++)
         for (int t = 0; t < cfg->data.tasks.count && s == TD_OK; t++)

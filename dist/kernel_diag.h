@@ -12,7 +12,7 @@
  * and for ntk only, the same task vector pushed through the non-linear
  * network: acc_plain = acc of f(x; theta0 + tau_t), disagreement_plain =
  * its disagreement with the linearised model.
- * Evaluation is data-parallel over MPI_COMM_WORLD (eval.batch per pass).
+ * Evaluation is data-parallel over the run communicator (g_rt.comm) (eval.batch per pass).
  * results.json: modes.<mode>.kernel.<task> = {those keys}. */
 #ifndef TD_KERNEL_DIAG_H
 #define TD_KERNEL_DIAG_H
@@ -20,7 +20,7 @@
 #include "config.h"
 #include "status.h"
 
-/* Collective over MPI_COMM_WORLD; returns an agreed status. */
+/* Collective over the run communicator (g_rt.comm); returns an agreed status. */
 TdStatus kernel_stage(const TdConfig *cfg);
 
 #endif

@@ -9,9 +9,10 @@
 #include "report.h"
 #include "runtime.h"
 #include "search.h"
+#include "sweep.h"
 
-/* Stages in pipeline order. Implementing one means replacing its NULL with a
- * TdStatus (*)(const TdConfig *) that is collective and returns an agreed status. */
+/* Stages in pipeline order; each is collective over the run communicator
+ * (g_rt.comm) and returns an agreed status. */
 typedef struct {
     const char *name;
     const char *what;
@@ -39,23 +40,22 @@ static void log_plan(const TdConfig *cfg)
            cfg->model.path, cfg->data.tasks.count, cfg->data.dir, modes, methods);
 }
 
+TdStatus pipeline_stages(const TdConfig *cfg, const char *skip)
+{
+    TD_TRY(report_note_command(cfg)); /* the report names the commands behind a run */
+    for (size_t i = 0; i < sizeof k_stages / sizeof k_stages[0]; i++) {
+        const Stage *st = &k_stages[i];
+        if (config_names_contains(&cfg->run.stages, st->name) &&
+            !(skip && strcmp(skip, st->name) == 0))
+            TD_TRY(st->run(cfg));
+    }
+    return TD_OK;
+}
+
 TdStatus pipeline_run(const TdConfig *cfg)
 {
     log_plan(cfg);
-    TD_TRY(report_note_command(cfg)); /* the report names the commands behind a run */
-    int pending = 0;
-    for (size_t i = 0; i < sizeof k_stages / sizeof k_stages[0]; i++) {
-        const Stage *st = &k_stages[i];
-        if (!config_names_contains(&cfg->run.stages, st->name))
-            continue;
-        if (!st->run) {
-            td_log("stage %s (%s): NOT IMPLEMENTED YET, skipped", st->name, st->what);
-            pending++;
-            continue;
-        }
-        TD_TRY(st->run(cfg));
-    }
-    if (pending)
-        td_log("%d requested stage(s) are not implemented yet: nothing was computed", pending);
-    return TD_OK;
+    if (cfg->sweep.axes.count > 0)
+        return sweep_run(cfg);
+    return pipeline_stages(cfg, NULL);
 }

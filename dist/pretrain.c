@@ -54,7 +54,7 @@ static void normalise_rows_backward(const float *hn, const float *norm, const fl
 static int model_exists(const TdConfig *cfg)
 {
     int have = g_rt.rank == 0 ? access(cfg->model.path, F_OK) == 0 : 0;
-    MPI_Bcast(&have, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(&have, 1, MPI_INT, 0, g_rt.comm);
     return have;
 }
 
@@ -77,7 +77,7 @@ static TdStatus log_cached(const TdConfig *cfg)
         }
         model_free(&m);
     }
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 static TdStatus check_inputs(const TdConfig *cfg, const char *path, int *classes)
@@ -181,7 +181,7 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
                      !cfg->data.augment,
                      {cfg->data.crop_scale[0], cfg->data.crop_scale[1]},
                      0};
-    TD_TRY(dp_trainer_open(&p->T, MPI_COMM_WORLD, &lo, &spec));
+    TD_TRY(dp_trainer_open(&p->T, g_rt.comm, &lo, &spec));
     td_log("pretrain: %s (%zu parameters) on %s: %d classes, %d steps of batch %d over %d "
            "rank(s), lr %g, scale %g",
            cfg->model.arch, spec.ntrain, path, C, pc->steps, pc->batch, g_rt.size, pc->lr,
@@ -191,13 +191,13 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
     int every = cfg->finetune.log_every;
     while (step < pc->steps) {
         normalise_rows(p->w, C, E, p->hn, p->norm);
-        TD_TRY(dp_step(&p->T, MPI_COMM_WORLD, &spec, p->m.params, p->hn, (float)pc->scale,
+        TD_TRY(dp_step(&p->T, g_rt.comm, &spec, p->m.params, p->hn, (float)pc->scale,
                        &loss));
         normalise_rows_backward(p->hn, p->norm, p->T.dhead, C, E, p->dw);
         double norm = sqrt(optim_grad_sumsq(&p->m.table, p->mask, p->T.grads) +
                            head_sumsq(p->dw, nh));
         if (!isfinite(loss) || !isfinite(norm))
-            return runtime_agree(MPI_COMM_WORLD,
+            return runtime_agree(g_rt.comm,
                                  td_fail(TD_ERR_NUMERIC,
                                          "pretrain: loss became %s at step %ld: stopped (lower "
                                          "pretrain.lr?)",
@@ -242,10 +242,10 @@ TdStatus pretrain_stage(const TdConfig *cfg)
     char path[600];
     snprintf(path, sizeof path, "%s/%s.h5", cfg->data.dir, cfg->pretrain.task);
     int C = 0;
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, check_inputs(cfg, path, &C)));
+    TD_TRY(runtime_agree(g_rt.comm, check_inputs(cfg, path, &C)));
     Pretrainer p;
     memset(&p, 0, sizeof p);
-    TdStatus s = runtime_agree(MPI_COMM_WORLD, pt_alloc(&p, cfg, C));
+    TdStatus s = runtime_agree(g_rt.comm, pt_alloc(&p, cfg, C));
     double secs = 0;
     if (s == TD_OK)
         s = train(cfg, &p, path, C, &secs);
@@ -253,10 +253,10 @@ TdStatus pretrain_stage(const TdConfig *cfg)
         normalise_rows(p.w, C, p.m.arch.out_dim, p.hn, p.norm);
         EvalEncoder enc = {&p.m, NULL, NULL, NULL};
         double acc[2] = {0, 0};
-        s = eval_accuracy(MPI_COMM_WORLD, &enc, path, TASK_VAL, cfg->eval.batch, cfg->eval.limit,
+        s = eval_accuracy(g_rt.comm, &enc, path, TASK_VAL, cfg->eval.batch, cfg->eval.limit,
                           p.hn, C, &acc[0]);
         if (s == TD_OK)
-            s = eval_accuracy(MPI_COMM_WORLD, &enc, path, TASK_TEST, cfg->eval.batch,
+            s = eval_accuracy(g_rt.comm, &enc, path, TASK_TEST, cfg->eval.batch,
                               cfg->eval.limit, p.hn, C, &acc[1]);
         if (s == TD_OK)
             td_log("pretrain: accuracy on %s with the learned class embeddings: val %.4f test "
@@ -277,7 +277,7 @@ TdStatus pretrain_stage(const TdConfig *cfg)
             if (w == TD_OK)
                 w = model_write(cfg->model.path, &p.m);
         }
-        s = runtime_agree(MPI_COMM_WORLD, w);
+        s = runtime_agree(g_rt.comm, w);
         if (s == TD_OK)
             td_log("pretrain: wrote %s (checksum %s, %.1f s of training)", cfg->model.path,
                    p.m.checksum, secs);

@@ -1,7 +1,7 @@
 /* pretrain: the pretrain stage - the project's own theta0.
  *
  * When pretrain.enabled is true and model.path does not exist, every rank
- * (MPI_COMM_WORLD, one data-parallel group: train_step.h) trains an encoder
+ * (the run communicator (g_rt.comm), one data-parallel group: train_step.h) trains an encoder
  * of model.arch from params_init_random(run.seed) on data.dir/<pretrain.task>.h5:
  * full training, a cosine classifier head (logits = pretrain.scale *
  * cos(feature, class embedding), class embeddings learned jointly, no weight
@@ -23,7 +23,7 @@
 #include "config.h"
 #include "status.h"
 
-/* Collective over MPI_COMM_WORLD; returns an agreed status. */
+/* Collective over the run communicator (g_rt.comm); returns an agreed status. */
 TdStatus pretrain_stage(const TdConfig *cfg);
 
 #endif

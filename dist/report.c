@@ -678,7 +678,7 @@ static TdStatus write_report(const TdConfig *cfg)
 
 TdStatus report_stage(const TdConfig *cfg)
 {
-    return runtime_agree(MPI_COMM_WORLD, g_rt.rank == 0 ? write_report(cfg) : TD_OK);
+    return runtime_agree(g_rt.comm, g_rt.rank == 0 ? write_report(cfg) : TD_OK);
 }
 
 /* This process's argv, shell-quoted where needed, from /proc/self/cmdline. */
@@ -751,5 +751,5 @@ static TdStatus note_command(const TdConfig *cfg)
 
 TdStatus report_note_command(const TdConfig *cfg)
 {
-    return runtime_agree(MPI_COMM_WORLD, g_rt.rank == 0 ? note_command(cfg) : TD_OK);
+    return runtime_agree(g_rt.comm, g_rt.rank == 0 ? note_command(cfg) : TD_OK);
 }

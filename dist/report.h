@@ -21,12 +21,12 @@
 #include "config.h"
 #include "status.h"
 
-/* Collective over MPI_COMM_WORLD; returns an agreed status. */
+/* Collective over the run communicator (g_rt.comm); returns an agreed status. */
 TdStatus report_stage(const TdConfig *cfg);
 
 /* Appends this process's command line (/proc/self/cmdline, with the rank
  * count) and the stages it runs to results.json "commands". Collective over
- * MPI_COMM_WORLD (rank 0 writes); creates the run directory. */
+ * the run communicator (g_rt.comm) (rank 0 writes); creates the run directory. */
 TdStatus report_note_command(const TdConfig *cfg);
 
 #endif

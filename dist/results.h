@@ -7,7 +7,7 @@
  * results.json layout (stages fill their own parts; keys are plain names):
  *   { "run": name, "tasks": [..],
  *     "modes": { "<mode>": {
- *         "train_seconds": s,
+ *         "train_seconds": s, "tv_norm": { "<task>": |tau|_2 },
  *         "single":   { "<task>": {"val", "test", "theta0_val", "theta0_test"} },
  *         "addition": { "<method>": { "alpha": a, "grid": "<grids.h5 path>",
  *                        "heads": { "<head set>": { "abs_test", "norm_test",

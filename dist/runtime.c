@@ -112,6 +112,9 @@ void runtime_init(int *argc, char ***argv)
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rt.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_rt.size);
+    g_rt.world_rank = g_rt.rank;
+    g_rt.world_size = g_rt.size;
+    g_rt.comm = MPI_COMM_WORLD;
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rt.rank, MPI_INFO_NULL, &node);
     MPI_Comm_rank(node, &g_rt.node_rank);
@@ -144,6 +147,35 @@ void runtime_set_threads(int n)
 }
 
 void runtime_finalize(void) { MPI_Finalize(); }
+
+void runtime_enter_group(MPI_Comm comm, const char *tag)
+{
+    g_rt.comm = comm;
+    MPI_Comm_rank(comm, &g_rt.rank);
+    MPI_Comm_size(comm, &g_rt.size);
+    snprintf(g_rt.tag, sizeof g_rt.tag, "%s", tag ? tag : "");
+}
+
+void runtime_leave_group(void)
+{
+    g_rt.comm = MPI_COMM_WORLD;
+    g_rt.rank = g_rt.world_rank;
+    g_rt.size = g_rt.world_size;
+    g_rt.tag[0] = '\0';
+}
+
+void runtime_idle_barrier(MPI_Comm comm)
+{
+    MPI_Request req;
+    MPI_Ibarrier(comm, &req);
+    int done = 0;
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    while (!done) {
+        struct timespec ts = {0, 20 * 1000 * 1000}; /* 20 ms */
+        nanosleep(&ts, NULL);
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    }
+}
 
 TdStatus runtime_agree(MPI_Comm comm, TdStatus s)
 {
@@ -186,7 +218,7 @@ int runtime_finish(TdStatus s)
 
 _Noreturn void runtime_abort(TdStatus code)
 {
-    fprintf(stderr, "tadist: error on rank %d: %s\n", g_rt.rank, td_error_message());
+    fprintf(stderr, "tadist: error on rank %d: %s\n", g_rt.world_rank, td_error_message());
     if (getenv("TADIST_DEBUG"))
         fprintf(stderr, "tadist:   at %s\n", td_error_where());
     fflush(stderr);
@@ -199,9 +231,10 @@ static void vlog(int tag_rank, const char *fmt, va_list ap)
     char line[2048];
     vsnprintf(line, sizeof line, fmt, ap);
     if (tag_rank)
-        fprintf(stdout, "[%8.1fs rank %d] %s\n", td_wall(), g_rt.rank, line);
+        fprintf(stdout, "[%8.1fs rank %d%s%s] %s\n", td_wall(), g_rt.world_rank,
+                g_rt.tag[0] ? " " : "", g_rt.tag, line);
     else
-        fprintf(stdout, "[%8.1fs] %s\n", td_wall(), line);
+        fprintf(stdout, "[%8.1fs%s%s] %s\n", td_wall(), g_rt.tag[0] ? " " : "", g_rt.tag, line);
     fflush(stdout);
 }
 

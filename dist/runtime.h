@@ -14,7 +14,13 @@
 #include "status.h"
 
 typedef struct {
-    int rank, size;            /* in MPI_COMM_WORLD */
+    /* The communicator the current run's stages work over: MPI_COMM_WORLD, or
+     * one sweep group's (runtime_enter_group). rank and size are in it; every
+     * stage is collective over comm, never over MPI_COMM_WORLD itself. */
+    MPI_Comm comm;
+    int rank, size;
+    int world_rank, world_size;
+    char tag[64];              /* prefix of log lines inside a group ("run 3") */
     int node_rank, node_size;  /* among the ranks sharing this node */
     int blas_threads;
     char blas_core[64];
@@ -28,6 +34,16 @@ void runtime_finalize(void);
 
 /* Threads per rank for BLAS and for the kernels' own parallel loops. */
 void runtime_set_threads(int n);
+
+/* Makes comm (a sub-communicator of MPI_COMM_WORLD) the run communicator of
+ * this rank, tagging its log lines with tag ("" = none); runtime_leave_group
+ * returns to MPI_COMM_WORLD (it does not free comm). */
+void runtime_enter_group(MPI_Comm comm, const char *tag);
+void runtime_leave_group(void);
+
+/* Barrier over comm that sleeps while it waits instead of spinning, so that
+ * ranks without work leave their cores to the ranks that still compute. */
+void runtime_idle_barrier(MPI_Comm comm);
 
 /* Ends the whole job with the recorded error (td_error_message), naming this
  * rank. Use when only some ranks may have failed; MPI_Abort never hangs. */
@@ -43,9 +59,10 @@ TdStatus runtime_agree(MPI_Comm comm, TdStatus s);
  * status must already be agreed across ranks (runtime_agree). */
 int runtime_finish(TdStatus s);
 
-/* Rank-0 progress line with elapsed time: "[  12.3s] message". */
+/* Progress line from rank 0 of the run communicator, with elapsed time:
+ * "[  12.3s] message" (inside a group: "[  12.3s run 3] message"). */
 void td_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Any-rank line tagged with the rank: "[  12.3s rank 3] message". */
+/* Any-rank line tagged with the world rank: "[  12.3s rank 3] message". */
 void td_log_rank(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 double td_wall(void); /* seconds since runtime_init */
 

@@ -269,16 +269,16 @@ static TdStatus mode_open(ModeRun *r, const TdConfig *cfg, const char *mode)
     r->sign = 1;
     merge_run_dir(cfg, r->run_dir, sizeof r->run_dir);
     int size;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_size(g_rt.comm, &size);
     r->item_batch = (cfg->eval.batch + size - 1) / size;
     char tvp[700];
     merge_tv_path(cfg, mode, tvp, sizeof tvp);
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, model_read(cfg->model.path, &r->m)));
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, tv_info_read(tvp, &r->m.table, &r->tv)));
+    TD_TRY(runtime_agree(g_rt.comm, model_read(cfg->model.path, &r->m)));
+    TD_TRY(runtime_agree(g_rt.comm, tv_info_read(tvp, &r->m.table, &r->tv)));
     TdConfig hc = *cfg; /* the heads the finetune stage wrote */
     snprintf(hc.heads.source, sizeof hc.heads.source, "file");
     if (strlen(r->run_dir) + 10 > sizeof hc.heads.file)
-        return runtime_agree(MPI_COMM_WORLD,
+        return runtime_agree(g_rt.comm,
                              td_fail(TD_ERR_CONFIG, "run directory '%s' is too long", r->run_dir));
     snprintf(hc.heads.file, sizeof hc.heads.file, "%.240s/heads.h5", r->run_dir);
     TD_TRY(heads_build(&hc, &r->m, &r->heads));
@@ -291,7 +291,7 @@ static TdStatus mode_open(ModeRun *r, const TdConfig *cfg, const char *mode)
         snprintf(d, sizeof d, "%s/search", r->run_dir);
         s = fs_mkdir_p(d);
     }
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 /* The encoder theta0 + sign * c * tau (ntk: the linearised model along it). */
@@ -383,7 +383,7 @@ TdStatus single_stage(const TdConfig *cfg)
         tv_info_free(&tv);
         model_free(&m);
     }
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 /* ---- addition ---- */
@@ -421,7 +421,7 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
         float *ft = NULL, *fr = NULL, *w = NULL;
         int32_t *yt = NULL, *yr = NULL;
         int64_t nt = 0, nr = 0;
-        TD_TRY(eval_features(MPI_COMM_WORLD, &enc, r->paths[t], TASK_TEST, e->batch, e->limit, &ft,
+        TD_TRY(eval_features(g_rt.comm, &enc, r->paths[t], TASK_TEST, e->batch, e->limit, &ft,
                              &yt, &nt));
         hs->abs[0][t] = eval_head_accuracy(ft, yt, nt, E, r->head[t], r->classes[t]);
         hs->abs[1][t] = hs->abs[2][t] = NAN;
@@ -429,7 +429,7 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
             hs->abs[2][t] = eval_head_accuracy(ft, yt, nt, E, r->ft[t], r->classes[t]);
         TdStatus s = TD_OK;
         if (refit) {
-            s = eval_features(MPI_COMM_WORLD, &enc, r->paths[t], TASK_TRAIN, e->batch, e->limit,
+            s = eval_features(g_rt.comm, &enc, r->paths[t], TASK_TRAIN, e->batch, e->limit,
                               &fr, &yr, &nr);
             w = calloc((size_t)r->classes[t] * E, sizeof *w);
             if (s == TD_OK && w) {
@@ -440,7 +440,7 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
             }
         }
         free(ft), free(yt), free(fr), free(yr), free(w);
-        TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
+        TD_TRY(runtime_agree(g_rt.comm, s));
     }
     return TD_OK;
 }
@@ -560,18 +560,18 @@ static TdStatus ft_heads_load(ModeRun *r)
                         "\"finetuned\" from eval.heads)",
                         path);
     }
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, s));
-    MPI_Bcast(&r->ft_found, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    MPI_Bcast(present, r->ntasks, MPI_INT, 0, MPI_COMM_WORLD);
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    MPI_Bcast(&r->ft_found, 1, MPI_INT, 0, g_rt.comm);
+    MPI_Bcast(present, r->ntasks, MPI_INT, 0, g_rt.comm);
     int E = r->m.arch.out_dim;
     for (int j = 0; j < r->ntasks && s == TD_OK; j++) {
         if (!present[j])
             continue;
         if (g_rt.rank != 0 && !(r->ft[j] = malloc((size_t)r->classes[j] * E * sizeof(float))))
             s = td_fail(TD_ERR_NOMEM, "search: out of memory");
-        s = runtime_agree(MPI_COMM_WORLD, s);
+        s = runtime_agree(g_rt.comm, s);
         if (s == TD_OK)
-            MPI_Bcast(r->ft[j], r->classes[j] * E, MPI_FLOAT, 0, MPI_COMM_WORLD);
+            MPI_Bcast(r->ft[j], r->classes[j] * E, MPI_FLOAT, 0, g_rt.comm);
     }
     if (s == TD_OK && r->ft_found) {
         int n = 0;
@@ -658,7 +658,7 @@ static TdStatus uniform_search(ModeRun *r, const char *tag, const MergeSpec *spe
     const TdConfig *cfg = r->cfg;
     int T = r->ntasks, A = search_alpha_count(cfg);
     double t0 = td_wall();
-    TD_TRY(merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, spec, r->tau));
+    TD_TRY(merge_collective(g_rt.comm, &r->tv, &r->m, spec, r->tau));
     r->cur = NAN;
     r->cand = -1;
     td_log("addition %s/%s: merged %d task vectors in %.2fs", r->mode, tag, spec->ntasks,
@@ -670,7 +670,7 @@ static TdStatus uniform_search(ModeRun *r, const char *tag, const MergeSpec *spe
     search_key(r, what, key);
     PoolSpec ps = {journal, key, A * T, cfg->merge.stop_after};
     t0 = td_wall();
-    TD_TRY(search_pool(MPI_COMM_WORLD, &ps, item_val, r, val));
+    TD_TRY(search_pool(g_rt.comm, &ps, item_val, r, val));
     *best = search_choose_alpha(val, A, T, nval);
     td_log("addition %s/%s: %d alphas x %d tasks searched in %.2fs; alpha %.4g (mean "
            "normalised val %.4f)",
@@ -685,7 +685,7 @@ static TdStatus uniform_search(ModeRun *r, const char *tag, const MergeSpec *spe
                : td_fail(TD_ERR_NOMEM, "search: out of memory");
         free(al);
     }
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 /* Item = candidate * ntasks + task: val accuracy of theta0 + merge(cspec with
@@ -743,7 +743,7 @@ static TdStatus coef_pool(ModeRun *r, const char *tag, const char *what, const M
     r->cand = -1;
     r->cur = NAN;
     PoolSpec ps = {journal, key, n * T, r->cfg->merge.stop_after};
-    TdStatus s = search_pool(MPI_COMM_WORLD, &ps, item_coef, r, val + (size_t)first * T);
+    TdStatus s = search_pool(g_rt.comm, &ps, item_coef, r, val + (size_t)first * T);
     r->cand = -1;
     r->cur = NAN;
     return s;
@@ -760,7 +760,7 @@ static TdStatus coef_search(ModeRun *r, const char *method, const MergeSpec *spe
     int T = r->ntasks, A = search_alpha_count(cfg), budget = cfg->merge.coef_budget;
     int *idx = calloc((size_t)(budget + 1) * T, sizeof *idx);
     double *val = calloc((size_t)(budget + 1) * T, sizeof *val);
-    TdStatus s = runtime_agree(MPI_COMM_WORLD, idx && val ? TD_OK
+    TdStatus s = runtime_agree(g_rt.comm, idx && val ? TD_OK
                                                           : td_fail(TD_ERR_NOMEM, "out of memory"));
     char tag[300];
     for (int t = 0; t < T; t++) { /* row 0: the uniform choice, already evaluated */
@@ -840,7 +840,7 @@ static TdStatus coef_search(ModeRun *r, const char *method, const MergeSpec *spe
     MergeSpec sp = *spec;
     for (int j = 0; j < sp.ntasks; j++)
         sp.coef[j] = search_alpha(cfg, idx[(size_t)chosen * T + j]);
-    s = merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, &sp, r->tau);
+    s = merge_collective(g_rt.comm, &r->tv, &r->m, &sp, r->tau);
     r->cur = NAN;
     r->cand = -1;
     char what[300];
@@ -887,7 +887,7 @@ static TdStatus coef_search(ModeRun *r, const char *method, const MergeSpec *spe
     cJSON_Delete(heads);
     free(idx);
     free(val);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 /* The (ties.k, dare.p) points searched for method: the grids where set (k
@@ -909,16 +909,16 @@ static TdStatus addition_method(ModeRun *r, const char *method)
 {
     const TdConfig *cfg = r->cfg;
     double nval[TV_MAX_TASKS], ntest[TV_MAX_TASKS];
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, mode_tasks(r, nval, ntest)));
+    TD_TRY(runtime_agree(g_rt.comm, mode_tasks(r, nval, ntest)));
     int T = r->ntasks, A = search_alpha_count(cfg);
     MergeSpec spec;
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, merge_spec_from_config(cfg, method, &r->tv, &spec)));
+    TD_TRY(runtime_agree(g_rt.comm, merge_spec_from_config(cfg, method, &r->tv, &spec)));
     enum { MAXP = TD_CFG_LIST_MAX * TD_CFG_LIST_MAX };
     static double pk[MAXP], pp[MAXP];
     int P = param_points(cfg, &spec, pk, pp);
     double *val = calloc((size_t)P * A * T, sizeof *val);
     int *best = calloc((size_t)P, sizeof *best);
-    TdStatus s = runtime_agree(MPI_COMM_WORLD, val && best ? TD_OK
+    TdStatus s = runtime_agree(g_rt.comm, val && best ? TD_OK
                                                            : td_fail(TD_ERR_NOMEM, "out of memory"));
     int bp = 0;
     double bv = -INFINITY;
@@ -948,7 +948,7 @@ static TdStatus addition_method(ModeRun *r, const char *method)
     spec.ties_k = pk[bp];
     spec.dare_p = pp[bp];
     if (s == TD_OK && bp != P - 1) /* tau is the last point's */
-        s = merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, &spec, r->tau);
+        s = merge_collective(g_rt.comm, &r->tv, &r->m, &spec, r->tau);
     r->cur = NAN;
     r->cand = -1;
     double alpha = search_alpha(cfg, s == TD_OK ? best[bp] : 0);
@@ -993,7 +993,7 @@ static TdStatus addition_method(ModeRun *r, const char *method)
         s = results_set(r->run_dir, kp, o);
     }
     cJSON_Delete(heads);
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     if (s == TD_OK && strcmp(cfg->merge.coef_search, "none") != 0)
         s = coef_search(r, method, &spec, val + (size_t)bp * A * T, best[bp], nval, ntest);
     free(val);
@@ -1008,7 +1008,7 @@ TdStatus addition_stage(const TdConfig *cfg)
         ModeRun r;
         s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
         if (s == TD_OK)
-            s = runtime_agree(MPI_COMM_WORLD, mode_tasks(&r, NULL, NULL));
+            s = runtime_agree(g_rt.comm, mode_tasks(&r, NULL, NULL));
         if (s == TD_OK)
             s = ft_heads_load(&r);
         for (int i = 0; i < cfg->merge.methods.count && s == TD_OK; i++)
@@ -1069,7 +1069,7 @@ static TdStatus control_head(ModeRun *r, float **own)
     float *f = NULL;
     int32_t *y = NULL;
     int64_t n = 0;
-    TD_TRY(eval_features(MPI_COMM_WORLD, &enc, r->paths[C], TASK_TRAIN, r->cfg->eval.batch,
+    TD_TRY(eval_features(g_rt.comm, &enc, r->paths[C], TASK_TRAIN, r->cfg->eval.batch,
                          r->cfg->eval.limit, &f, &y, &n));
     *own = calloc((size_t)r->classes[C] * E, sizeof **own);
     TdStatus s = *own ? TD_OK : td_fail(TD_ERR_NOMEM, "negation: out of memory");
@@ -1078,7 +1078,7 @@ static TdStatus control_head(ModeRun *r, float **own)
     free(f);
     free(y);
     r->head[C] = *own;
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 /* Item = alpha index * 2 + (0 target, 1 control). */
@@ -1100,7 +1100,7 @@ static TdStatus item_neg(void *ctx, int item, double *acc)
 static TdStatus world_acc(ModeRun *r, double c, int which, int split, double *acc)
 {
     EvalEncoder enc = mode_encoder(r, c);
-    return eval_accuracy(MPI_COMM_WORLD, &enc, r->paths[which], split, r->cfg->eval.batch,
+    return eval_accuracy(g_rt.comm, &enc, r->paths[which], split, r->cfg->eval.batch,
                          r->cfg->eval.limit, r->head[which], r->classes[which], acc);
 }
 
@@ -1114,18 +1114,18 @@ static TdStatus negate_one(ModeRun *r, int j, double c0_val, double c0_test)
     spec.ntasks = 1;
     spec.task[0] = tv_task_index(&r->tv, task);
     spec.coef[0] = 1.0;
-    TD_TRY(merge_collective(MPI_COMM_WORLD, &r->tv, &r->m, &spec, r->tau));
+    TD_TRY(merge_collective(g_rt.comm, &r->tv, &r->m, &spec, r->tau));
     r->cur = NAN;
     char journal[800], key[40], what[200];
     snprintf(journal, sizeof journal, "%s/search/negation_%s_%s.jsonl", r->run_dir, r->mode, task);
     snprintf(what, sizeof what, "negation|%s|%s", task, r->paths[C]);
     search_key(r, what, key);
     double *val = calloc((size_t)A * 2, sizeof *val);
-    TdStatus s = runtime_agree(MPI_COMM_WORLD, val ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
+    TdStatus s = runtime_agree(g_rt.comm, val ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
     NegCtx nc = {r, j};
     PoolSpec ps = {journal, key, A * 2, cfg->merge.stop_after};
     if (s == TD_OK)
-        s = search_pool(MPI_COMM_WORLD, &ps, item_neg, &nc, val);
+        s = search_pool(g_rt.comm, &ps, item_neg, &nc, val);
     if (s != TD_OK) {
         free(val);
         return s;
@@ -1171,7 +1171,7 @@ static TdStatus negate_one(ModeRun *r, int j, double c0_val, double c0_test)
                r->mode, task, alpha, tt, r->tv.t0_test[ti], cfg->negation.control, ct, c0_test);
     }
     free(val);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
 
 TdStatus negation_stage(const TdConfig *cfg)
@@ -1182,9 +1182,9 @@ TdStatus negation_stage(const TdConfig *cfg)
         float *own = NULL;
         s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
         if (s == TD_OK)
-            s = runtime_agree(MPI_COMM_WORLD, mode_tasks(&r, NULL, NULL));
+            s = runtime_agree(g_rt.comm, mode_tasks(&r, NULL, NULL));
         if (s == TD_OK)
-            s = runtime_agree(MPI_COMM_WORLD, control_setup(&r, &own));
+            s = runtime_agree(g_rt.comm, control_setup(&r, &own));
         if (s == TD_OK)
             s = control_head(&r, &own);
         double c0v = 0, c0t = 0;

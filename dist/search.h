@@ -13,7 +13,7 @@
  * searches after K items run by this process over all of them, as if killed
  * (resume test).
  *
- * Stages (collective over MPI_COMM_WORLD, agreed status), per finetune.modes
+ * Stages (collective over the run communicator (g_rt.comm), agreed status), per finetune.modes
  * entry, all reading <run_dir>/task_vectors_<mode>.h5 and heads.h5:
  *   single    copies the single-task accuracies the finetune stage measured
  *             into results.json (modes.<mode>.single.<task>)

@@ -17,7 +17,7 @@ TdStatus study_open(const TdConfig *cfg, VitModel *theta0, HeadSet *heads)
 {
     memset(theta0, 0, sizeof *theta0);
     memset(heads, 0, sizeof *heads);
-    TD_TRY(runtime_agree(MPI_COMM_WORLD, model_read(cfg->model.path, theta0)));
+    TD_TRY(runtime_agree(g_rt.comm, model_read(cfg->model.path, theta0)));
     /* the heads the task vectors were trained against, not rebuilt ones */
     TdConfig c = *cfg;
     char dir[600];
@@ -26,7 +26,7 @@ TdStatus study_open(const TdConfig *cfg, VitModel *theta0, HeadSet *heads)
     TdStatus s = strlen(dir) > 240 ? td_fail(TD_ERR_CONFIG, "run directory '%s' is too long", dir)
                                    : TD_OK;
     snprintf(c.heads.file, sizeof c.heads.file, "%.240s/heads.h5", dir);
-    s = runtime_agree(MPI_COMM_WORLD, s);
+    s = runtime_agree(g_rt.comm, s);
     if (s == TD_OK)
         s = heads_build(&c, theta0, heads);
     if (s != TD_OK)

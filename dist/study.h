@@ -28,7 +28,7 @@ void study_run_dir(const TdConfig *cfg, char *buf, size_t n);
 
 /* theta0 (model.path) and the heads the run fine-tuned with
  * (<run_dir>/heads.h5, written by the finetune stage). Collective over
- * MPI_COMM_WORLD; agreed status. */
+ * the run communicator (g_rt.comm); agreed status. */
 TdStatus study_open(const TdConfig *cfg, VitModel *theta0, HeadSet *heads);
 
 /* Reads task t's vector of one mode into tau (table layout, theta0's table;

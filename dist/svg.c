@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -196,6 +197,84 @@ TdStatus svg_line_chart(const char *path, const char *title, const char *xlabel,
         double ly = f.T + 10 + 18 * k;
         svg_line(&s, f.L + f.W + 16, ly, f.L + f.W + 36, ly, svg_palette(k), 3);
         svg_text(&s, f.L + f.W + 42, ly + 4, 11, "start", 0, "%s", series[k].name);
+    }
+    return svg_close(&s);
+}
+
+static int cmp_by_x(const void *a, const void *b)
+{
+    const double *p = a, *q = b;
+    return (p[0] > q[0]) - (p[0] < q[0]);
+}
+
+TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlabel,
+                           const char *ylabel, const SvgPoints *series, int ns)
+{
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    for (int k = 0; k < ns; k++)
+        for (int i = 0; i < series[k].n; i++) {
+            double x = series[k].x[i], y = series[k].y[i];
+            double e = series[k].yerr && isfinite(series[k].yerr[i]) ? series[k].yerr[i] : 0;
+            if (!isfinite(x) || !isfinite(y))
+                continue;
+            xlo = fmin(xlo, x), xhi = fmax(xhi, x);
+            ylo = fmin(ylo, y - e), yhi = fmax(yhi, y + e);
+        }
+    range_fix(&xlo, &xhi);
+    range_fix(&ylo, &yhi);
+    double padx = 0.05 * (xhi - xlo), pady = 0.05 * (yhi - ylo);
+    xlo -= padx, xhi += padx, ylo -= pady, yhi += pady;
+    Svg s;
+    TD_TRY(svg_open(&s, path, 670, 340));
+    Frame f = {64, 36, 420, 250, ylo, yhi};
+    svg_text(&s, f.L + f.W / 2, 22, 14, "middle", 0, "%s", title);
+    y_axis(&s, &f, ylabel);
+    double st = nice_step(xlo, xhi, 6);
+    for (double v = ceil(xlo / st - 1e-9) * st; v <= xhi + 1e-9 * st; v += st) {
+        double px = f.L + f.W * (v - xlo) / (xhi - xlo);
+        svg_line(&s, px, f.T + f.H, px, f.T + f.H + 4, "#333333", 1);
+        svg_text(&s, px, f.T + f.H + 17, 11, "middle", 0, "%g", fabs(v) < 1e-12 ? 0.0 : v);
+    }
+    svg_text(&s, f.L + f.W / 2, f.T + f.H + 36, 12, "middle", 0, "%s", xlabel);
+    for (int k = 0; k < ns; k++) {
+        int n = series[k].n, m = 0;
+        double *pt = malloc((size_t)(n ? n : 1) * 3 * sizeof *pt);
+        double *px = malloc((size_t)(n ? n : 1) * sizeof *px);
+        double *py = malloc((size_t)(n ? n : 1) * sizeof *py);
+        if (!pt || !px || !py) {
+            free(pt), free(px), free(py);
+            fclose(s.f);
+            remove(s.tmp);
+            return td_fail(TD_ERR_NOMEM, "out of memory");
+        }
+        for (int i = 0; i < n; i++) {
+            if (!isfinite(series[k].x[i]) || !isfinite(series[k].y[i]))
+                continue;
+            pt[3 * m] = series[k].x[i];
+            pt[3 * m + 1] = series[k].y[i];
+            pt[3 * m + 2] = series[k].yerr ? series[k].yerr[i] : NAN;
+            m++;
+        }
+        qsort(pt, (size_t)m, 3 * sizeof *pt, cmp_by_x);
+        const char *c = svg_palette(k);
+        for (int i = 0; i < m; i++) {
+            px[i] = f.L + f.W * (pt[3 * i] - xlo) / (xhi - xlo);
+            py[i] = fy(&f, pt[3 * i + 1]);
+            double e = pt[3 * i + 2];
+            if (isfinite(e) && e > 0) {
+                double a = fy(&f, pt[3 * i + 1] - e), b = fy(&f, pt[3 * i + 1] + e);
+                svg_line(&s, px[i], a, px[i], b, c, 1);
+                svg_line(&s, px[i] - 3, a, px[i] + 3, a, c, 1);
+                svg_line(&s, px[i] - 3, b, px[i] + 3, b, c, 1);
+            }
+        }
+        svg_polyline(&s, px, py, m, c, 1.5);
+        for (int i = 0; i < m; i++)
+            svg_circle(&s, px[i], py[i], 3, c);
+        double ly = f.T + 10 + 18 * k;
+        svg_line(&s, f.L + f.W + 16, ly, f.L + f.W + 36, ly, c, 3);
+        svg_text(&s, f.L + f.W + 42, ly + 4, 11, "start", 0, "%s", series[k].name);
+        free(pt), free(px), free(py);
     }
     return svg_close(&s);
 }

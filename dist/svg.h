@@ -44,6 +44,18 @@ TdStatus svg_line_chart(const char *path, const char *title, const char *xlabel,
                         const char *ylabel, const double *x, int n, const SvgSeries *series,
                         int ns, double ymin, double ymax);
 
+typedef struct {
+    const char *name;
+    const double *x, *y; /* (n) points; NaN = no point */
+    const double *yerr;  /* (n) half-widths of error bars, or NULL */
+    int n;
+} SvgPoints;
+
+/* Points of each series joined in order of x (a frontier), with error bars
+ * when yerr is given; axes fit every point and bar. */
+TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlabel,
+                           const char *ylabel, const SvgPoints *series, int ns);
+
 /* Grouped bars: values (ng, ns), NaN = missing bar; one colour per series. */
 TdStatus svg_bar_chart(const char *path, const char *title, const char *ylabel,
                        const char *const *groups, int ng, const char *const *series, int ns,

@@ -326,7 +326,7 @@ TdStatus cmd_zeroshot(int argc, char **argv)
                       opts);
             fflush(stdout);
         }
-        return runtime_agree(MPI_COMM_WORLD, TD_OK);
+        return runtime_agree(g_rt.comm, TD_OK);
     }
     if (!j.name)
         j.name = "task";
@@ -336,5 +336,5 @@ TdStatus cmd_zeroshot(int argc, char **argv)
         s = td_fail(TD_ERR_ARG, "zeroshot: give --task T.h5 or --classes a,b,c");
     if (s == TD_OK && g_rt.rank == 0)
         s = zs_run(&j);
-    return runtime_agree(MPI_COMM_WORLD, s);
+    return runtime_agree(g_rt.comm, s);
 }
