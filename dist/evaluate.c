@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime.h"
 #include "task_loader.h"
@@ -100,9 +101,118 @@ double eval_head_accuracy(const float *feat, const int32_t *labels, int64_t n, i
     return n ? (double)ok / (double)n : 0.0;
 }
 
+static TdStatus features_compute(MPI_Comm comm, const EvalEncoder *enc, const char *task_path,
+                                 int split, int batch, int64_t limit, float **feat,
+                                 int32_t **labels, int64_t *n);
+
+/* ---- theta0's features, kept on disk (eval_theta0_cache) ---- */
+
+static char s_cache_dir[512], s_cache_sum[40];
+
+void eval_theta0_cache(const char *dir, const char *checksum)
+{
+    snprintf(s_cache_dir, sizeof s_cache_dir, "%s", dir ? dir : "");
+    snprintf(s_cache_sum, sizeof s_cache_sum, "%s", checksum ? checksum : "");
+}
+
+static int cacheable(const EvalEncoder *enc)
+{
+    return s_cache_dir[0] && !enc->params && !enc->ntk_delta &&
+           strcmp(enc->model->checksum, s_cache_sum) == 0;
+}
+
+static void cache_path(const char *task_path, int split, int64_t limit, char *buf, size_t n)
+{
+    const char *base = strrchr(task_path, '/');
+    base = base ? base + 1 : task_path;
+    snprintf(buf, n, "%s/%.*s_split%d_limit%lld.bin", s_cache_dir,
+             (int)(strchr(base, '.') ? strchr(base, '.') - base : (long)strlen(base)), base,
+             split, (long long)limit);
+}
+
+/* File: "TDF1", checksum[40], int64 n, int32 E, labels int32[n], features float[n*E]. */
+static int cache_read(const char *path, int E, float **feat, int32_t **labels, int64_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    char magic[4], sum[40];
+    int64_t m = 0;
+    int32_t e = 0;
+    int ok = fread(magic, 4, 1, f) == 1 && memcmp(magic, "TDF1", 4) == 0 &&
+             fread(sum, 40, 1, f) == 1 && memcmp(sum, s_cache_sum, 40) == 0 &&
+             fread(&m, sizeof m, 1, f) == 1 && fread(&e, sizeof e, 1, f) == 1 && e == E && m >= 0;
+    float *F = ok ? malloc((size_t)(m + 1) * E * sizeof *F) : NULL;
+    int32_t *Y = ok ? malloc((size_t)(m + 1) * sizeof *Y) : NULL;
+    ok = ok && F && Y && fread(Y, sizeof *Y, (size_t)m, f) == (size_t)m &&
+         fread(F, sizeof *F, (size_t)m * E, f) == (size_t)m * E;
+    fclose(f);
+    if (!ok) {
+        free(F);
+        free(Y);
+        return 0;
+    }
+    *feat = F, *labels = Y, *n = m;
+    return 1;
+}
+
+/* Atomic: a temporary name of this rank's, then rename (concurrent writers of
+ * the same features leave one whole file). Failures only cost the cache. */
+static void cache_write(const char *path, int E, const float *F, const int32_t *Y, int64_t n)
+{
+    char tmp[760];
+    snprintf(tmp, sizeof tmp, "%s.tmp%d", path, g_rt.world_rank);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return;
+    int32_t e = E;
+    int ok = fwrite("TDF1", 4, 1, f) == 1 && fwrite(s_cache_sum, 40, 1, f) == 1 &&
+             fwrite(&n, sizeof n, 1, f) == 1 && fwrite(&e, sizeof e, 1, f) == 1 &&
+             fwrite(Y, sizeof *Y, (size_t)n, f) == (size_t)n &&
+             fwrite(F, sizeof *F, (size_t)n * E, f) == (size_t)n * E;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0)
+        remove(tmp);
+}
+
+TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
+                       int batch, int64_t limit, float **feat, int32_t **labels, int64_t *n)
+{
+    if (!cacheable(enc))
+        return features_compute(comm, enc, task_path, split, batch, limit, feat, labels, n);
+    char path[700];
+    cache_path(task_path, split, limit, path, sizeof path);
+    int rank, E = enc->model->arch.out_dim;
+    MPI_Comm_rank(comm, &rank);
+    int have = rank == 0 ? access(path, R_OK) == 0 : 0; /* one answer for the whole comm */
+    MPI_Bcast(&have, 1, MPI_INT, 0, comm);
+    int ok = have ? cache_read(path, E, feat, labels, n) : 0, all;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+    if (all)
+        return TD_OK;
+    if (ok) {
+        free(*feat);
+        free(*labels);
+    }
+    TD_TRY(features_compute(comm, enc, task_path, split, batch, limit, feat, labels, n));
+    if (rank == 0)
+        cache_write(path, E, *feat, *labels, *n);
+    return TD_OK;
+}
+
 TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
                        int batch, int64_t limit, const float *head, int C, double *acc)
 {
+    if (cacheable(enc)) { /* theta0: through its kept features */
+        float *F;
+        int32_t *Y;
+        int64_t n;
+        TD_TRY(eval_features(comm, enc, task_path, split, batch, limit, &F, &Y, &n));
+        *acc = eval_head_accuracy(F, Y, n, enc->model->arch.out_dim, head, C);
+        free(F);
+        free(Y);
+        return TD_OK;
+    }
     EvalPass p;
     TD_TRY(pass_open(&p, comm, enc, task_path, split, batch, limit));
     long long cnt[2] = {0, 0}; /* correct, seen */
@@ -125,8 +235,9 @@ TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
     return TD_OK;
 }
 
-TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
-                       int batch, int64_t limit, float **feat, int32_t **labels, int64_t *n)
+static TdStatus features_compute(MPI_Comm comm, const EvalEncoder *enc, const char *task_path,
+                                 int split, int batch, int64_t limit, float **feat,
+                                 int32_t **labels, int64_t *n)
 {
     EvalPass p;
     TD_TRY(pass_open(&p, comm, enc, task_path, split, batch, limit));

@@ -34,6 +34,13 @@ TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
 TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
                        int batch, int64_t limit, const float *head, int C, double *acc);
 
+/* Keeps the features of theta0 itself (an EvalEncoder with params == NULL,
+ * no ntk delta, and a model whose checksum is checksum) in dir, one file per
+ * task file, split and limit, and reads them back in every later call of any
+ * process: a sweep embeds theta0's images once for all its runs. dir must
+ * exist; "" or NULL turns it off (the default). Process-wide. */
+void eval_theta0_cache(const char *dir, const char *checksum);
+
 /* Accuracy of head (C,E) on normalised features feat (n,E). Local. */
 double eval_head_accuracy(const float *feat, const int32_t *labels, int64_t n, int E,
                           const float *head, int C);

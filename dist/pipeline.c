@@ -38,6 +38,8 @@ static void log_plan(const TdConfig *cfg)
     config_value_text(cfg, "merge.methods", methods, sizeof methods);
     td_log("run '%s': model %s, %d task(s) from %s, modes %s, merges %s", cfg->run.name,
            cfg->model.path, cfg->data.tasks.count, cfg->data.dir, modes, methods);
+    for (int a = 0; a < cfg->sweep.axes.count; a++)
+        td_log("sweep axis %d: %s", a + 1, cfg->sweep.axes.item[a]);
 }
 
 TdStatus pipeline_stages(const TdConfig *cfg, const char *skip)

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "evaluate.h"
 #include "h5util.h"
 #include "heads.h"
 #include "model_io.h"
@@ -106,34 +107,42 @@ static TdStatus check_same_sweep(const TdConfig *cfg, const char *dir)
     return TD_OK;
 }
 
-/* theta0's heads, built once over all ranks and written to <dir>/heads.h5
- * (unless heads.source is already a file); heads_file gets its path or "". */
-static TdStatus shared_heads(const TdConfig *cfg, const char *dir, char *heads_file, size_t n)
+/* What every run shares, computed once over all ranks: theta0's heads,
+ * written to <dir>/heads.h5 (unless heads.source is already a file; heads_file
+ * gets the path or ""), and theta0's features, kept in <dir>/theta0_features
+ * (evaluate.h) as the runs first ask for them. */
+static TdStatus shared_theta0(const TdConfig *cfg, const char *dir, char *heads_file, size_t n)
 {
     heads_file[0] = '\0';
-    if (strcmp(cfg->heads.source, "file") == 0)
-        return TD_OK;
-    if (strlen(dir) + 10 >= TD_CFG_STR_MAX)
+    if (strlen(dir) + 20 >= TD_CFG_STR_MAX)
         return td_fail(TD_ERR_CONFIG, "sweep directory '%s' is too long", dir);
-    snprintf(heads_file, n, "%s/heads.h5", dir);
-    int have = g_rt.rank == 0 ? access(heads_file, F_OK) == 0 : 0;
-    MPI_Bcast(&have, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (have) {
-        td_log("sweep: theta0's heads from %s (built earlier)", heads_file);
-        return TD_OK;
-    }
     VitModel m;
     TD_TRY(runtime_agree(MPI_COMM_WORLD, model_read(cfg->model.path, &m)));
-    HeadSet h;
-    TdStatus s = heads_build(cfg, &m, &h);
-    if (s == TD_OK) {
-        s = heads_write(heads_file, cfg, &m, &h);
-        heads_free(&h);
+    char feat_dir[TD_CFG_STR_MAX];
+    snprintf(feat_dir, sizeof feat_dir, "%s/theta0_features", dir);
+    TdStatus s = runtime_agree(MPI_COMM_WORLD, g_rt.rank == 0 ? fs_mkdir_p(feat_dir) : TD_OK);
+    if (s == TD_OK)
+        eval_theta0_cache(feat_dir, m.checksum);
+    int have = 1;
+    if (s == TD_OK && strcmp(cfg->heads.source, "file") != 0) {
+        snprintf(heads_file, n, "%s/heads.h5", dir);
+        have = g_rt.rank == 0 ? access(heads_file, F_OK) == 0 : 0;
+        MPI_Bcast(&have, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (have)
+            td_log("sweep: theta0's heads from %s (built earlier)", heads_file);
+    }
+    if (s == TD_OK && !have) {
+        HeadSet h;
+        s = heads_build(cfg, &m, &h);
+        if (s == TD_OK) {
+            s = heads_write(heads_file, cfg, &m, &h);
+            heads_free(&h);
+        }
+        if (s == TD_OK)
+            td_log("sweep: theta0's %s heads written to %s, shared by every run",
+                   cfg->heads.source, heads_file);
     }
     model_free(&m);
-    if (s == TD_OK)
-        td_log("sweep: theta0's %s heads written to %s, shared by every run", cfg->heads.source,
-               heads_file);
     return s;
 }
 
@@ -190,7 +199,7 @@ TdStatus sweep_run(const TdConfig *cfg)
     if (s == TD_OK && config_names_contains(&cfg->run.stages, "pretrain"))
         s = pretrain_stage(cfg);
     if (s == TD_OK)
-        s = shared_heads(cfg, dir, heads_file, sizeof heads_file);
+        s = shared_theta0(cfg, dir, heads_file, sizeof heads_file);
 
     /* the runs still to do, in order */
     long R = sw ? sw->runs : 0, npend = 0;
@@ -262,6 +271,7 @@ TdStatus sweep_run(const TdConfig *cfg)
     runtime_idle_barrier(MPI_COMM_WORLD); /* groups that finish early sleep here */
     MPI_Win_free(&win);
     MPI_Comm_free(&gcomm);
+    eval_theta0_cache(NULL, NULL);
     long tot[2] = {ran, failed};
     MPI_Allreduce(MPI_IN_PLACE, tot, 2, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
     /* the first error message, from the lowest rank that has one */
