@@ -19,6 +19,7 @@
 #include "runtime.h"
 #include "task_io.h"
 #include "task_merge.h"
+#include "workqueue.h"
 
 /* ---- the work pool ---- */
 
@@ -89,29 +90,16 @@ static TdStatus pool_work(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void 
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    long *counter = NULL;
-    MPI_Win win;
-    if (MPI_Win_allocate(rank == 0 ? (MPI_Aint)sizeof(long) : 0, sizeof(long), MPI_INFO_NULL, comm,
-                         &counter, &win) != MPI_SUCCESS)
-        return runtime_agree(comm, td_fail(TD_ERR_MPI, "search: MPI_Win_allocate failed"));
-    if (rank == 0) {
-        MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, win);
-        *counter = 0;
-        MPI_Win_unlock(0, win);
-    }
-    MPI_Barrier(comm);
+    WorkQueue q;
+    TD_TRY(workqueue_open(&q, comm));
     int fd = open(p->journal, O_WRONLY | O_APPEND);
     TdStatus s = fd < 0 ? td_fail(TD_ERR_IO, "cannot open journal '%s': %s", p->journal,
                                   strerror(errno))
                         : TD_OK;
-    MPI_Win_lock_all(0, win);
-    const long one = 1;
     double busy = 0;
     int count = 0;
     while (s == TD_OK) {
-        long idx = 0;
-        MPI_Fetch_and_op(&one, &idx, MPI_LONG, 0, 0, MPI_SUM, win);
-        MPI_Win_flush(0, win);
+        long idx = workqueue_next(&q);
         if (idx >= npending)
             break;
         if (p->stop_after > 0 && s_items_run + idx >= p->stop_after) {
@@ -127,11 +115,10 @@ static TdStatus pool_work(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void 
             s = journal_append(fd, p->journal, item, v);
         vals[item] = v;
     }
-    MPI_Win_unlock_all(win);
     if (fd >= 0)
         close(fd);
-    s = runtime_agree(comm, s); /* before the collective free */
-    MPI_Win_free(&win);
+    s = runtime_agree(comm, s); /* before the collective close */
+    workqueue_close(&q);
     if (s == TD_OK && npending > 0) { /* the balance: items and busy seconds per rank */
         double lo[2] = {count, busy}, hi[2] = {count, busy};
         MPI_Allreduce(MPI_IN_PLACE, lo, 2, MPI_DOUBLE, MPI_MIN, comm);

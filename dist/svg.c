@@ -153,6 +153,21 @@ static void y_axis(Svg *s, const Frame *f, const char *label)
     svg_line(s, f->L, f->T + f->H, f->L + f->W, f->T + f->H, "#333333", 1);
 }
 
+/* Title, y axis, and an x axis with ticks over [xlo, xhi]. */
+static void axes_xy(Svg *s, const Frame *f, const char *title, const char *xlabel,
+                    const char *ylabel, double xlo, double xhi)
+{
+    svg_text(s, f->L + f->W / 2, 22, 14, "middle", 0, "%s", title);
+    y_axis(s, f, ylabel);
+    double st = nice_step(xlo, xhi, 6);
+    for (double v = ceil(xlo / st - 1e-9) * st; v <= xhi + 1e-9 * st; v += st) {
+        double px = f->L + f->W * (v - xlo) / (xhi - xlo);
+        svg_line(s, px, f->T + f->H, px, f->T + f->H + 4, "#333333", 1);
+        svg_text(s, px, f->T + f->H + 17, 11, "middle", 0, "%g", fabs(v) < 1e-12 ? 0.0 : v);
+    }
+    svg_text(s, f->L + f->W / 2, f->T + f->H + 36, 12, "middle", 0, "%s", xlabel);
+}
+
 static void range_fix(double *lo, double *hi)
 {
     if (!isfinite(*lo) || !isfinite(*hi)) {
@@ -174,15 +189,7 @@ TdStatus svg_line_chart(const char *path, const char *title, const char *xlabel,
     range_fix(&f.lo, &f.hi);
     double xlo = n ? x[0] : 0, xhi = n ? x[n - 1] : 1;
     range_fix(&xlo, &xhi);
-    svg_text(&s, f.L + f.W / 2, 22, 14, "middle", 0, "%s", title);
-    y_axis(&s, &f, ylabel);
-    double st = nice_step(xlo, xhi, 6);
-    for (double v = ceil(xlo / st - 1e-9) * st; v <= xhi + 1e-9 * st; v += st) {
-        double px = f.L + f.W * (v - xlo) / (xhi - xlo);
-        svg_line(&s, px, f.T + f.H, px, f.T + f.H + 4, "#333333", 1);
-        svg_text(&s, px, f.T + f.H + 17, 11, "middle", 0, "%g", fabs(v) < 1e-12 ? 0.0 : v);
-    }
-    svg_text(&s, f.L + f.W / 2, f.T + f.H + 36, 12, "middle", 0, "%s", xlabel);
+    axes_xy(&s, &f, title, xlabel, ylabel, xlo, xhi);
     double px[1024], py[1024];
     int m = n < 1024 ? n : 1024;
     for (int k = 0; k < ns; k++) {
@@ -227,15 +234,7 @@ TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlab
     Svg s;
     TD_TRY(svg_open(&s, path, 670, 340));
     Frame f = {64, 36, 420, 250, ylo, yhi};
-    svg_text(&s, f.L + f.W / 2, 22, 14, "middle", 0, "%s", title);
-    y_axis(&s, &f, ylabel);
-    double st = nice_step(xlo, xhi, 6);
-    for (double v = ceil(xlo / st - 1e-9) * st; v <= xhi + 1e-9 * st; v += st) {
-        double px = f.L + f.W * (v - xlo) / (xhi - xlo);
-        svg_line(&s, px, f.T + f.H, px, f.T + f.H + 4, "#333333", 1);
-        svg_text(&s, px, f.T + f.H + 17, 11, "middle", 0, "%g", fabs(v) < 1e-12 ? 0.0 : v);
-    }
-    svg_text(&s, f.L + f.W / 2, f.T + f.H + 36, 12, "middle", 0, "%s", xlabel);
+    axes_xy(&s, &f, title, xlabel, ylabel, xlo, xhi);
     for (int k = 0; k < ns; k++) {
         int n = series[k].n, m = 0;
         double *pt = malloc((size_t)(n ? n : 1) * 3 * sizeof *pt);

@@ -16,6 +16,7 @@
 #include "results.h"
 #include "runtime.h"
 #include "study.h"
+#include "workqueue.h"
 
 /* "finetune.lr=1e-4 run.seed=2": the values that make run r */
 static void run_label(const TdSweep *sw, long r, char *buf, size_t n)
@@ -227,26 +228,18 @@ TdStatus sweep_run(const TdConfig *cfg)
     MPI_Comm_split(MPI_COMM_WORLD, color, g_rt.world_rank, &gcomm);
     int grank;
     MPI_Comm_rank(gcomm, &grank);
-    long *counter = NULL;
-    MPI_Win win;
-    MPI_Win_allocate(g_rt.world_rank == 0 ? (MPI_Aint)sizeof(long) : 0, sizeof(long),
-                     MPI_INFO_NULL, MPI_COMM_WORLD, &counter, &win);
-    if (g_rt.world_rank == 0) {
-        MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, win);
-        *counter = 0;
-        MPI_Win_unlock(0, win);
+    WorkQueue q;
+    s = workqueue_open(&q, MPI_COMM_WORLD);
+    if (s != TD_OK) {
+        MPI_Comm_free(&gcomm);
+        free(sw);
+        free(pending);
+        return s;
     }
-    MPI_Barrier(MPI_COMM_WORLD);
-    MPI_Win_lock_all(0, win);
-    const long one = 1;
     long failed = 0, ran = 0;
     char first_error[1024] = "";
     for (;;) {
-        long idx = 0;
-        if (grank == 0) {
-            MPI_Fetch_and_op(&one, &idx, MPI_LONG, 0, 0, MPI_SUM, win);
-            MPI_Win_flush(0, win);
-        }
+        long idx = grank == 0 ? workqueue_next(&q) : 0;
         MPI_Bcast(&idx, 1, MPI_LONG, 0, gcomm);
         if (idx >= npend)
             break;
@@ -267,9 +260,8 @@ TdStatus sweep_run(const TdConfig *cfg)
             failed += rs != TD_OK;
         }
     }
-    MPI_Win_unlock_all(win);
     runtime_idle_barrier(MPI_COMM_WORLD); /* groups that finish early sleep here */
-    MPI_Win_free(&win);
+    workqueue_close(&q);
     MPI_Comm_free(&gcomm);
     eval_theta0_cache(NULL, NULL);
     long tot[2] = {ran, failed};

@@ -8,6 +8,7 @@ set -u
 MPIEXEC=$1 TADIST=$2 TF=$3 CFG=$4 DATA=$5 MODEL=$6 OUT=$7
 STEPS=400
 fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/../kill_session.sh"
 run() { # out_dir: a 2-rank run in the foreground
     "$MPIEXEC" -np 2 --oversubscribe "$TADIST" "$CFG" --set "data.dir=$DATA" \
         --set "model.path=$MODEL" --set "run.out_dir=$1" --set finetune.modes=attn \
@@ -20,18 +21,10 @@ echo "== uninterrupted run"
 run "$OUT/ref" > "$OUT/ref.log" 2>&1 || { cat "$OUT/ref.log"; fail "uninterrupted run failed"; }
 
 echo "== run to be killed (own session, so that every rank can be killed)"
-setsid "$MPIEXEC" -np 2 --oversubscribe "$TADIST" "$CFG" --set "data.dir=$DATA" \
-    --set "model.path=$MODEL" --set "run.out_dir=$OUT/kill" --set finetune.modes=attn \
-    --set finetune.steps=$STEPS --set finetune.checkpoint_every=2 \
-    --set finetune.log_every=100 --set finetune.train_heads=true > "$OUT/kill.log" 2>&1 &
-pid=$!
-i=0 # until the background child has run setsid (it is its own session then)
-while sid=$(ps -o sid= -p "$pid" | tr -d ' '); [ "$sid" != "$pid" ]; do
-    i=$((i + 1))
-    [ $i -le 200 ] && [ -n "$sid" ] ||
-        { kill -9 "$pid" 2>/dev/null; fail "setsid did not start a session ($pid, '$sid')"; }
-    sleep 0.05
-done
+start_session "$OUT/kill.log" "$MPIEXEC" -np 2 --oversubscribe "$TADIST" "$CFG" \
+    --set "data.dir=$DATA" --set "model.path=$MODEL" --set "run.out_dir=$OUT/kill" \
+    --set finetune.modes=attn --set finetune.steps=$STEPS --set finetune.checkpoint_every=2 \
+    --set finetune.log_every=100 --set finetune.train_heads=true
 ck="$OUT/kill/tiny/ckpt"
 i=0 # poll up to 120 s for a checkpoint of both tasks
 while [ ! -e "$ck/attn_quad.h5" ] || [ ! -e "$ck/attn_stripes.h5" ]; do
@@ -40,15 +33,7 @@ while [ ! -e "$ck/attn_quad.h5" ] || [ ! -e "$ck/attn_stripes.h5" ]; do
     [ $i -le 2400 ] || { pkill -KILL -s "$sid"; fail "no checkpoint after 120 s"; }
     sleep 0.05
 done
-pkill -KILL -s "$sid" # mpirun and both ranks (Open MPI puts each rank in its own group)
-i=0
-while [ -n "$(ps -o pid= -s "$sid")" ]; do
-    i=$((i + 1))
-    [ $i -le 600 ] || fail "processes of session $sid still alive after 30 s"
-    sleep 0.05
-    pkill -KILL -s "$sid"
-done
-wait "$pid" 2>/dev/null
+kill_session
 cat "$OUT/kill.log"
 ls -l "$ck"
 [ ! -e "$OUT/kill/tiny/task_vectors_attn.h5" ] ||

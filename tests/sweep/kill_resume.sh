@@ -8,6 +8,7 @@ set -u
 MPIEXEC=$1 TADIST=$2 TS=$3 CFG=$4 DATA=$5 MODEL=$6 OUT=$7
 STEPS=120
 fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/../kill_session.sh"
 sweep() { # out_dir: a 3-rank sweep in the foreground
     "$MPIEXEC" -np 3 --oversubscribe "$TADIST" "$CFG" --set "data.dir=$DATA" \
         --set "model.path=$MODEL" --set "run.out_dir=$1" --set finetune.steps=$STEPS \
@@ -19,17 +20,9 @@ echo "== uninterrupted sweep"
 sweep "$OUT/ref" > "$OUT/ref.log" 2>&1 || { cat "$OUT/ref.log"; fail "uninterrupted sweep failed"; }
 
 echo "== sweep to be killed (own session, so that every rank can be killed)"
-setsid "$MPIEXEC" -np 3 --oversubscribe "$TADIST" "$CFG" --set "data.dir=$DATA" \
-    --set "model.path=$MODEL" --set "run.out_dir=$OUT/kill" --set finetune.steps=$STEPS \
-    --set finetune.log_every=1000 > "$OUT/kill.log" 2>&1 &
-pid=$!
-i=0 # until the background child has run setsid (it is its own session then)
-while sid=$(ps -o sid= -p "$pid" | tr -d ' '); [ "$sid" != "$pid" ]; do
-    i=$((i + 1))
-    [ $i -le 200 ] && [ -n "$sid" ] ||
-        { kill -9 "$pid" 2>/dev/null; fail "setsid did not start a session ($pid, '$sid')"; }
-    sleep 0.05
-done
+start_session "$OUT/kill.log" "$MPIEXEC" -np 3 --oversubscribe "$TADIST" "$CFG" \
+    --set "data.dir=$DATA" --set "model.path=$MODEL" --set "run.out_dir=$OUT/kill" \
+    --set finetune.steps=$STEPS --set finetune.log_every=1000
 i=0 # poll up to 120 s for two done runs
 while [ "$(grep -c 'sweep run [0-9]* done' "$OUT/kill.log")" -lt 2 ]; do
     kill -0 "$pid" 2>/dev/null || { cat "$OUT/kill.log"; fail "the sweep ended before two runs"; }
@@ -37,15 +30,7 @@ while [ "$(grep -c 'sweep run [0-9]* done' "$OUT/kill.log")" -lt 2 ]; do
     [ $i -le 2400 ] || { pkill -KILL -s "$sid"; fail "no two done runs after 120 s"; }
     sleep 0.05
 done
-pkill -KILL -s "$sid"
-i=0
-while [ -n "$(ps -o pid= -s "$sid")" ]; do
-    i=$((i + 1))
-    [ $i -le 600 ] || fail "processes of session $sid still alive after 30 s"
-    sleep 0.05
-    pkill -KILL -s "$sid"
-done
-wait "$pid" 2>/dev/null
+kill_session
 cat "$OUT/kill.log"
 [ ! -e "$OUT/kill/sweep/study.md" ] || fail "the sweep finished before the kill (raise STEPS in $0)"
 
