@@ -72,11 +72,24 @@ static float dot_f(const float *restrict x, const float *restrict y, int n)
     return s;
 }
 
+/* LANES running maxima, like sum_f: one serial chain of compares was most of
+ * the softmax's time. The maximum of a set does not depend on the order it is
+ * taken in, except for which of -0 and +0 wins a tie, and x - (+-0) is the
+ * same number for every x but -0, whose exp is 1 either way. */
 static float max_f(const float *restrict x, int n)
 {
+    float acc[LANES];
+    for (int j = 0; j < LANES; j++)
+        acc[j] = -INFINITY;
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
     float m = -INFINITY;
-    for (int i = 0; i < n; i++)
+    for (; i < n; i++)
         m = x[i] > m ? x[i] : m;
+    for (int j = 0; j < LANES; j++)
+        m = acc[j] > m ? acc[j] : m;
     return m;
 }
 
@@ -97,19 +110,125 @@ static void add_row_sums(float *restrict acc, const float *restrict x, int N, in
     }
 }
 
+/* --------------------------------------------------------------------- GEMM */
+
+/* Large products run on the pool (OpenBLAS itself is set to one thread: see
+ * par_set_threads), split into one piece per thread along the rows of C or,
+ * when B is the larger operand, along its columns: each piece packs its share
+ * of the operand that is split and all of the other one. An element of C is
+ * the same sum in the same order whichever piece computes it (the split never
+ * touches K), so results do not depend on the thread count. Pieces stay
+ * above GEMM_PIECE_MIN multiply-adds, far above the size where OpenBLAS
+ * switches to its small-matrix kernels, so splitting never changes which
+ * kernel computes an element. Optional hooks run on each piece's block of C
+ * right before (pre) and after (post) its product, while it is in cache: this
+ * is how bias fills, activations, residual adds and LayerNorms are fused into
+ * the products (a hook that needs whole rows sets rows_only). */
+typedef void (*BlockHook)(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1);
+
+typedef struct {
+    int ta, tb, M, N, K, lda, ldb, ldc, pieces, by_cols, rows_only;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    BlockHook pre, post;
+    const void *hctx;
+} Gemm;
+
+#define GEMM_PIECE_MIN 4.0e6
+enum { GEMM_UNIT = 16 }; /* rows or columns of C per unit of a split */
+
+static void gemm_block(const Gemm *g, size_t r0, size_t r1, size_t c0, size_t c1)
+{
+    if (r0 >= r1 || c0 >= c1)
+        return;
+    if (g->pre)
+        g->pre(g->hctx, r0, r1, c0, c1);
+    const float *A = g->ta ? g->A + r0 : g->A + r0 * (size_t)g->lda;
+    const float *B = g->tb ? g->B + c0 * (size_t)g->ldb : g->B + c0;
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans,
+                g->tb ? CblasTrans : CblasNoTrans, (int)(r1 - r0), (int)(c1 - c0), g->K,
+                g->alpha, A, g->lda, B, g->ldb, g->beta, g->C + r0 * (size_t)g->ldc + c0, g->ldc);
+    if (g->post)
+        g->post(g->hctx, r0, r1, c0, c1);
+}
+
+static void gemm_pieces(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const Gemm *g = ctx;
+    const size_t len = (size_t)(g->by_cols ? g->N : g->M);
+    const size_t units = (len + GEMM_UNIT - 1) / GEMM_UNIT, p = (size_t)g->pieces;
+    for (size_t i = i0; i < i1; i++) {
+        size_t a = i * units / p * GEMM_UNIT, b = (i + 1) * units / p * GEMM_UNIT;
+        b = b < len ? b : len;
+        if (g->by_cols)
+            gemm_block(g, 0, (size_t)g->M, a, b);
+        else
+            gemm_block(g, a, b, 0, (size_t)g->N);
+    }
+}
+
+static void gemm_run(Gemm *g)
+{
+    if (g->M <= 0 || g->N <= 0)
+        return;
+    g->by_cols = !g->rows_only && g->N > g->M;
+    const double work = (double)g->M * g->N * g->K;
+    const size_t len = (size_t)(g->by_cols ? g->N : g->M);
+    const size_t units = (len + GEMM_UNIT - 1) / GEMM_UNIT;
+    size_t p = (size_t)par_threads();
+    if ((double)p * GEMM_PIECE_MIN > work)
+        p = (size_t)(work / GEMM_PIECE_MIN);
+    if (p > units / 2) /* at least two units a piece */
+        p = units / 2;
+    if (p <= 1 || g->K <= 0) {
+        gemm_block(g, 0, (size_t)g->M, 0, (size_t)g->N);
+        return;
+    }
+    g->pieces = (int)p;
+    par_for(p, 1, gemm_pieces, g);
+}
+
+/* cblas_sgemm (row-major) on the pool, without hooks. */
+static void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc)
+{
+    Gemm g = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
+              .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C};
+    gemm_run(&g);
+}
+
+/* out[r, c0..c1) = v[c0..c1) for the rows r0..r1 of out (.., ld). */
+static void fill_block(float *out, const float *v, size_t ld, size_t r0, size_t r1, size_t c0,
+                       size_t c1)
+{
+    for (size_t r = r0; r < r1; r++)
+        memcpy(out + r * ld + c0, v + c0, (c1 - c0) * sizeof(float));
+}
+
 /* ------------------------------------------------------------------- linear */
+
+typedef struct {
+    float *out;
+    const float *b;
+    int OC;
+} BiasFill;
+
+static void bias_fill_block(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
+{
+    const BiasFill *f = ctx;
+    fill_block(f->out, f->b, (size_t)f->OC, r0, r1, c0, c1);
+}
 
 void op_linear_fwd(float *out, const float *in, const float *w, const float *b, int N, int C,
                    int OC)
 {
-    // out (N,OC), in (N,C), w (OC,C), b (OC) or NULL
-    float beta = 0.0f;
-    if (b) {
-        fill_rows(out, b, N, OC);
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, in, C, w, C, beta, out,
-                OC);
+    // out (N,OC), in (N,C), w (OC,C), b (OC) or NULL; the bias is filled in piece by piece
+    BiasFill f = {out, b, OC};
+    Gemm g = {.ta = 0, .tb = 1, .M = N, .N = OC, .K = C, .lda = C, .ldb = C, .ldc = OC,
+              .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = out,
+              .pre = b ? bias_fill_block : NULL, .hctx = &f};
+    gemm_run(&g);
 }
 
 void op_linear_bwd(float *din, float *dw, float *db, const float *dout, const float *in,
@@ -117,14 +236,18 @@ void op_linear_bwd(float *din, float *dw, float *db, const float *dout, const fl
 {
     // din (N,C) += dout (N,OC) @ w (OC,C)
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
-                    1.0f, din, C);
+        gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, din, C);
     // dw (OC,C) += dout^T (OC,N) @ in (N,C)
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, in, C,
-                    1.0f, dw, C);
+        gemm(1, 0, OC, C, N, 1.0f, dout, OC, in, C, 1.0f, dw, C);
     if (db)
         add_row_sums(db, dout, N, OC);
+}
+
+void op_linear_din(float *din, const float *dout, const float *w, int N, int C, int OC)
+{
+    // din (N,C) = dout (N,OC) @ w (OC,C), overwritten
+    gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, din, C);
 }
 
 void op_linear_jvp(float *tout, const float *in, const float *tin, const float *w,
@@ -137,13 +260,11 @@ void op_linear_jvp(float *tout, const float *in, const float *tin, const float *
         beta = 1.0f;
     }
     if (tin) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, tin, C, w, C, beta,
-                    tout, OC);
+        gemm(0, 1, N, OC, C, 1.0f, tin, C, w, C, beta, tout, OC);
         beta = 1.0f;
     }
     if (tw) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, in, C, tw, C, beta,
-                    tout, OC);
+        gemm(0, 1, N, OC, C, 1.0f, in, C, tw, C, beta, tout, OC);
         beta = 1.0f;
     }
     if (beta == 0.0f)
@@ -155,8 +276,7 @@ void op_linear_jvp(float *tout, const float *in, const float *tin, const float *
 void op_matmul_fwd(float *out, const float *in, const float *w, int N, int C, int OC)
 {
     // out (N,OC) = in (N,C) @ w (C,OC)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, in, C, w, OC, 0.0f,
-                out, OC);
+    gemm(0, 0, N, OC, C, 1.0f, in, C, w, OC, 0.0f, out, OC);
 }
 
 void op_matmul_bwd(float *din, float *dw, const float *dout, const float *in, const float *w,
@@ -164,12 +284,10 @@ void op_matmul_bwd(float *din, float *dw, const float *dout, const float *in, co
 {
     // din (N,C) += dout (N,OC) @ w^T (OC,C)
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, 1.0f, dout, OC, w, OC,
-                    1.0f, din, C);
+        gemm(0, 1, N, C, OC, 1.0f, dout, OC, w, OC, 1.0f, din, C);
     // dw (C,OC) += in^T (C,N) @ dout (N,OC)
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f, in, C, dout, OC,
-                    1.0f, dw, OC);
+        gemm(1, 0, C, OC, N, 1.0f, in, C, dout, OC, 1.0f, dw, OC);
 }
 
 void op_matmul_jvp(float *tout, const float *in, const float *tin, const float *w,
@@ -177,13 +295,11 @@ void op_matmul_jvp(float *tout, const float *in, const float *tin, const float *
 {
     float beta = 0.0f;
     if (tin) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, tin, C, w, OC,
-                    beta, tout, OC);
+        gemm(0, 0, N, OC, C, 1.0f, tin, C, w, OC, beta, tout, OC);
         beta = 1.0f;
     }
     if (tw) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, in, C, tw, OC,
-                    beta, tout, OC);
+        gemm(0, 0, N, OC, C, 1.0f, in, C, tw, OC, beta, tout, OC);
         beta = 1.0f;
     }
     if (beta == 0.0f)
@@ -458,19 +574,18 @@ static void softmax_vjp_rows(float *g, const float *p, int T)
 }
 
 /* Attention runs one (batch, head) pair at a time; pairs are independent, so
- * they are spread over the pool. Only while one pair's products are small
- * enough that OpenBLAS runs them on the calling thread anyway (it threads an
- * sgemm from about 64^3 multiply-adds): larger ones keep BLAS's own threads. */
+ * they are spread over the pool, each pair's products on one thread. */
 typedef struct {
     float *out, *att, *dqkv, *scratch;
     const float *qkv, *tqkv, *dout, *catt;
     int T, D, NH;
+    float beta; /* backward: 1 adds into dqkv, 0 overwrites it */
 } AttnArgs;
 
 static size_t attn_min_chunk(int T, int D, int NH)
 {
-    double work = (double)T * T * (D / NH);
-    return work < 65536.0 * 4.0 ? 1 : (size_t)1 << 30;
+    (void)T, (void)D, (void)NH;
+    return 1; /* OpenBLAS runs on one thread (par_set_threads): pairs always go to the pool */
 }
 
 static void attn_fwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
@@ -515,13 +630,13 @@ static void attn_bwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, 1.0f, dout_h, D, v, ld,
                     0.0f, dp, T);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, dout_h, D,
-                    1.0f, dv, ld);
+                    a->beta, dv, ld);
         softmax_vjp_rows(dp, p, T);
         // dQ += scale dS K, dK += scale dS^T Q
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, scale, dp, T, k, ld,
-                    1.0f, dq, ld);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dp, T, q, ld, 1.0f,
-                    dk, ld);
+                    a->beta, dq, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, HD, T, scale, dp, T, q, ld,
+                    a->beta, dk, ld);
     }
 }
 
@@ -532,7 +647,16 @@ void op_attention_bwd(float *dqkv, const float *dout, const float *qkv, const fl
     if (!dqkv)
         return;
     AttnArgs a = {.dqkv = dqkv, .scratch = scratch, .qkv = qkv, .dout = dout, .catt = att,
-                  .T = T, .D = D, .NH = NH};
+                  .T = T, .D = D, .NH = NH, .beta = 1.0f};
+    par_for((size_t)B * NH, attn_min_chunk(T, D, NH), attn_bwd_pairs, &a);
+}
+
+void op_attention_bwd_set(float *dqkv, const float *dout, const float *qkv, const float *att,
+                          float *scratch, int B, int T, int D, int NH)
+{
+    // dqkv (B,T,3D) =: every element is written once, by its (batch, head) pair
+    AttnArgs a = {.dqkv = dqkv, .scratch = scratch, .qkv = qkv, .dout = dout, .catt = att,
+                  .T = T, .D = D, .NH = NH, .beta = 0.0f};
     par_for((size_t)B * NH, attn_min_chunk(T, D, NH), attn_bwd_pairs, &a);
 }
 
@@ -740,8 +864,7 @@ void op_logits_fwd(float *logits, const float *xn, const float *head, float scal
                    int K)
 {
     // logits (N,K) = scale * xn (N,E) @ head^T (K,E)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, K, E, scale, xn, E, head, E, 0.0f,
-                logits, K);
+    gemm(0, 1, N, K, E, scale, xn, E, head, E, 0.0f, logits, K);
 }
 
 void op_logits_bwd(float *dxn, float *dhead, const float *dlogits, const float *xn,
@@ -749,11 +872,9 @@ void op_logits_bwd(float *dxn, float *dhead, const float *dlogits, const float *
 {
     // dxn (N,E) += scale dlogits @ head; dhead (K,E) += scale dlogits^T @ xn
     if (dxn)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, E, K, scale, dlogits, K, head,
-                    E, 1.0f, dxn, E);
+        gemm(0, 0, N, E, K, scale, dlogits, K, head, E, 1.0f, dxn, E);
     if (dhead)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, E, N, scale, dlogits, K, xn, E,
-                    1.0f, dhead, E);
+        gemm(1, 0, K, E, N, scale, dlogits, K, xn, E, 1.0f, dhead, E);
 }
 
 /* ------------------------------------------------------------ cross-entropy */
@@ -789,4 +910,134 @@ double op_xent_fwd_bwd(float *dlogits, const float *logits, const int *labels, i
         }
     }
     return total / N;
+}
+
+/* ------------------------------------------------------- fused layer pairs */
+
+/* Linear layers with the elementwise pass that follows (or precedes) them run
+ * as hooks on each GEMM piece's rows: one trip through memory instead of two
+ * or three, and on every thread. Each element gets the arithmetic of the
+ * separate ops, in the same order. */
+typedef struct {
+    float *out, *act_out, *ln_out, *ln_mean, *ln_rstd, *dres;
+    const float *b, *res, *pre, *ln_w, *ln_b, *ln_in, *cmean, *crstd;
+    int OC, C;
+    float eps;
+    TdAct act;
+} Fused;
+
+static void fused_bias_pre(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
+{
+    const Fused *f = ctx;
+    if (f->b)
+        fill_block(f->out, f->b, (size_t)f->OC, r0, r1, c0, c1);
+}
+
+static void fused_act_post(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
+{
+    const Fused *f = ctx;
+    ActArgs a = {f->act_out, f->out, NULL, f->act};
+    const size_t OC = (size_t)f->OC;
+    if (c0 == 0 && c1 == OC) /* whole rows: one contiguous range */
+        act_fwd_range(&a, r0 * OC, r1 * OC, 0);
+    else
+        for (size_t r = r0; r < r1; r++)
+            act_fwd_range(&a, r * OC + c0, r * OC + c1, 0);
+}
+
+static void fused_res_ln_post(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
+{
+    const Fused *f = ctx;
+    const size_t OC = (size_t)f->OC; /* rows_only: c0 = 0, c1 = OC */
+    (void)c0, (void)c1;
+    float *restrict y = f->out + r0 * OC;
+    const float *restrict x = f->res + r0 * OC;
+    for (size_t i = 0; i < (r1 - r0) * OC; i++)
+        y[i] += x[i];
+    if (f->ln_out) {
+        LnArgs a = {.out = f->ln_out, .mean = f->ln_mean, .rstd = f->ln_rstd, .in = f->out,
+                    .w = f->ln_w, .b = f->ln_b, .C = f->OC, .eps = f->eps};
+        ln_fwd_rows(&a, r0, r1, 0);
+    }
+}
+
+void op_linear_act_fwd(float *out, float *act_out, const float *in, const float *w,
+                       const float *b, int N, int C, int OC, TdAct act)
+{
+    Fused f = {.out = out, .act_out = act_out, .b = b, .OC = OC, .act = act};
+    Gemm g = {.ta = 0, .tb = 1, .M = N, .N = OC, .K = C, .lda = C, .ldb = C, .ldc = OC,
+              .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = out,
+              .pre = fused_bias_pre, .post = fused_act_post, .hctx = &f};
+    gemm_run(&g);
+}
+
+void op_linear_res_ln_fwd(float *out, float *ln_out, float *ln_mean, float *ln_rstd,
+                          const float *in, const float *w, const float *b, const float *res,
+                          const float *ln_w, const float *ln_b, float eps, int N, int C, int OC)
+{
+    Fused f = {.out = out, .ln_out = ln_out, .ln_mean = ln_mean, .ln_rstd = ln_rstd, .b = b,
+               .res = res, .ln_w = ln_w, .ln_b = ln_b, .OC = OC, .eps = eps};
+    Gemm g = {.ta = 0, .tb = 1, .M = N, .N = OC, .K = C, .lda = C, .ldb = C, .ldc = OC,
+              .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = out,
+              .pre = fused_bias_pre, .post = fused_res_ln_post, .hctx = &f, .rows_only = 1};
+    gemm_run(&g);
+}
+
+/* y = act'(x) * y over n values; + 0.0f: the separate ops added into a zeroed buffer */
+static void act_bwd_set(float *restrict y, const float *restrict x, size_t n, TdAct act)
+{
+    if (act == TD_ACT_QUICK_GELU) {
+        for (size_t i = 0; i < n; i++) {
+            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
+            y[i] = 0.0f + y[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
+            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
+            y[i] = 0.0f + y[i] * (cdf + x[i] * pdf);
+        }
+    }
+}
+
+static void fused_act_bwd_post(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
+{
+    const Fused *f = ctx;
+    const size_t C = (size_t)f->C;
+    if (c0 == 0 && c1 == C) /* whole rows: one contiguous range */
+        act_bwd_set(f->out + r0 * C, f->pre + r0 * C, (r1 - r0) * C, f->act);
+    else
+        for (size_t r = r0; r < r1; r++)
+            act_bwd_set(f->out + r * C + c0, f->pre + r * C + c0, c1 - c0, f->act);
+}
+
+void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const float *pre, int N,
+                       int C, int OC, TdAct act)
+{
+    Fused f = {.out = dpre, .pre = pre, .C = C, .act = act};
+    Gemm g = {.ta = 0, .tb = 0, .M = N, .N = C, .K = OC, .lda = OC, .ldb = C, .ldc = C,
+              .alpha = 1.0f, .beta = 0.0f, .A = dout, .B = w, .C = dpre,
+              .post = fused_act_bwd_post, .hctx = &f};
+    gemm_run(&g);
+}
+
+static void fused_ln_bwd_post(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
+{
+    const Fused *f = ctx; /* rows_only */
+    (void)c0, (void)c1;
+    LnArgs a = {.din = f->dres, .dout = f->out, .in = f->ln_in, .w = f->ln_w, .cmean = f->cmean,
+                .crstd = f->crstd, .C = f->C};
+    ln_bwd_rows(&a, r0, r1, 0);
+}
+
+void op_linear_bwd_ln(float *dres, float *dln, const float *dout, const float *w,
+                      const float *ln_in, const float *ln_w, const float *mean,
+                      const float *rstd, int N, int C, int OC)
+{
+    Fused f = {.out = dln, .dres = dres, .ln_in = ln_in, .ln_w = ln_w, .cmean = mean,
+               .crstd = rstd, .C = C};
+    Gemm g = {.ta = 0, .tb = 0, .M = N, .N = C, .K = OC, .lda = OC, .ldb = C, .ldc = C,
+              .alpha = 1.0f, .beta = 0.0f, .A = dout, .B = w, .C = dln,
+              .post = dres ? fused_ln_bwd_post : NULL, .hctx = &f, .rows_only = 1};
+    gemm_run(&g);
 }

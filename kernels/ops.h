@@ -26,6 +26,8 @@ void op_linear_bwd(float *din, float *dw, float *db, const float *dout, const fl
                    const float *w, int N, int C, int OC);
 void op_linear_jvp(float *tout, const float *in, const float *tin, const float *w,
                    const float *tw, const float *tb, int N, int C, int OC);
+/* din (N,C) = dout @ w, OVERWRITTEN (op_linear_bwd's din into a zeroed buffer). */
+void op_linear_din(float *din, const float *dout, const float *w, int N, int C, int OC);
 
 /* ---- matmul without transpose, for `proj`: out (N,OC) = in (N,C) @ w (C,OC) ---- */
 void op_matmul_fwd(float *out, const float *in, const float *w, int N, int C, int OC);
@@ -63,6 +65,9 @@ size_t op_attention_scratch(int T, int D);
 void op_attention_fwd(float *out, float *att, const float *qkv, int B, int T, int D, int NH);
 void op_attention_bwd(float *dqkv, const float *dout, const float *qkv, const float *att,
                       float *scratch, int B, int T, int D, int NH);
+/* As op_attention_bwd into a zeroed dqkv, but dqkv is OVERWRITTEN (never read). */
+void op_attention_bwd_set(float *dqkv, const float *dout, const float *qkv, const float *att,
+                          float *scratch, int B, int T, int D, int NH);
 void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const float *att,
                       float *scratch, int B, int T, int D, int NH);
 
@@ -95,5 +100,30 @@ void op_logits_bwd(float *dxn, float *dhead, const float *dlogits, const float *
  * validate labels when they load a data set. */
 double op_xent_fwd_bwd(float *dlogits, const float *logits, const int *labels, int N, int K,
                        float smoothing);
+
+/* ---- fused pairs: a linear layer and the elementwise pass next to it, done
+ * on each GEMM piece's rows while they are in cache. Bit for bit the separate
+ * ops. ----
+ * out (N,OC) = in @ w^T + b; act_out = act(out)      (c_fc, then the activation) */
+void op_linear_act_fwd(float *out, float *act_out, const float *in, const float *w,
+                       const float *b, int N, int C, int OC, TdAct act);
+/* out (N,OC) = (in @ w^T + b) + res; then, when ln_out is not NULL,
+ * ln_out, ln_mean, ln_rstd = op_layernorm_fwd(out; ln_w, ln_b, eps)
+ * (out_proj or c_proj, the residual add, the next LayerNorm) */
+void op_linear_res_ln_fwd(float *out, float *ln_out, float *ln_mean, float *ln_rstd,
+                          const float *in, const float *w, const float *b, const float *res,
+                          const float *ln_w, const float *ln_b, float eps, int N, int C, int OC);
+/* dpre (N,C) = act'(pre) * (dout (N,OC) @ w (OC,C)), OVERWRITTEN: the input
+ * gradient of a linear layer whose input was act(pre) (c_proj, then the
+ * activation's backward). Weight gradients: op_linear_bwd(NULL, dw, db, ...). */
+void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const float *pre, int N,
+                       int C, int OC, TdAct act);
+/* dln (N,C) = dout @ w (OVERWRITTEN), then, when dres is not NULL, dres +=
+ * the input gradient of the LayerNorm (ln_w, mean, rstd of input ln_in) that
+ * produced the linear layer's input, as op_layernorm_bwd(dres, NULL, NULL, dln, ...).
+ * LayerNorm parameter gradients: op_layernorm_bwd(NULL, dw, db, dln, ...). */
+void op_linear_bwd_ln(float *dres, float *dln, const float *dout, const float *w,
+                      const float *ln_in, const float *ln_w, const float *mean,
+                      const float *rstd, int N, int C, int OC);
 
 #endif

@@ -1,7 +1,29 @@
 #include "parallel.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
+
+/* Workers and the caller spin this long for the next job (or the last
+ * worker) before they sleep: the step's loops and products follow each other
+ * within microseconds, and a futex wake-up costs tens of them. Nothing spins
+ * for longer, so an idle pool takes no CPU. */
+#define SPIN_NS 50000L
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 typedef struct {
     pthread_t thread;
@@ -34,12 +56,28 @@ static void run_range(int tid)
     g.fn(g.ctx, begin, end, tid);
 }
 
+/* g.job and g.pending are read without the lock while spinning (atomics).
+ * g.job is only bumped under the lock, and the worker that brings g.pending
+ * to zero takes the lock before it signals, so a sleeper never misses its
+ * wake-up. */
 static void *worker_main(void *arg)
 {
     int tid = (int)(size_t)arg;
     pthread_mutex_lock(&g.lock);
     unsigned long seen = g.w[tid].seen;
     for (;;) {
+        if (!g.quit && __atomic_load_n(&g.job, __ATOMIC_ACQUIRE) == seen) {
+            pthread_mutex_unlock(&g.lock);
+            long until = now_ns() + SPIN_NS;
+            int spins = 0;
+            while (__atomic_load_n(&g.job, __ATOMIC_ACQUIRE) == seen &&
+                   !__atomic_load_n(&g.quit, __ATOMIC_RELAXED)) {
+                cpu_relax();
+                if (++spins % 64 == 0 && now_ns() > until)
+                    break;
+            }
+            pthread_mutex_lock(&g.lock);
+        }
         while (!g.quit && g.job == seen)
             pthread_cond_wait(&g.wake, &g.lock);
         if (g.quit)
@@ -47,9 +85,12 @@ static void *worker_main(void *arg)
         seen = g.job;
         pthread_mutex_unlock(&g.lock);
         run_range(tid);
-        pthread_mutex_lock(&g.lock);
-        if (--g.pending == 0)
+        if (__atomic_sub_fetch(&g.pending, 1, __ATOMIC_ACQ_REL) == 0) {
+            pthread_mutex_lock(&g.lock);
             pthread_cond_signal(&g.done);
+        } else {
+            pthread_mutex_lock(&g.lock);
+        }
     }
     pthread_mutex_unlock(&g.lock);
     return NULL;
@@ -58,7 +99,7 @@ static void *worker_main(void *arg)
 static void stop_workers(void)
 {
     pthread_mutex_lock(&g.lock);
-    g.quit = 1;
+    __atomic_store_n(&g.quit, 1, __ATOMIC_RELAXED);
     pthread_cond_broadcast(&g.wake);
     pthread_mutex_unlock(&g.lock);
     for (int i = 1; i < g.threads; i++)
@@ -76,6 +117,10 @@ void par_set_threads(int n)
         n = 1;
     if (n > TD_PAR_MAX_THREADS)
         n = TD_PAR_MAX_THREADS;
+    /* The pool runs the large products itself (ops.c splits them), so
+     * OpenBLAS gets one thread: its own workers spin for a long while after
+     * each threaded call and would take the cores the pool's loops need. */
+    openblas_set_num_threads(1);
     if (n == g.threads)
         return;
     stop_workers();
@@ -110,15 +155,24 @@ void par_for(size_t n, size_t min_chunk, ParFn fn, void *ctx)
     g.ctx = ctx;
     g.n = n;
     g.chunk = (n + parts - 1) / parts;
-    g.pending = g.threads - 1;
-    g.job++;
+    __atomic_store_n(&g.pending, g.threads - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&g.job, g.job + 1, __ATOMIC_RELEASE); /* publishes the fields above */
     pthread_cond_broadcast(&g.wake);
     pthread_mutex_unlock(&g.lock);
     run_range(0);
-    pthread_mutex_lock(&g.lock);
-    while (g.pending > 0)
-        pthread_cond_wait(&g.done, &g.lock);
-    pthread_mutex_unlock(&g.lock);
+    long until = now_ns() + SPIN_NS;
+    int spins = 0;
+    while (__atomic_load_n(&g.pending, __ATOMIC_ACQUIRE) > 0) {
+        cpu_relax();
+        if (++spins % 64 == 0 && now_ns() > until)
+            break;
+    }
+    if (__atomic_load_n(&g.pending, __ATOMIC_ACQUIRE) > 0) {
+        pthread_mutex_lock(&g.lock);
+        while (__atomic_load_n(&g.pending, __ATOMIC_ACQUIRE) > 0)
+            pthread_cond_wait(&g.done, &g.lock);
+        pthread_mutex_unlock(&g.lock);
+    }
 }
 
 static void zero_range(void *ctx, size_t b, size_t e, int tid)

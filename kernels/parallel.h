@@ -1,11 +1,14 @@
 /* parallel: a tiny fork-join pool for the loops BLAS does not run (LayerNorm,
- * activations, softmax, attention over batch x heads).
+ * activations, softmax, attention over batch x heads) and for the large
+ * products themselves, which ops.c splits over the pool.
  *
- * Workers SLEEP on a condition variable between jobs: a spinning worker would
- * steal the core that the next sgemm's BLAS thread needs. Each index range is
- * always done by the same arithmetic in the same order, so results do not
- * depend on the number of threads. par_set_threads(1) (the default) runs every
- * loop on the calling thread. */
+ * OpenBLAS runs on one thread (par_set_threads sets it): its own workers spin
+ * for a long while after each threaded call and would take the cores the
+ * pool needs. The pool's workers spin only briefly (about 50 us) between jobs,
+ * then SLEEP on a condition variable. Each index range is always done by the
+ * same arithmetic in the same order, so results do not depend on the number
+ * of threads. par_set_threads(1) (the default) runs every loop on the calling
+ * thread. */
 #ifndef TD_PARALLEL_H
 #define TD_PARALLEL_H
 
@@ -15,7 +18,8 @@
 typedef void (*ParFn)(void *ctx, size_t begin, size_t end, int tid);
 
 /* Sets the number of threads (>= 1, at most TD_PAR_MAX_THREADS), starting or
- * stopping workers. Not thread-safe; call from the main thread. */
+ * stopping workers, and sets OpenBLAS to one thread. Not thread-safe; call
+ * from the main thread. */
 #define TD_PAR_MAX_THREADS 16
 void par_set_threads(int n);
 int par_threads(void);

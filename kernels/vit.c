@@ -158,21 +158,27 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
     op_embed_fwd(s->emb, patches, W(PARAM_CLASS_EMB), W(PARAM_POS_EMB), B, d.T, d.D);
     op_layernorm_fwd(s->res, s->lnpre_mean, s->lnpre_rstd, s->emb, W(PARAM_LN_PRE_W),
                      W(PARAM_LN_PRE_B), d.N, d.D, eps);
+    /* ln_1 of block 0 here; every later LayerNorm is fused into the product
+     * before it, with the residual add (op_linear_res_ln_fwd) */
+    op_layernorm_fwd(block_acts(w, 0).ln1, block_acts(w, 0).ln1_mean, block_acts(w, 0).ln1_rstd,
+                     s->res, W(PARAM_BLOCKS_BEGIN + BLK_LN1_W), W(PARAM_BLOCKS_BEGIN + BLK_LN1_B),
+                     d.N, d.D, eps);
     for (int l = 0; l < d.L; l++) {
         BlockActs a = block_acts(w, l);
         const int i0 = params_block_index(l, 0);
-        op_layernorm_fwd(a.ln1, a.ln1_mean, a.ln1_rstd, a.x, W(i0 + BLK_LN1_W),
-                         W(i0 + BLK_LN1_B), d.N, d.D, eps);
         op_linear_fwd(a.qkv, a.ln1, W(i0 + BLK_QKV_W), W(i0 + BLK_QKV_B), d.N, d.D, 3 * d.D);
         op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
-        op_linear_fwd(a.mid, a.atty, W(i0 + BLK_OUT_W), W(i0 + BLK_OUT_B), d.N, d.D, d.D);
-        op_add_inplace(a.mid, a.x, (size_t)d.N * d.D);
-        op_layernorm_fwd(a.ln2, a.ln2_mean, a.ln2_rstd, a.mid, W(i0 + BLK_LN2_W),
-                         W(i0 + BLK_LN2_B), d.N, d.D, eps);
-        op_linear_fwd(a.fc, a.ln2, W(i0 + BLK_FC_W), W(i0 + BLK_FC_B), d.N, d.D, d.F);
-        op_act_fwd(a.fca, a.fc, (size_t)d.N * d.F, w->arch.act);
-        op_linear_fwd(a.out, a.fca, W(i0 + BLK_PROJ_W), W(i0 + BLK_PROJ_B), d.N, d.F, d.D);
-        op_add_inplace(a.out, a.mid, (size_t)d.N * d.D);
+        op_linear_res_ln_fwd(a.mid, a.ln2, a.ln2_mean, a.ln2_rstd, a.atty, W(i0 + BLK_OUT_W),
+                             W(i0 + BLK_OUT_B), a.x, W(i0 + BLK_LN2_W), W(i0 + BLK_LN2_B), eps,
+                             d.N, d.D, d.D);
+        op_linear_act_fwd(a.fc, a.fca, a.ln2, W(i0 + BLK_FC_W), W(i0 + BLK_FC_B), d.N, d.D, d.F,
+                          w->arch.act);
+        const int last = l + 1 == d.L;
+        const BlockActs n = block_acts(w, last ? l : l + 1);
+        const int n0 = params_block_index(last ? l : l + 1, 0);
+        op_linear_res_ln_fwd(a.out, last ? NULL : n.ln1, n.ln1_mean, n.ln1_rstd, a.fca,
+                             W(i0 + BLK_PROJ_W), W(i0 + BLK_PROJ_B), a.mid, W(n0 + BLK_LN1_W),
+                             W(n0 + BLK_LN1_B), eps, d.N, d.F, d.D);
     }
     const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
     op_cls_gather(s->cls, block_acts(w, d.L - 1).out, B, d.T, d.D);
@@ -207,7 +213,7 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
     const Dims d = dims_of(&w->arch, w->B);
     const VitActs *s = &w->acts;
     const VitScratch *c = &w->scr;
-    const size_t ND = (size_t)d.N * d.D, NF = (size_t)d.N * d.F;
+    const size_t ND = (size_t)d.N * d.D;
     int lowest = 0;
     while (trainable && lowest < t->count && !trainable[lowest])
         lowest++;
@@ -231,36 +237,49 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
     for (int l = d.L - 1; l >= 0; l--) {
         const BlockActs a = block_acts(w, l);
         const int i0 = params_block_index(l, 0);
-        /* MLP sub-layer: dres = dL/d(block output) */
+        /* MLP sub-layer: dres = dL/d(block output). Input gradients are
+         * written (not added) by the fused ops, so no buffer is zeroed. */
         const int ip = i0 + BLK_PROJ_W, ifc = i0 + BLK_FC_W, il2 = i0 + BLK_LN2_W;
-        float *dfca = NEED(ip) ? zeroed(c->a, NF) : NULL;
-        op_linear_bwd(dfca, G(ip), G(ip + 1), dres, a.fca, W(ip), d.N, d.F, d.D);
-        if (!dfca)
+        if (!NEED(ip)) {
+            op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a.fca, W(ip), d.N, d.F, d.D);
             return;
-        float *dfc = zeroed(c->b, NF);
-        op_act_bwd(dfc, dfca, a.fc, NF, w->arch.act);
-        float *dln2 = NEED(ifc) ? zeroed(c->c, ND) : NULL;
-        op_linear_bwd(dln2, G(ifc), G(ifc + 1), dfc, a.ln2, W(ifc), d.N, d.D, d.F);
-        if (!dln2)
+        }
+        float *dfc = c->b;
+        op_linear_bwd_act(dfc, dres, W(ip), a.fc, d.N, d.F, d.D, w->arch.act);
+        op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a.fca, W(ip), d.N, d.F, d.D);
+        if (!NEED(ifc)) {
+            op_linear_bwd(NULL, G(ifc), G(ifc + 1), dfc, a.ln2, W(ifc), d.N, d.D, d.F);
             return;
-        op_layernorm_bwd(NEED(il2) ? dres : NULL, G(il2), G(il2 + 1), dln2, a.mid, W(il2),
-                         a.ln2_mean, a.ln2_rstd, d.N, d.D);
+        }
+        float *dln2 = c->c; /* dres += ln_2's input gradient, fused */
+        op_linear_bwd_ln(NEED(il2) ? dres : NULL, dln2, dfc, W(ifc), a.mid, W(il2), a.ln2_mean,
+                         a.ln2_rstd, d.N, d.D, d.F);
+        op_linear_bwd(NULL, G(ifc), G(ifc + 1), dfc, a.ln2, W(ifc), d.N, d.D, d.F);
+        op_layernorm_bwd(NULL, G(il2), G(il2 + 1), dln2, a.mid, W(il2), a.ln2_mean, a.ln2_rstd,
+                         d.N, d.D);
         if (!NEED(il2))
             return;
         /* attention sub-layer: dres = dL/d(mid) */
         const int io = i0 + BLK_OUT_W, iq = i0 + BLK_QKV_W, il1 = i0 + BLK_LN1_W;
-        float *datty = NEED(io) ? zeroed(c->d, ND) : NULL;
-        op_linear_bwd(datty, G(io), G(io + 1), dres, a.atty, W(io), d.N, d.D, d.D);
-        if (!datty)
+        if (!NEED(io)) {
+            op_linear_bwd(NULL, G(io), G(io + 1), dres, a.atty, W(io), d.N, d.D, d.D);
             return;
-        float *dqkv = zeroed(c->a, 3 * ND);
-        op_attention_bwd(dqkv, datty, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
-        float *dln1 = NEED(iq) ? zeroed(c->c, ND) : NULL;
-        op_linear_bwd(dln1, G(iq), G(iq + 1), dqkv, a.ln1, W(iq), d.N, d.D, 3 * d.D);
-        if (!dln1)
+        }
+        float *datty = c->d;
+        op_linear_din(datty, dres, W(io), d.N, d.D, d.D);
+        op_linear_bwd(NULL, G(io), G(io + 1), dres, a.atty, W(io), d.N, d.D, d.D);
+        float *dqkv = c->a;
+        op_attention_bwd_set(dqkv, datty, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
+        if (!NEED(iq)) {
+            op_linear_bwd(NULL, G(iq), G(iq + 1), dqkv, a.ln1, W(iq), d.N, d.D, 3 * d.D);
             return;
-        op_layernorm_bwd(NEED(il1) ? dres : NULL, G(il1), G(il1 + 1), dln1, a.x, W(il1),
-                         a.ln1_mean, a.ln1_rstd, d.N, d.D);
+        }
+        float *dln1 = c->c; /* dres += ln_1's input gradient, fused */
+        op_linear_bwd_ln(NEED(il1) ? dres : NULL, dln1, dqkv, W(iq), a.x, W(il1), a.ln1_mean,
+                         a.ln1_rstd, d.N, d.D, 3 * d.D);
+        op_linear_bwd(NULL, G(iq), G(iq + 1), dqkv, a.ln1, W(iq), d.N, d.D, 3 * d.D);
+        op_layernorm_bwd(NULL, G(il1), G(il1 + 1), dln1, a.x, W(il1), a.ln1_mean, a.ln1_rstd,
+                         d.N, d.D);
         if (!NEED(il1))
             return;
     }
