@@ -3,7 +3,8 @@
  * runtime_init (collective over MPI_COMM_WORLD) makes sure OpenBLAS runs a
  * kernel that suits the CPU (re-executing the program with OPENBLAS_CORETYPE
  * set when Debian's build would fall back to a generic one), initialises MPI,
- * sets BLAS threads to cores-per-node / ranks-per-node unless the user chose,
+ * sets the threads per rank (the kernels' pool, which also splits the BLAS calls:
+ * kernels/parallel.h) to cores-per-node / ranks-per-node unless the user chose,
  * and checks one sgemm against a naive product. */
 #ifndef TD_RUNTIME_H
 #define TD_RUNTIME_H
