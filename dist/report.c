@@ -686,8 +686,8 @@ static void command_line(char *buf, size_t n)
 {
     size_t at = 0;
     buf[0] = 0;
-    if (g_rt.size > 1)
-        at += (size_t)snprintf(buf, n, "mpirun -np %d ", g_rt.size);
+    if (g_rt.world_size > 1) /* the whole job's ranks, also inside a sweep group */
+        at += (size_t)snprintf(buf, n, "mpirun -np %d ", g_rt.world_size);
     FILE *f = fopen("/proc/self/cmdline", "rb");
     if (!f) {
         snprintf(buf + at, n - at, "tadist (command line unavailable)");
