@@ -535,25 +535,27 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
         for (int i = 0; i < np; i++) {
             sentence(&cmp[i], heads, text, sizeof text);
             fprintf(f, "- %s", text);
-            if (isfinite(cmp[i].dn))
-                fprintf(f, " Normalised accuracy at the same point: %+.2f%s points.",
-                        cmp[i].dn, isfinite(cmp[i].halfn) ? "" : " (one seed)");
-            if (isfinite(cmp[i].halfn))
-                fprintf(f, " (± %.2f)", cmp[i].halfn);
-            if (isfinite(cmp[i].de))
-                fprintf(f, " For contrast, at the same settings %s merges %+.2f%s points "
-                           "against %s (single-task accuracy %.1f%% vs %.1f%%).",
-                        cmp[i].a, cmp[i].de,
-                        isfinite(cmp[i].halfe) ? "" : " (one seed)", cmp[i].b,
+            char iv[64];
+            if (isfinite(cmp[i].dn)) {
+                pm(iv, sizeof iv, cmp[i].dn, cmp[i].halfn, 1, 2);
+                fprintf(f, " Normalised accuracy at the same point: %s points%s.", iv,
+                        isfinite(cmp[i].halfn) ? "" : " (one seed)");
+            }
+            if (isfinite(cmp[i].de)) {
+                pm(iv, sizeof iv, fabs(cmp[i].de), cmp[i].halfe, 1, 2);
+                fprintf(f, " For contrast, at the same settings %s merges %s points %s than %s "
+                           "(single-task accuracy %.1f%% vs %.1f%%).",
+                        cmp[i].a, iv, cmp[i].de >= 0 ? "better" : "worse", cmp[i].b,
                         100 * cmp[i].xa, 100 * cmp[i].xb);
-            if (isfinite(cmp[i].halfe))
-                fprintf(f, " (± %.2f at equal settings)", cmp[i].halfe);
+            }
             fprintf(f, "\n");
         }
         fprintf(f, "\n![merged against single-task accuracy](figures/frontier_single.svg)\n"
                    "![merged accuracy against task-vector norm](figures/frontier_tv_norm.svg)\n\n"
                    "Each point is one configuration's mean over seeds (bars: 95%% interval of "
-                   "the merged accuracy), joined in order of the horizontal axis.\n\n");
+                   "the merged accuracy), joined in order of the horizontal axis. Training "
+                   "times are wall seconds of each run's fine-tuning on its group of ranks, "
+                   "which shares the machine with the other groups.\n\n");
         fprintf(f, "## Configurations (mean ± 95%% interval over seeds)\n\n"
                    "| mode | settings | seeds | single-task (%%) | merged abs (%%) | merged norm "
                    "(%%) | alpha | task-vector norm | xi pred, abs(a)<=1 | training (s) |\n"
