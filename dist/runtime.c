@@ -142,8 +142,7 @@ void runtime_init(int *argc, char ***argv)
 void runtime_set_threads(int n)
 {
     g_rt.blas_threads = n;
-    openblas_set_num_threads(n);
-    par_set_threads(n); /* the loops BLAS does not run get as many threads */
+    par_set_threads(n); /* the pool; it also sets OpenBLAS to one thread (parallel.h) */
 }
 
 void runtime_finalize(void) { MPI_Finalize(); }

@@ -434,16 +434,17 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
         s = read_run(cfg, sw, r, dir, &rs);
     /* configurations and modes, in run order; seeds */
     Cfg *cf = calloc((size_t)rs.n + 1, sizeof *cf);
-    const char **names = calloc((size_t)rs.n + 1, sizeof *names);
     const char **modes = calloc((size_t)rs.n + 1, sizeof *modes);
     double *seeds = calloc((size_t)rs.n + 1, sizeof *seeds);
     int nc = 0, nm = 0, ns = 0;
-    if (s == TD_OK && (!cf || !names || !modes || !seeds))
+    if (s == TD_OK && (!cf || !modes || !seeds))
         s = td_fail(TD_ERR_NOMEM, "out of memory");
     for (int i = 0; i < rs.n && s == TD_OK; i++) {
         const Rec *r = &rs.rec[i];
-        if (find_str(names, nc, r->config) < 0) {
-            names[nc] = r->config;
+        int known = 0;
+        for (int k = 0; k < nc; k++)
+            known |= strcmp(cf[k].config, r->config) == 0;
+        if (!known) {
             cf[nc++] = (Cfg){r->config, r->mode, r->other, 0, {0}, {0}};
         }
         if (find_str(modes, nm, r->mode) < 0)
@@ -593,6 +594,6 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
         }
         td_log("study: %s (%d run result(s), %d configuration(s))", path, rs.n, nc);
     }
-    free(cf), free(names), free(modes), free(seeds), free(cmp), free(rs.rec);
+    free(cf), free(modes), free(seeds), free(cmp), free(rs.rec);
     return s;
 }
