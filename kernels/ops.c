@@ -705,73 +705,122 @@ void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const fl
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT2PI 0.39894228040143268f
 
+/* QuickGELU's value x / (1 + e), e = exp(-k x), as it always was, and its
+ * derivative s (1 + k x (1 - s)) with s = 1 / (1 + e). Exact GELU's value
+ * x cdf(x) and derivative cdf(x) + x pdf(x). Each loop below has one of these
+ * bodies and no branch, so the QuickGELU loops vectorise. */
+#define QGELU_E1(x) (1.0f + fast_expf(-QGELU_K * (x)))
+#define QGELU_D(x, s) ((s) * (1.0f + QGELU_K * (x) * (1.0f - (s))))
+#define GELU_CDF(x) (0.5f * (1.0f + erff((x) * INV_SQRT2)))
+#define GELU_D(x, cdf) ((cdf) + (x) * (INV_SQRT2PI * expf(-0.5f * (x) * (x))))
+
+/* The activation's forward over n values: y = act(x); d = act'(x) when d is
+ * not NULL. The backward and the jvp need only d, so the model saves d in
+ * place of the activation's input and neither pass evaluates an exp. */
+static void act_fwd_loop(float *restrict y, float *restrict d, const float *restrict x, size_t n,
+                         TdAct act)
+{
+    if (act == TD_ACT_QUICK_GELU && !d) {
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] / QGELU_E1(x[i]);
+    } else if (act == TD_ACT_QUICK_GELU) {
+        for (size_t i = 0; i < n; i++) {
+            float e1 = QGELU_E1(x[i]), s = 1.0f / e1;
+            d[i] = QGELU_D(x[i], s);
+            y[i] = x[i] / e1;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float cdf = GELU_CDF(x[i]);
+            if (d)
+                d[i] = GELU_D(x[i], cdf);
+            y[i] = x[i] * cdf;
+        }
+    }
+}
+
+/* The same in place over p: y = act(p) and p = act'(p) when y is not NULL,
+ * else p = act(p). */
+static void act_fwd_inplace(float *restrict y, float *restrict p, size_t n, TdAct act)
+{
+    if (act == TD_ACT_QUICK_GELU && !y) {
+        for (size_t i = 0; i < n; i++)
+            p[i] = p[i] / QGELU_E1(p[i]);
+    } else if (act == TD_ACT_QUICK_GELU) {
+        for (size_t i = 0; i < n; i++) {
+            float x = p[i], e1 = QGELU_E1(x), s = 1.0f / e1;
+            p[i] = QGELU_D(x, s);
+            y[i] = x / e1;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float x = p[i], cdf = GELU_CDF(x);
+            if (y) {
+                p[i] = GELU_D(x, cdf);
+                y[i] = x * cdf;
+            } else {
+                p[i] = x * cdf;
+            }
+        }
+    }
+}
+
 typedef struct {
-    float *out;
-    const float *in, *aux; /* aux: dout (bwd) or tin (jvp) */
+    float *out, *deriv;
+    const float *in, *aux; /* in: x (fwd) or act'(x) (bwd, jvp); aux: dout or tin */
     TdAct act;
 } ActArgs;
 
 static void act_fwd_range(void *ctx, size_t i0, size_t i1, int tid)
 {
     const ActArgs *a = ctx;
-    float *restrict y = a->out;
-    const float *restrict x = a->in;
-    if (a->act == TD_ACT_QUICK_GELU) {
-        for (size_t i = i0; i < i1; i++)
-            y[i] = x[i] / (1.0f + fast_expf(-QGELU_K * x[i]));
-    } else {
-        for (size_t i = i0; i < i1; i++)
-            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
-    }
+    (void)tid;
+    act_fwd_loop(a->out + i0, a->deriv ? a->deriv + i0 : NULL, a->in + i0, i1 - i0, a->act);
 }
 
-/* The activation's derivative at x times g, added to (bwd) or written into (jvp) out. */
-static void act_deriv_range(const ActArgs *a, size_t i0, size_t i1, int add)
+static void act_bwd_range(void *ctx, size_t i0, size_t i1, int tid)
 {
+    const ActArgs *a = ctx;
     float *restrict y = a->out;
-    const float *restrict x = a->in, *restrict g = a->aux;
-    if (a->act == TD_ACT_QUICK_GELU) {
-        for (size_t i = i0; i < i1; i++) {
-            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
-            float d = g[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
-            y[i] = add ? y[i] + d : d;
-        }
-    } else {
-        for (size_t i = i0; i < i1; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
-            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
-            float d = g[i] * (cdf + x[i] * pdf);
-            y[i] = add ? y[i] + d : d;
-        }
-    }
+    const float *restrict d = a->in, *restrict g = a->aux;
+    (void)tid;
+    for (size_t i = i0; i < i1; i++)
+        y[i] += g[i] * d[i];
 }
 
-static void act_bwd_range(void *ctx, size_t i0, size_t i1, int tid) { act_deriv_range(ctx, i0, i1, 1); }
-static void act_jvp_range(void *ctx, size_t i0, size_t i1, int tid) { act_deriv_range(ctx, i0, i1, 0); }
+static void act_jvp_range(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const ActArgs *a = ctx;
+    float *restrict y = a->out;
+    const float *restrict d = a->in, *restrict t = a->aux;
+    (void)tid;
+    for (size_t i = i0; i < i1; i++)
+        y[i] = t[i] * d[i];
+}
 
 enum { ACT_CHUNK = 4096 }; /* elements: below this a thread hand-off costs more than it saves */
 
-void op_act_fwd(float *out, const float *in, size_t n, TdAct act)
+void op_act_fwd(float *out, float *deriv, const float *in, size_t n, TdAct act)
 {
-    ActArgs a = {out, in, NULL, act};
+    ActArgs a = {.out = out, .deriv = deriv, .in = in, .act = act};
     par_for(n, ACT_CHUNK, act_fwd_range, &a);
 }
 
-void op_act_bwd(float *din, const float *dout, const float *in, size_t n, TdAct act)
+void op_act_bwd(float *din, const float *dout, const float *deriv, size_t n)
 {
     if (!din)
         return;
-    ActArgs a = {din, in, dout, act};
+    ActArgs a = {.out = din, .in = deriv, .aux = dout};
     par_for(n, ACT_CHUNK, act_bwd_range, &a);
 }
 
-void op_act_jvp(float *tout, const float *in, const float *tin, size_t n, TdAct act)
+void op_act_jvp(float *tout, const float *deriv, const float *tin, size_t n)
 {
     if (!tin) {
         memset(tout, 0, n * sizeof(float));
         return;
     }
-    ActArgs a = {tout, in, tin, act};
+    ActArgs a = {.out = tout, .in = deriv, .aux = tin};
     par_for(n, ACT_CHUNK, act_jvp_range, &a);
 }
 
@@ -933,16 +982,18 @@ static void fused_bias_pre(const void *ctx, size_t r0, size_t r1, size_t c0, siz
         fill_block(f->out, f->b, (size_t)f->OC, r0, r1, c0, c1);
 }
 
+/* The product is in f->out (the derivative's buffer, or the activation's when
+ * no derivative is kept): the activation, and its derivative in place. */
 static void fused_act_post(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
 {
     const Fused *f = ctx;
-    ActArgs a = {f->act_out, f->out, NULL, f->act};
     const size_t OC = (size_t)f->OC;
+    float *y = f->act_out == f->out ? NULL : f->act_out;
     if (c0 == 0 && c1 == OC) /* whole rows: one contiguous range */
-        act_fwd_range(&a, r0 * OC, r1 * OC, 0);
+        act_fwd_inplace(y ? y + r0 * OC : NULL, f->out + r0 * OC, (r1 - r0) * OC, f->act);
     else
         for (size_t r = r0; r < r1; r++)
-            act_fwd_range(&a, r * OC + c0, r * OC + c1, 0);
+            act_fwd_inplace(y ? y + r * OC + c0 : NULL, f->out + r * OC + c0, c1 - c0, f->act);
 }
 
 static void fused_res_ln_post(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
@@ -961,12 +1012,13 @@ static void fused_res_ln_post(const void *ctx, size_t r0, size_t r1, size_t c0, 
     }
 }
 
-void op_linear_act_fwd(float *out, float *act_out, const float *in, const float *w,
+void op_linear_act_fwd(float *act_out, float *deriv, const float *in, const float *w,
                        const float *b, int N, int C, int OC, TdAct act)
 {
-    Fused f = {.out = out, .act_out = act_out, .b = b, .OC = OC, .act = act};
+    float *prod = deriv ? deriv : act_out; /* where the product lands */
+    Fused f = {.out = prod, .act_out = act_out, .b = b, .OC = OC, .act = act};
     Gemm g = {.ta = 0, .tb = 1, .M = N, .N = OC, .K = C, .lda = C, .ldb = C, .ldc = OC,
-              .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = out,
+              .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = prod,
               .pre = fused_bias_pre, .post = fused_act_post, .hctx = &f};
     gemm_run(&g);
 }
@@ -983,38 +1035,23 @@ void op_linear_res_ln_fwd(float *out, float *ln_out, float *ln_mean, float *ln_r
     gemm_run(&g);
 }
 
-/* y = act'(x) * y over n values; + 0.0f: the separate ops added into a zeroed buffer */
-static void act_bwd_set(float *restrict y, const float *restrict x, size_t n, TdAct act)
-{
-    if (act == TD_ACT_QUICK_GELU) {
-        for (size_t i = 0; i < n; i++) {
-            float s = 1.0f / (1.0f + fast_expf(-QGELU_K * x[i]));
-            y[i] = 0.0f + y[i] * s * (1.0f + QGELU_K * x[i] * (1.0f - s));
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float cdf = 0.5f * (1.0f + erff(x[i] * INV_SQRT2));
-            float pdf = INV_SQRT2PI * expf(-0.5f * x[i] * x[i]);
-            y[i] = 0.0f + y[i] * (cdf + x[i] * pdf);
-        }
-    }
-}
-
+/* y = act'(x) * y over the block; + 0.0f: the separate ops added into a zeroed buffer */
 static void fused_act_bwd_post(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1)
 {
     const Fused *f = ctx;
     const size_t C = (size_t)f->C;
-    if (c0 == 0 && c1 == C) /* whole rows: one contiguous range */
-        act_bwd_set(f->out + r0 * C, f->pre + r0 * C, (r1 - r0) * C, f->act);
-    else
-        for (size_t r = r0; r < r1; r++)
-            act_bwd_set(f->out + r * C + c0, f->pre + r * C + c0, c1 - c0, f->act);
+    for (size_t r = r0; r < r1; r++) {
+        float *restrict y = f->out + r * C;
+        const float *restrict d = f->pre + r * C;
+        for (size_t c = c0; c < c1; c++)
+            y[c] = 0.0f + y[c] * d[c];
+    }
 }
 
-void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const float *pre, int N,
-                       int C, int OC, TdAct act)
+void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const float *deriv, int N,
+                       int C, int OC)
 {
-    Fused f = {.out = dpre, .pre = pre, .C = C, .act = act};
+    Fused f = {.out = dpre, .pre = deriv, .C = C};
     Gemm g = {.ta = 0, .tb = 0, .M = N, .N = C, .K = OC, .lda = OC, .ldb = C, .ldc = C,
               .alpha = 1.0f, .beta = 0.0f, .A = dout, .B = w, .C = dpre,
               .post = fused_act_bwd_post, .hctx = &f};

@@ -71,10 +71,13 @@ void op_attention_bwd_set(float *dqkv, const float *dout, const float *qkv, cons
 void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const float *att,
                       float *scratch, int B, int T, int D, int NH);
 
-/* ---- activations, elementwise over n values ---- */
-void op_act_fwd(float *out, const float *in, size_t n, TdAct act);
-void op_act_bwd(float *din, const float *dout, const float *in, size_t n, TdAct act);
-void op_act_jvp(float *tout, const float *in, const float *tin, size_t n, TdAct act);
+/* ---- activations, elementwise over n values ----
+ * fwd: out = act(in), and deriv = act'(in) when deriv is not NULL. The
+ * backward and the jvp take that derivative (saved in place of the input):
+ * bwd din += deriv * dout, jvp tout = deriv * tin. */
+void op_act_fwd(float *out, float *deriv, const float *in, size_t n, TdAct act);
+void op_act_bwd(float *din, const float *dout, const float *deriv, size_t n);
+void op_act_jvp(float *tout, const float *deriv, const float *tin, size_t n);
 
 /* ---- residual: x += y (n values); its backward is identity, its jvp a sum ---- */
 void op_add_inplace(float *x, const float *y, size_t n);
@@ -104,8 +107,9 @@ double op_xent_fwd_bwd(float *dlogits, const float *logits, const int *labels, i
 /* ---- fused pairs: a linear layer and the elementwise pass next to it, done
  * on each GEMM piece's rows while they are in cache. Bit for bit the separate
  * ops. ----
- * out (N,OC) = in @ w^T + b; act_out = act(out)      (c_fc, then the activation) */
-void op_linear_act_fwd(float *out, float *act_out, const float *in, const float *w,
+ * act_out (N,OC) = act(in @ w^T + b), and deriv (N,OC) = act'(the same) when
+ * deriv is not NULL (c_fc, then the activation) */
+void op_linear_act_fwd(float *act_out, float *deriv, const float *in, const float *w,
                        const float *b, int N, int C, int OC, TdAct act);
 /* out (N,OC) = (in @ w^T + b) + res; then, when ln_out is not NULL,
  * ln_out, ln_mean, ln_rstd = op_layernorm_fwd(out; ln_w, ln_b, eps)
@@ -113,11 +117,12 @@ void op_linear_act_fwd(float *out, float *act_out, const float *in, const float 
 void op_linear_res_ln_fwd(float *out, float *ln_out, float *ln_mean, float *ln_rstd,
                           const float *in, const float *w, const float *b, const float *res,
                           const float *ln_w, const float *ln_b, float eps, int N, int C, int OC);
-/* dpre (N,C) = act'(pre) * (dout (N,OC) @ w (OC,C)), OVERWRITTEN: the input
- * gradient of a linear layer whose input was act(pre) (c_proj, then the
- * activation's backward). Weight gradients: op_linear_bwd(NULL, dw, db, ...). */
-void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const float *pre, int N,
-                       int C, int OC, TdAct act);
+/* dpre (N,C) = deriv * (dout (N,OC) @ w (OC,C)), OVERWRITTEN: the input
+ * gradient of a linear layer whose input was act(pre), with deriv = act'(pre)
+ * from op_linear_act_fwd (c_proj, then the activation's backward). Weight
+ * gradients: op_linear_bwd(NULL, dw, db, ...). */
+void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const float *deriv, int N,
+                       int C, int OC);
 /* dln (N,C) = dout @ w (OVERWRITTEN), then, when dres is not NULL, dres +=
  * the input gradient of the LayerNorm (ln_w, mean, rstd of input ln_in) that
  * produced the linear layer's input, as op_layernorm_bwd(dres, NULL, NULL, dln, ...).

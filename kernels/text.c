@@ -144,7 +144,7 @@ static void text_block(TextWork *w, const float *params, int l, int B, int T)
     op_add_inplace(w->x, w->ln, (size_t)N * D);
     op_layernorm_fwd(w->ln, w->mean, w->rstd, w->x, W(BLK_LN2_W), W(BLK_LN2_B), N, D, a->ln_eps);
     op_linear_fwd(w->fc, w->ln, W(BLK_FC_W), W(BLK_FC_B), N, D, F);
-    op_act_fwd(w->fca, w->fc, (size_t)N * F, a->act);
+    op_act_fwd(w->fca, NULL, w->fc, (size_t)N * F, a->act);
     op_linear_fwd(w->ln, w->fca, W(BLK_PROJ_W), W(BLK_PROJ_B), N, F, D);
     op_add_inplace(w->x, w->ln, (size_t)N * D);
 #undef W

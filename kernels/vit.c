@@ -73,7 +73,7 @@ TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, i
         {&s->ln2, L * N * D},
         {&s->ln2_mean, L * N},
         {&s->ln2_rstd, L * N},
-        {&s->fc, L * N * F},
+        {&s->dact, L * N * F},
         {&s->fca, L * N * F},
         {&s->cls, B * D},
         {&s->lnpost_mean, B},
@@ -117,7 +117,7 @@ void vit_work_free(VitWork *w)
 /* Per-block slices of the saved activations. */
 typedef struct {
     float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *mid, *ln2, *ln2_mean, *ln2_rstd,
-        *fc, *fca, *out;
+        *dact, *fca, *out;
 } BlockActs;
 
 static BlockActs block_acts(const VitWork *w, int l)
@@ -138,7 +138,7 @@ static BlockActs block_acts(const VitWork *w, int l)
     b.ln2 = s->ln2 + ll * N * D;
     b.ln2_mean = s->ln2_mean + ll * N;
     b.ln2_rstd = s->ln2_rstd + ll * N;
-    b.fc = s->fc + ll * N * F;
+    b.dact = s->dact + ll * N * F;
     b.fca = s->fca + ll * N * F;
     return b;
 }
@@ -171,7 +171,7 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
         op_linear_res_ln_fwd(a.mid, a.ln2, a.ln2_mean, a.ln2_rstd, a.atty, W(i0 + BLK_OUT_W),
                              W(i0 + BLK_OUT_B), a.x, W(i0 + BLK_LN2_W), W(i0 + BLK_LN2_B), eps,
                              d.N, d.D, d.D);
-        op_linear_act_fwd(a.fc, a.fca, a.ln2, W(i0 + BLK_FC_W), W(i0 + BLK_FC_B), d.N, d.D, d.F,
+        op_linear_act_fwd(a.fca, a.dact, a.ln2, W(i0 + BLK_FC_W), W(i0 + BLK_FC_B), d.N, d.D, d.F,
                           w->arch.act);
         const int last = l + 1 == d.L;
         const BlockActs n = block_acts(w, last ? l : l + 1);
@@ -245,7 +245,7 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
             return;
         }
         float *dfc = c->b;
-        op_linear_bwd_act(dfc, dres, W(ip), a.fc, d.N, d.F, d.D, w->arch.act);
+        op_linear_bwd_act(dfc, dres, W(ip), a.dact, d.N, d.F, d.D);
         op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a.fca, W(ip), d.N, d.F, d.D);
         if (!NEED(ifc)) {
             op_linear_bwd(NULL, G(ifc), G(ifc + 1), dfc, a.ln2, W(ifc), d.N, d.D, d.F);
@@ -366,7 +366,7 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
             float *tfc = c->b;
             op_linear_jvp(tfc, a.ln2, tln2, W(ifc), TG(ifc), TG(ifc + 1), d.N, d.D, d.F);
             tfca = c->a;
-            op_act_jvp(tfca, a.fc, tfc, NF, w->arch.act);
+            op_act_jvp(tfca, a.dact, tfc, NF);
         }
         if (tfca || TG(ip) || TG(ip + 1)) {
             float *dst = live ? c->c : tr;

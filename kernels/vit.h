@@ -45,7 +45,7 @@ typedef struct {
     float *ln2;        /* (L, N, D) */
     float *ln2_mean;   /* (L, N) */
     float *ln2_rstd;   /* (L, N) */
-    float *fc;         /* (L, N, F) c_fc output, before the activation */
+    float *dact;       /* (L, N, F) the activation's derivative at c_fc's output */
     float *fca;        /* (L, N, F) activation output, c_proj's input */
     float *cls;        /* (B, D) class token of res[L] */
     float *lnpost_mean; /* (B) */

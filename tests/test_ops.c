@@ -624,12 +624,13 @@ static void test_attention(void **state)
 
 /* -------------------------------------------------------------- activations */
 
-static void act_fwd(Case *c) { op_act_fwd(c->out, c->x[0], c->nout, c->act); }
+/* bwd and jvp take the derivative that the forward saves (save1) */
+static void act_fwd(Case *c) { op_act_fwd(c->out, c->save1, c->x[0], c->nout, c->act); }
 static void act_bwd(Case *c, const float *dout, float **g)
 {
-    op_act_bwd(g[0], dout, c->x[0], c->nout, c->act);
+    op_act_bwd(g[0], dout, c->save1, c->nout);
 }
-static void act_jvp(Case *c, float *tout, float **t) { op_act_jvp(tout, c->x[0], t[0], c->nout, c->act); }
+static void act_jvp(Case *c, float *tout, float **t) { op_act_jvp(tout, c->save1, t[0], c->nout); }
 
 static void test_activations(void **state)
 {
@@ -641,6 +642,7 @@ static void test_activations(void **state)
         add_arg(&c, "in", 67, 2.0f); /* odd count: vector loop and its remainder */
         c.nout = 67;
         c.out = zeros(c.nout);
+        c.save1 = zeros(c.nout);
         run_case(&c);
         c.fwd(&c);
         double worst = 0.0;
@@ -655,7 +657,7 @@ static void test_activations(void **state)
     }
     /* the fast exp inside QuickGELU and softmax, over its whole range and the clamps */
     float x[5] = {-200.0f, -80.0f, 0.0f, 30.0f, 200.0f}, y[5];
-    op_act_fwd(y, x, 5, TD_ACT_QUICK_GELU);
+    op_act_fwd(y, NULL, x, 5, TD_ACT_QUICK_GELU);
     assert_true(y[0] == 0.0f || fabs(y[0]) < 1e-30);
     assert_true(fabs(y[1]) < 1e-30);
     assert_true(y[2] == 0.0f);
@@ -664,7 +666,7 @@ static void test_activations(void **state)
     double worst = 0.0;
     for (int i = -4300; i <= 4300; i++) { /* 1.702|v| < 87: no clamp, no underflow */
         float v = (float)i * 0.0117f, out;
-        op_act_fwd(&out, &v, 1, TD_ACT_QUICK_GELU);
+        op_act_fwd(&out, NULL, &v, 1, TD_ACT_QUICK_GELU);
         /* exp's argument rounded as the kernel rounds it: exp(87 (1 + 6e-8)) is
          * already 5e-6 off, a property of float, not of the exp */
         double ref = (double)v / (1.0 + exp((double)(-1.702f * v)));
