@@ -130,6 +130,7 @@ static TdStatus bench_run(const char *arch_name, int B, int iters, int warmup)
         for (int it = 0; it < warmup + iters; it++) {
             if (it == warmup)
                 t0 = seconds();
+            b.work.no_grad = m == 0; /* as evaluation runs it */
             if (m == 0)
                 vit_forward(b.model.params, &b.work, b.pixels, B, b.embeds);
             else

@@ -114,6 +114,7 @@ static TdStatus run_checks(CheckState *c, Tally *t)
     const int B = r->batch, C = r->classes, E = a->out_dim, L = a->layers;
     const size_t BTD = (size_t)B * vit_arch_tokens(a) * a->width;
     TD_TRY(vit_work_alloc(&c->work, a, tab, B));
+    c->work.all_tokens = 1; /* every hidden state is compared, the last one too */
     TD_TRY(vit_head_alloc(&c->head, B, E, C));
     TD_ALLOC(c->embeds, (size_t)B * E);
     TD_ALLOC(c->dembeds, (size_t)B * E);

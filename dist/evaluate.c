@@ -59,6 +59,7 @@ static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, LoaderBatch *b, i
     if (*stop || b->nlocal == 0)
         return TD_OK;
     const float *theta0 = enc->model->params;
+    p->w.no_grad = !enc->ntk_delta; /* the linearised model's jvp needs the derivatives */
     if (enc->ntk_delta)
         vit_ntk_forward(theta0, &p->w, enc->ntk_delta, enc->ntk_mask, p->x, b->nlocal, p->emb,
                         NULL);

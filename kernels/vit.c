@@ -76,6 +76,7 @@ TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, i
         {&s->dact, L * N * F},
         {&s->fca, L * N * F},
         {&s->cls, B * D},
+        {&s->cls_atty, B * D},
         {&s->lnpost_mean, B},
         {&s->lnpost_rstd, B},
         {&s->pooled, B * D},
@@ -145,12 +146,37 @@ static BlockActs block_acts(const VitWork *w, int l)
 
 /* ------------------------------------------------------------------ forward */
 
+/* Block l after its attention core, on `rows` rows: out_proj of atty plus the
+ * residual x into mid, ln_2, the MLP, and its residual into out; when nln1 is
+ * not NULL, the next block's ln_1 of out (next: that block's slices). */
+static void block_fwd_upper(const float *params, const VitWork *w, int l, int rows,
+                            const float *atty, const float *x, const BlockActs *a, float *out,
+                            const BlockActs *next, int next_l)
+{
+    const ParamTable *t = w->table;
+    const int D = w->arch.width, F = w->arch.mlp, i0 = params_block_index(l, 0);
+    const float eps = w->arch.ln_eps;
+#define W(i) params_at_c(t, params, (i))
+    op_linear_res_ln_fwd(a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, atty, W(i0 + BLK_OUT_W),
+                         W(i0 + BLK_OUT_B), x, W(i0 + BLK_LN2_W), W(i0 + BLK_LN2_B), eps, rows,
+                         D, D);
+    op_linear_act_fwd(a->fca, w->no_grad ? NULL : a->dact, a->ln2, W(i0 + BLK_FC_W),
+                      W(i0 + BLK_FC_B), rows, D, F, w->arch.act);
+    const int n0 = params_block_index(next_l, 0);
+    op_linear_res_ln_fwd(out, next ? next->ln1 : NULL, next ? next->ln1_mean : NULL,
+                         next ? next->ln1_rstd : NULL, a->fca, W(i0 + BLK_PROJ_W),
+                         W(i0 + BLK_PROJ_B), a->mid, W(n0 + BLK_LN1_W), W(n0 + BLK_LN1_B), eps,
+                         rows, F, D);
+#undef W
+}
+
 void vit_forward(const float *params, VitWork *w, const float *pixels, int B, float *embeds)
 {
     const ParamTable *t = w->table;
     const Dims d = dims_of(&w->arch, B);
     const float eps = w->arch.ln_eps;
     VitActs *s = &w->acts;
+    w->last_cls_only = !w->all_tokens;
 #define W(i) params_at_c(t, params, (i))
     float *patches = w->scr.c; /* (B*G*G, D), only until embed */
     op_im2col(s->cols, pixels, B, d.CH, d.S, d.P);
@@ -168,20 +194,22 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
         const int i0 = params_block_index(l, 0);
         op_linear_fwd(a.qkv, a.ln1, W(i0 + BLK_QKV_W), W(i0 + BLK_QKV_B), d.N, d.D, 3 * d.D);
         op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
-        op_linear_res_ln_fwd(a.mid, a.ln2, a.ln2_mean, a.ln2_rstd, a.atty, W(i0 + BLK_OUT_W),
-                             W(i0 + BLK_OUT_B), a.x, W(i0 + BLK_LN2_W), W(i0 + BLK_LN2_B), eps,
-                             d.N, d.D, d.D);
-        op_linear_act_fwd(a.fca, a.dact, a.ln2, W(i0 + BLK_FC_W), W(i0 + BLK_FC_B), d.N, d.D, d.F,
-                          w->arch.act);
-        const int last = l + 1 == d.L;
-        const BlockActs n = block_acts(w, last ? l : l + 1);
-        const int n0 = params_block_index(last ? l : l + 1, 0);
-        op_linear_res_ln_fwd(a.out, last ? NULL : n.ln1, n.ln1_mean, n.ln1_rstd, a.fca,
-                             W(i0 + BLK_PROJ_W), W(i0 + BLK_PROJ_B), a.mid, W(n0 + BLK_LN1_W),
-                             W(n0 + BLK_LN1_B), eps, d.N, d.F, d.D);
+        if (l + 1 < d.L) {
+            const BlockActs n = block_acts(w, l + 1);
+            block_fwd_upper(params, w, l, d.N, a.atty, a.x, &a, a.out, &n, l + 1);
+        } else if (!w->last_cls_only) {
+            block_fwd_upper(params, w, l, d.N, a.atty, a.x, &a, a.out, NULL, l);
+            op_cls_gather(s->cls, a.out, B, d.T, d.D);
+        } else {
+            /* the embeddings depend on the last block's class tokens only: the
+             * rest of the block runs on those B rows and writes cls itself */
+            float *x_cls = w->scr.bd1;
+            op_cls_gather(s->cls_atty, a.atty, B, d.T, d.D);
+            op_cls_gather(x_cls, a.x, B, d.T, d.D);
+            block_fwd_upper(params, w, l, B, s->cls_atty, x_cls, &a, s->cls, NULL, l);
+        }
     }
     const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
-    op_cls_gather(s->cls, block_acts(w, d.L - 1).out, B, d.T, d.D);
     op_layernorm_fwd(s->pooled, s->lnpost_mean, s->lnpost_rstd, s->cls, W(ipost), W(ipost + 1),
                      B, d.D, eps);
     op_matmul_fwd(embeds, s->pooled, W(iproj), B, d.D, d.E);
@@ -193,6 +221,8 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
 const float *vit_hidden(const VitWork *w, int level)
 {
     const Dims d = dims_of(&w->arch, w->max_batch);
+    if (level == d.L && w->last_cls_only)
+        return NULL;
     return w->acts.res + (size_t)level * d.N * d.D;
 }
 
@@ -206,22 +236,97 @@ static float *zeroed(float *p, size_t n)
     return p;
 }
 
+/* What one backward pass restricts itself to. */
+typedef struct {
+    const ParamTable *t;
+    const float *params;
+    float *grads;
+    const unsigned char *trainable;
+    int lowest; /* index of the lowest trainable tensor */
+} Bwd;
+
+#define W(i) params_at_c(k->t, k->params, (i))
+#define G(i) ((!k->trainable || k->trainable[i]) ? params_at(k->t, k->grads, (i)) : NULL)
+#define NEED(i) (k->lowest < (i))
+
+/* Block l's MLP and out_proj backward on `rows` rows (every token, or the
+ * class tokens of a class-token-only last block): dres = dL/d(block output)
+ * on entry, dL/d(mid) on return; datty = dL/d(out_proj's input atty).
+ * Returns 0 when nothing below needs a gradient. */
+static int block_bwd_upper(const Bwd *k, VitWork *w, int l, int rows, float *dres, float *datty,
+                           const float *atty, const BlockActs *a)
+{
+    const int D = w->arch.width, F = w->arch.mlp, i0 = params_block_index(l, 0);
+    const VitScratch *c = &w->scr;
+    /* Input gradients are written (not added) by the fused ops, so no buffer
+     * is zeroed. */
+    const int ip = i0 + BLK_PROJ_W, ifc = i0 + BLK_FC_W, il2 = i0 + BLK_LN2_W;
+    if (!NEED(ip)) {
+        op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a->fca, W(ip), rows, F, D);
+        return 0;
+    }
+    float *dfc = c->b;
+    op_linear_bwd_act(dfc, dres, W(ip), a->dact, rows, F, D);
+    op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a->fca, W(ip), rows, F, D);
+    if (!NEED(ifc)) {
+        op_linear_bwd(NULL, G(ifc), G(ifc + 1), dfc, a->ln2, W(ifc), rows, D, F);
+        return 0;
+    }
+    float *dln2 = c->c; /* dres += ln_2's input gradient, fused */
+    op_linear_bwd_ln(NEED(il2) ? dres : NULL, dln2, dfc, W(ifc), a->mid, W(il2), a->ln2_mean,
+                     a->ln2_rstd, rows, D, F);
+    op_linear_bwd(NULL, G(ifc), G(ifc + 1), dfc, a->ln2, W(ifc), rows, D, F);
+    op_layernorm_bwd(NULL, G(il2), G(il2 + 1), dln2, a->mid, W(il2), a->ln2_mean, a->ln2_rstd,
+                     rows, D);
+    if (!NEED(il2))
+        return 0;
+    const int io = i0 + BLK_OUT_W;
+    if (!NEED(io)) {
+        op_linear_bwd(NULL, G(io), G(io + 1), dres, atty, W(io), rows, D, D);
+        return 0;
+    }
+    op_linear_din(datty, dres, W(io), rows, D, D);
+    op_linear_bwd(NULL, G(io), G(io + 1), dres, atty, W(io), rows, D, D);
+    return 1;
+}
+
+/* Block l's attention core, in_proj and ln_1 backward on every token: datty
+ * in; dres = dL/d(mid) on entry, dL/d(block input) on return. Returns 0 when
+ * nothing below needs a gradient. */
+static int block_bwd_lower(const Bwd *k, VitWork *w, int l, float *dres, const float *datty,
+                           const BlockActs *a)
+{
+    const Dims d = dims_of(&w->arch, w->B);
+    const int i0 = params_block_index(l, 0), iq = i0 + BLK_QKV_W, il1 = i0 + BLK_LN1_W;
+    const VitScratch *c = &w->scr;
+    float *dqkv = c->a;
+    op_attention_bwd_set(dqkv, datty, a->qkv, a->att, c->att, d.B, d.T, d.D, d.NH);
+    if (!NEED(iq)) {
+        op_linear_bwd(NULL, G(iq), G(iq + 1), dqkv, a->ln1, W(iq), d.N, d.D, 3 * d.D);
+        return 0;
+    }
+    float *dln1 = c->c; /* dres += ln_1's input gradient, fused */
+    op_linear_bwd_ln(NEED(il1) ? dres : NULL, dln1, dqkv, W(iq), a->x, W(il1), a->ln1_mean,
+                     a->ln1_rstd, d.N, d.D, 3 * d.D);
+    op_linear_bwd(NULL, G(iq), G(iq + 1), dqkv, a->ln1, W(iq), d.N, d.D, 3 * d.D);
+    op_layernorm_bwd(NULL, G(il1), G(il1 + 1), dln1, a->x, W(il1), a->ln1_mean, a->ln1_rstd,
+                     d.N, d.D);
+    return NEED(il1);
+}
+
 void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned char *trainable)
 {
     const ParamTable *t = w->table;
-    const float *params = w->params;
     const Dims d = dims_of(&w->arch, w->B);
     const VitActs *s = &w->acts;
     const VitScratch *c = &w->scr;
     const size_t ND = (size_t)d.N * d.D;
-    int lowest = 0;
-    while (trainable && lowest < t->count && !trainable[lowest])
-        lowest++;
-    if (lowest == t->count)
+    Bwd kb = {t, w->params, grads, trainable, 0};
+    const Bwd *k = &kb;
+    while (trainable && kb.lowest < t->count && !trainable[kb.lowest])
+        kb.lowest++;
+    if (kb.lowest == t->count)
         return;
-#define W(i) params_at_c(t, params, (i))
-#define G(i) ((!trainable || trainable[i]) ? params_at(t, grads, (i)) : NULL)
-#define NEED(i) (lowest < (i))
     const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
     float *dpooled = NEED(iproj) ? zeroed(c->bd1, (size_t)d.B * d.D) : NULL;
     op_matmul_bwd(dpooled, G(iproj), dembeds, s->pooled, W(iproj), d.B, d.D, d.E);
@@ -232,55 +337,28 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
                      s->lnpost_rstd, d.B, d.D);
     if (!dcls)
         return;
-    float *dres = zeroed(c->r, ND); /* dL/d(residual stream), walking down */
-    op_cls_scatter_add(dres, dcls, d.B, d.T, d.D);
-    for (int l = d.L - 1; l >= 0; l--) {
+    float *dres = c->r; /* dL/d(residual stream), walking down */
+    float *datty = c->d;
+    int l = d.L - 1;
+    if (w->last_cls_only) {
+        /* the last block on its B class-token rows, then its attention core on
+         * every token, whose other rows get no gradient from above */
         const BlockActs a = block_acts(w, l);
-        const int i0 = params_block_index(l, 0);
-        /* MLP sub-layer: dres = dL/d(block output). Input gradients are
-         * written (not added) by the fused ops, so no buffer is zeroed. */
-        const int ip = i0 + BLK_PROJ_W, ifc = i0 + BLK_FC_W, il2 = i0 + BLK_LN2_W;
-        if (!NEED(ip)) {
-            op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a.fca, W(ip), d.N, d.F, d.D);
+        float *datty_cls = c->bd1; /* dpooled is spent */
+        if (!block_bwd_upper(k, w, l, d.B, dcls, datty_cls, s->cls_atty, &a))
             return;
-        }
-        float *dfc = c->b;
-        op_linear_bwd_act(dfc, dres, W(ip), a.dact, d.N, d.F, d.D);
-        op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a.fca, W(ip), d.N, d.F, d.D);
-        if (!NEED(ifc)) {
-            op_linear_bwd(NULL, G(ifc), G(ifc + 1), dfc, a.ln2, W(ifc), d.N, d.D, d.F);
+        op_cls_scatter_add(zeroed(dres, ND), dcls, d.B, d.T, d.D);
+        op_cls_scatter_add(zeroed(datty, ND), datty_cls, d.B, d.T, d.D);
+        if (!block_bwd_lower(k, w, l, dres, datty, &a))
             return;
-        }
-        float *dln2 = c->c; /* dres += ln_2's input gradient, fused */
-        op_linear_bwd_ln(NEED(il2) ? dres : NULL, dln2, dfc, W(ifc), a.mid, W(il2), a.ln2_mean,
-                         a.ln2_rstd, d.N, d.D, d.F);
-        op_linear_bwd(NULL, G(ifc), G(ifc + 1), dfc, a.ln2, W(ifc), d.N, d.D, d.F);
-        op_layernorm_bwd(NULL, G(il2), G(il2 + 1), dln2, a.mid, W(il2), a.ln2_mean, a.ln2_rstd,
-                         d.N, d.D);
-        if (!NEED(il2))
-            return;
-        /* attention sub-layer: dres = dL/d(mid) */
-        const int io = i0 + BLK_OUT_W, iq = i0 + BLK_QKV_W, il1 = i0 + BLK_LN1_W;
-        if (!NEED(io)) {
-            op_linear_bwd(NULL, G(io), G(io + 1), dres, a.atty, W(io), d.N, d.D, d.D);
-            return;
-        }
-        float *datty = c->d;
-        op_linear_din(datty, dres, W(io), d.N, d.D, d.D);
-        op_linear_bwd(NULL, G(io), G(io + 1), dres, a.atty, W(io), d.N, d.D, d.D);
-        float *dqkv = c->a;
-        op_attention_bwd_set(dqkv, datty, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
-        if (!NEED(iq)) {
-            op_linear_bwd(NULL, G(iq), G(iq + 1), dqkv, a.ln1, W(iq), d.N, d.D, 3 * d.D);
-            return;
-        }
-        float *dln1 = c->c; /* dres += ln_1's input gradient, fused */
-        op_linear_bwd_ln(NEED(il1) ? dres : NULL, dln1, dqkv, W(iq), a.x, W(il1), a.ln1_mean,
-                         a.ln1_rstd, d.N, d.D, 3 * d.D);
-        op_linear_bwd(NULL, G(iq), G(iq + 1), dqkv, a.ln1, W(iq), d.N, d.D, 3 * d.D);
-        op_layernorm_bwd(NULL, G(il1), G(il1 + 1), dln1, a.x, W(il1), a.ln1_mean, a.ln1_rstd,
-                         d.N, d.D);
-        if (!NEED(il1))
+        l--;
+    } else {
+        op_cls_scatter_add(zeroed(dres, ND), dcls, d.B, d.T, d.D);
+    }
+    for (; l >= 0; l--) {
+        const BlockActs a = block_acts(w, l);
+        if (!block_bwd_upper(k, w, l, d.N, dres, datty, a.atty, &a) ||
+            !block_bwd_lower(k, w, l, dres, datty, &a))
             return;
     }
     /* embeddings: dres = dL/d(ln_pre output) */
@@ -294,12 +372,59 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
     op_embed_bwd(dpatches, G(PARAM_CLASS_EMB), G(PARAM_POS_EMB), demb, d.B, d.T, d.D);
     if (dconv)
         op_linear_bwd(NULL, dconv, NULL, dpatches, s->cols, W(PARAM_CONV1_W), d.NP, d.K, d.D);
+}
 #undef W
 #undef G
 #undef NEED
-}
 
 /* --------------------------------------------------------------------- jvp */
+
+/* Tangent of block l after its attention core, on `rows` rows: tatty (NULL:
+ * zero) is the tangent of out_proj's input atty, tr the residual stream's,
+ * meaningful when live. Returns whether tr is live afterwards. */
+static int block_jvp_upper(const float *params, VitWork *w, const float *tangent,
+                           const unsigned char *mask, int l, int rows, const float *atty,
+                           const float *tatty, float *tr, int live, const BlockActs *a)
+{
+    const ParamTable *t = w->table;
+    const VitScratch *c = &w->scr;
+    const int D = w->arch.width, F = w->arch.mlp, i0 = params_block_index(l, 0);
+    const size_t RD = (size_t)rows * D, RF = (size_t)rows * F;
+#define W(i) params_at_c(t, params, (i))
+#define TG(i) ((!mask || mask[i]) ? params_at_c(t, tangent, (i)) : NULL)
+    const int io = i0 + BLK_OUT_W;
+    if (tatty || TG(io) || TG(io + 1)) {
+        float *dst = live ? c->c : tr;
+        op_linear_jvp(dst, atty, tatty, W(io), TG(io), TG(io + 1), rows, D, D);
+        if (live)
+            op_add_inplace(tr, dst, RD);
+        live = 1;
+    }
+    /* MLP sub-layer */
+    const int il2 = i0 + BLK_LN2_W, ifc = i0 + BLK_FC_W, ip = i0 + BLK_PROJ_W;
+    float *tln2 = NULL, *tfca = NULL;
+    if (live || TG(il2) || TG(il2 + 1)) {
+        tln2 = c->c;
+        op_layernorm_jvp(tln2, a->mid, live ? tr : NULL, W(il2), TG(il2), TG(il2 + 1),
+                         a->ln2_mean, a->ln2_rstd, rows, D);
+    }
+    if (tln2 || TG(ifc) || TG(ifc + 1)) {
+        float *tfc = c->b;
+        op_linear_jvp(tfc, a->ln2, tln2, W(ifc), TG(ifc), TG(ifc + 1), rows, D, F);
+        tfca = c->a;
+        op_act_jvp(tfca, a->dact, tfc, RF);
+    }
+    if (tfca || TG(ip) || TG(ip + 1)) {
+        float *dst = live ? c->c : tr;
+        op_linear_jvp(dst, a->fca, tfca, W(ip), TG(ip), TG(ip + 1), rows, F, D);
+        if (live)
+            op_add_inplace(tr, dst, RD);
+        live = 1;
+    }
+    return live;
+#undef W
+#undef TG
+}
 
 void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsigned char *mask,
              int B, float *tembeds)
@@ -308,7 +433,6 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
     const Dims d = dims_of(&w->arch, B);
     const VitActs *s = &w->acts;
     const VitScratch *c = &w->scr;
-    const size_t ND = (size_t)d.N * d.D, NF = (size_t)d.N * d.F;
 #define W(i) params_at_c(t, params, (i))
 #define TG(i) ((!mask || mask[i]) ? params_at_c(t, tangent, (i)) : NULL)
     /* tr: tangent of the residual stream, meaningful once live (zero before) */
@@ -330,54 +454,43 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
                          TG(PARAM_LN_PRE_B), s->lnpre_mean, s->lnpre_rstd, d.N, d.D);
         live = 1;
     }
+    float *tcls = NULL;
     for (int l = 0; l < d.L; l++) {
         const BlockActs a = block_acts(w, l);
         const int i0 = params_block_index(l, 0);
         /* attention sub-layer */
-        const int il1 = i0 + BLK_LN1_W, iq = i0 + BLK_QKV_W, io = i0 + BLK_OUT_W;
-        float *tln = NULL, *tqkv = NULL, *tatty = NULL;
+        const int il1 = i0 + BLK_LN1_W, iq = i0 + BLK_QKV_W;
+        float *tln = NULL, *tatty = NULL;
         if (live || TG(il1) || TG(il1 + 1)) {
             tln = c->c;
             op_layernorm_jvp(tln, a.x, live ? tr : NULL, W(il1), TG(il1), TG(il1 + 1),
                              a.ln1_mean, a.ln1_rstd, d.N, d.D);
         }
         if (tln || TG(iq) || TG(iq + 1)) {
-            tqkv = c->a;
+            float *tqkv = c->a;
             op_linear_jvp(tqkv, a.ln1, tln, W(iq), TG(iq), TG(iq + 1), d.N, d.D, 3 * d.D);
             tatty = c->d;
             op_attention_jvp(tatty, a.qkv, tqkv, a.att, c->att, B, d.T, d.D, d.NH);
         }
-        if (tatty || TG(io) || TG(io + 1)) {
-            float *dst = live ? c->c : tr;
-            op_linear_jvp(dst, a.atty, tatty, W(io), TG(io), TG(io + 1), d.N, d.D, d.D);
-            if (live)
-                op_add_inplace(tr, dst, ND);
-            live = 1;
+        if (l + 1 < d.L || !w->last_cls_only) {
+            live = block_jvp_upper(params, w, tangent, mask, l, d.N, a.atty, tatty, tr, live, &a);
+            continue;
         }
-        /* MLP sub-layer */
-        const int il2 = i0 + BLK_LN2_W, ifc = i0 + BLK_FC_W, ip = i0 + BLK_PROJ_W;
-        float *tln2 = NULL, *tfca = NULL;
-        if (live || TG(il2) || TG(il2 + 1)) {
-            tln2 = c->c;
-            op_layernorm_jvp(tln2, a.mid, live ? tr : NULL, W(il2), TG(il2), TG(il2 + 1),
-                             a.ln2_mean, a.ln2_rstd, d.N, d.D);
+        /* class-token-only last block: the same on the B class-token rows */
+        float *tr_cls = c->bd1, *tatty_cls = NULL;
+        if (live)
+            op_cls_gather(tr_cls, tr, B, d.T, d.D);
+        if (tatty) {
+            tatty_cls = c->bd2;
+            op_cls_gather(tatty_cls, tatty, B, d.T, d.D);
         }
-        if (tln2 || TG(ifc) || TG(ifc + 1)) {
-            float *tfc = c->b;
-            op_linear_jvp(tfc, a.ln2, tln2, W(ifc), TG(ifc), TG(ifc + 1), d.N, d.D, d.F);
-            tfca = c->a;
-            op_act_jvp(tfca, a.dact, tfc, NF);
-        }
-        if (tfca || TG(ip) || TG(ip + 1)) {
-            float *dst = live ? c->c : tr;
-            op_linear_jvp(dst, a.fca, tfca, W(ip), TG(ip), TG(ip + 1), d.N, d.F, d.D);
-            if (live)
-                op_add_inplace(tr, dst, ND);
-            live = 1;
-        }
+        if (block_jvp_upper(params, w, tangent, mask, l, B, s->cls_atty, tatty_cls, tr_cls, live,
+                            &a))
+            tcls = tr_cls;
+        live = 0; /* tr is spent */
     }
     const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
-    float *tcls = NULL, *tpooled = NULL;
+    float *tpooled = NULL;
     if (live) {
         tcls = c->bd1;
         op_cls_gather(tcls, tr, B, d.T, d.D);

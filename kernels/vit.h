@@ -24,6 +24,9 @@
 #include "vit_arch.h"
 
 /* Saved activations, per block arrays are (L, ...) with the batch dim at max_batch.
+ * When the last block runs on the class tokens only (VitWork.all_tokens == 0),
+ * its mid, ln2, dact and fca hold B rows (one per image) and res[L] is not
+ * written: cls is that block's output.
  * ln1, ln2 and fca could be recomputed from their inputs; they are kept
  * because each is a full pass over (N, D) or (N, F) that backward and jvp
  * would repeat (ViT-B/32, batch 128: about 4 GiB of activations in all).
@@ -48,6 +51,7 @@ typedef struct {
     float *dact;       /* (L, N, F) the activation's derivative at c_fc's output */
     float *fca;        /* (L, N, F) activation output, c_proj's input */
     float *cls;        /* (B, D) class token of res[L] */
+    float *cls_atty;   /* (B, D) class tokens' rows of the last block's atty (class-token-only last block) */
     float *lnpost_mean; /* (B) */
     float *lnpost_rstd; /* (B) */
     float *pooled;     /* (B, D) ln_post output */
@@ -71,6 +75,14 @@ typedef struct {
     const ParamTable *table; /* borrowed; must outlive the work */
     int max_batch;
     int B;                   /* batch of the last vit_forward, 0 before */
+    int all_tokens;          /* set by the caller: 1 runs the last block's out_proj and
+                                MLP on every token, so that vit_hidden(L) exists (tadist
+                                check); 0 (the default) on the class tokens only, the
+                                only rows the embeddings depend on */
+    int no_grad;             /* set by the caller: 1 when no vit_backward or vit_jvp will
+                                follow the forward, which then saves no activation
+                                derivative */
+    int last_cls_only;       /* how the last forward ran its last block (!all_tokens) */
     const float *params;     /* parameters of the last vit_forward (borrowed) */
     VitActs acts;
     VitScratch scr;
@@ -89,7 +101,8 @@ void vit_work_free(VitWork *w);
 void vit_forward(const float *params, VitWork *w, const float *pixels, int B, float *embeds);
 
 /* Residual stream after ln_pre (level 0) or after block level-1, (B,T,D) of
- * the last forward; and the pooled class token (B,D). */
+ * the last forward (level L: NULL unless it ran with all_tokens); and the
+ * pooled class token (B,D). */
 const float *vit_hidden(const VitWork *w, int level);
 const float *vit_pooled(const VitWork *w);
 

@@ -489,12 +489,55 @@ static void test_ntk(void **state)
     free(dout);
 }
 
+/* ------------------------------------------------ class-token-only last block */
+
+/* The default forward runs the last block's out_proj and MLP on the class
+ * tokens only; with all_tokens it runs them on every token, as `tadist check`
+ * needs. Embeddings, every gradient and the jvp must agree (the products have
+ * other row counts, so OpenBLAS may sum in another order: not bit for bit). */
+static void test_last_block_cls_only(void **state)
+{
+    Net *n = *state;
+    const size_t P = n->t.total, BE = (size_t)n->B * n->E;
+    float *g[2], *e[2], *tv[2];
+    float *dir = fzeros(P);
+    fill_randn(&n->rng, dir, P, 1e-2);
+    for (int all = 0; all < 2; all++) {
+        g[all] = fzeros(P), e[all] = fzeros(BE), tv[all] = fzeros(BE);
+        n->w.all_tokens = all;
+        net_grads(n, n->params, g[all], NULL);
+        memcpy(e[all], n->embeds, BE * sizeof(float));
+        vit_jvp(n->params, &n->w, dir, NULL, n->B, tv[all]);
+        const float *last = vit_hidden(&n->w, n->a.layers);
+        if (all)
+            assert_non_null(last);
+        else
+            assert_null(last);
+    }
+    n->w.all_tokens = 0;
+    double we = 0, wg = 0, wj = 0, me = 0, mg = 0, mj = 0;
+    for (size_t i = 0; i < BE; i++) {
+        we = fmax(we, fabs(e[0][i] - e[1][i])), me = fmax(me, fabs(e[1][i]));
+        wj = fmax(wj, fabs(tv[0][i] - tv[1][i])), mj = fmax(mj, fabs(tv[1][i]));
+    }
+    for (size_t i = 0; i < P; i++)
+        wg = fmax(wg, fabs(g[0][i] - g[1][i])), mg = fmax(mg, fabs(g[1][i]));
+    printf("  class tokens only vs every token: embeds %.2e, grads %.2e, jvp %.2e (relative)\n",
+           we / me, wg / mg, wj / mj);
+    assert_true(me > 0 && mg > 0 && mj > 0);
+    assert_true(we / me < 1e-5 && wg / mg < 1e-5 && wj / mj < 1e-5);
+    for (int all = 0; all < 2; all++)
+        free(g[all]), free(e[all]), free(tv[all]);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_fd),     cmocka_unit_test(test_jvp_fd_and_dot),
         cmocka_unit_test(test_trainable_subsets), cmocka_unit_test(test_attn_mode),
         cmocka_unit_test(test_trainable_errors), cmocka_unit_test(test_ntk),
+        cmocka_unit_test(test_last_block_cls_only),
     };
     return cmocka_run_group_tests(tests, net_setup, net_teardown);
 }
