@@ -94,9 +94,8 @@ static void train_step(Bench *b, const unsigned char *mask, int ntk)
     vit_head_loss(&b->head, b->embeds, b->heads, 100.0f, b->labels, b->B, BENCH_CLASSES, NULL,
                   b->dembeds, NULL);
     vit_backward(&b->work, b->dembeds, b->grads, mask);
-    double norm = sqrt(optim_grad_sumsq(t, mask, b->grads));
-    optim_clip_scale(t, mask, b->grads, norm, 1.0f);
-    adamw_step(&b->opt, t, mask, ntk ? b->delta : b->model.params, b->grads, 1e-5f);
+    const float clip = optim_clip_factor(sqrt(optim_grad_sumsq(t, mask, b->grads)), 1.0f);
+    adamw_step(&b->opt, t, mask, ntk ? b->delta : b->model.params, b->grads, clip, 1e-5f);
 }
 
 static TdStatus bench_run(const char *arch_name, int B, int iters, int warmup)

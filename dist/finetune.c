@@ -343,15 +343,11 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
                             isnan(loss) || isnan(norm) ? "NaN" : "Inf", step + 1);
             break;
         }
-        if (f->grad_clip > 0) {
-            optim_clip_scale(&r->m->table, r->mask, T.dp.grads, norm, (float)f->grad_clip);
-            if (hd)
-                optim_clip_scale(&hd->tab, &hd->mask, hd->g, norm, (float)f->grad_clip);
-        }
+        const float clip = optim_clip_factor(norm, (float)f->grad_clip);
         float lr = schedule_lr(f, step);
-        adamw_step(&T.o, &r->m->table, r->mask, theta, T.dp.grads, lr);
+        adamw_step(&T.o, &r->m->table, r->mask, theta, T.dp.grads, clip, lr);
         if (hd)
-            adamw_step(&hd->o, &hd->tab, &hd->mask, hd->w, hd->g, lr);
+            adamw_step(&hd->o, &hd->tab, &hd->mask, hd->w, hd->g, clip, lr);
         step++;
         if (grank == 0 && (step % f->log_every == 0 || step == f->steps)) {
             double now = td_wall(), ips = (double)(step - step_last) * f->batch / (now - t_last + 1e-9);

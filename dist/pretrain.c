@@ -204,16 +204,10 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
                                          isnan(loss) || isnan(norm) ? "NaN" : "Inf", step + 1));
         if (step == 0)
             first = loss;
-        double clip = cfg->finetune.grad_clip;
-        if (clip > 0 && norm > clip) {
-            float f = (float)(clip / norm);
-            optim_clip_scale(&p->m.table, p->mask, p->T.grads, norm, (float)clip);
-            for (size_t k = 0; k < nh; k++)
-                p->dw[k] *= f;
-        }
+        const float clip = optim_clip_factor(norm, (float)cfg->finetune.grad_clip);
         float lr = dp_schedule_lr("cosine", pc->lr, step, pc->warmup, pc->steps);
-        adamw_step(&p->o, &p->m.table, p->mask, p->m.params, p->T.grads, lr);
-        adamw_step(&p->oh, &p->htab, &p->hmask, p->w, p->dw, lr);
+        adamw_step(&p->o, &p->m.table, p->mask, p->m.params, p->T.grads, clip, lr);
+        adamw_step(&p->oh, &p->htab, &p->hmask, p->w, p->dw, clip, lr);
         step++;
         if (step % every == 0 || step == pc->steps) {
             double now = td_wall(), ips = (double)(step - step_last) * pc->batch / (now - t_last + 1e-9);

@@ -7,7 +7,7 @@
 
 /* Element loops over big tensors run on the kernels' thread pool; every
  * element is updated by the same arithmetic whatever the thread count. */
-enum { OPT_CHUNK = 16384 };
+enum { OPT_CHUNK = 16384, SUMSQ_LANES = 8 };
 
 TdStatus adamw_init(AdamW *o, const AdamWConfig *cfg, size_t total)
 {
@@ -33,7 +33,7 @@ void adamw_free(AdamW *o)
 typedef struct {
     float *p, *m, *v;
     const float *g;
-    float b1, b2, eps, step_size, bc2_sqrt, decay;
+    float gscale, b1, b2, eps, step_size, bc2_sqrt, decay;
 } AdamArgs;
 
 static void adamw_range(void *ctx, size_t k0, size_t k1, int tid)
@@ -41,21 +41,23 @@ static void adamw_range(void *ctx, size_t k0, size_t k1, int tid)
     const AdamArgs *a = ctx;
     float *restrict p = a->p, *restrict m = a->m, *restrict v = a->v;
     const float *restrict g = a->g;
-    const float b1 = a->b1, b2 = a->b2;
+    const float b1 = a->b1, b2 = a->b2, gs = a->gscale;
+    (void)tid;
     for (size_t k = k0; k < k1; k++) {
-        m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-        v[k] = b2 * v[k] + (1.0f - b2) * g[k] * g[k];
+        const float gk = g[k] * gs;
+        m[k] = b1 * m[k] + (1.0f - b1) * gk;
+        v[k] = b2 * v[k] + (1.0f - b2) * gk * gk;
         p[k] = p[k] * a->decay - a->step_size * m[k] / (sqrtf(v[k]) / a->bc2_sqrt + a->eps);
     }
 }
 
 void adamw_step(AdamW *o, const ParamTable *t, const unsigned char *mask, float *params,
-                const float *grads, float lr)
+                const float *grads, float gscale, float lr)
 {
     o->step++;
     const float b1 = o->cfg.beta1, b2 = o->cfg.beta2;
     const float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
-    AdamArgs a = {.b1 = b1, .b2 = b2, .eps = o->cfg.eps, .step_size = lr / bc1,
+    AdamArgs a = {.gscale = gscale, .b1 = b1, .b2 = b2, .eps = o->cfg.eps, .step_size = lr / bc1,
                   .bc2_sqrt = sqrtf(bc2), .decay = 1.0f - lr * o->cfg.weight_decay};
     for (int i = 0; i < t->count; i++) {
         if (!mask[i])
@@ -92,9 +94,17 @@ static void sumsq_blocks(void *ctx, size_t b0, size_t b1, int tid)
     const SumsqArgs *a = ctx;
     for (size_t b = b0; b < b1; b++) {
         size_t k0 = b * OPT_CHUNK, k1 = k0 + OPT_CHUNK < a->n ? k0 + OPT_CHUNK : a->n;
-        double s = 0.0;
-        for (size_t k = k0; k < k1; k++)
+        /* SUMSQ_LANES partial sums: one chain of dependent adds would make this
+         * pass latency-bound (each add waits for the last) */
+        double acc[SUMSQ_LANES] = {0}, s = 0.0;
+        size_t k = k0;
+        for (; k + SUMSQ_LANES <= k1; k += SUMSQ_LANES)
+            for (size_t j = 0; j < SUMSQ_LANES; j++)
+                acc[j] += (double)a->g[k + j] * a->g[k + j];
+        for (; k < k1; k++)
             s += (double)a->g[k] * a->g[k];
+        for (size_t j = 0; j < SUMSQ_LANES; j++)
+            s += acc[j];
         a->block[b] = s;
     }
 }
@@ -123,29 +133,9 @@ double optim_grad_sumsq(const ParamTable *t, const unsigned char *mask, const fl
     return s;
 }
 
-typedef struct {
-    float *g;
-    float f;
-} ScaleArgs;
-
-static void scale_range(void *ctx, size_t k0, size_t k1, int tid)
+float optim_clip_factor(double norm, float max_norm)
 {
-    const ScaleArgs *a = ctx;
-    for (size_t k = k0; k < k1; k++)
-        a->g[k] *= a->f;
-}
-
-float optim_clip_scale(const ParamTable *t, const unsigned char *mask, float *grads, double norm,
-                       float max_norm)
-{
-    if (!(max_norm > 0.0f) || norm <= max_norm)
+    if (!(max_norm > 0.0f) || !(norm > max_norm))
         return 1.0f;
-    float f = (float)(max_norm / (norm + 1e-6));
-    for (int i = 0; i < t->count; i++) {
-        if (!mask[i])
-            continue;
-        ScaleArgs a = {grads + t->info[i].offset, f};
-        par_for(t->info[i].numel, OPT_CHUNK, scale_range, &a);
-    }
-    return f;
+    return (float)(max_norm / (norm + 1e-6));
 }

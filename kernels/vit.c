@@ -40,6 +40,10 @@ static Dims dims_of(const VitArch *a, int B)
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
+enum { CLS_ROWS_MIN = 64 };
+
+int vit_cls_rows(int B) { return B > CLS_ROWS_MIN ? B : CLS_ROWS_MIN; }
+
 TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, int max_batch)
 {
     memset(w, 0, sizeof *w);
@@ -51,7 +55,8 @@ TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, i
                        table->count, params_proj(a) + 1);
     Dims d = dims_of(a, max_batch);
     const size_t N = (size_t)d.N, L = (size_t)d.L, D = (size_t)d.D, F = (size_t)d.F;
-    const size_t B = (size_t)max_batch, T = (size_t)d.T;
+    const size_t B = (size_t)max_batch, T = (size_t)d.T, R = (size_t)vit_cls_rows(max_batch);
+    const size_t NR = max_sz(N, R); /* scratch rows: every token, or the class-token rows */
     VitActs *s = &w->acts;
     VitScratch *c = &w->scr;
     struct {
@@ -75,19 +80,26 @@ TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, i
         {&s->ln2_rstd, L * N},
         {&s->dact, L * N * F},
         {&s->fca, L * N * F},
-        {&s->cls, B * D},
-        {&s->cls_atty, B * D},
+        {&s->cls, R * D},
+        {&s->cls_x, R * D},
+        {&s->cls_atty, R * D},
+        {&s->cls_mid, R * D},
+        {&s->cls_ln2, R * D},
+        {&s->cls_ln2_mean, R},
+        {&s->cls_ln2_rstd, R},
+        {&s->cls_dact, R * F},
+        {&s->cls_fca, R * F},
         {&s->lnpost_mean, B},
         {&s->lnpost_rstd, B},
         {&s->pooled, B * D},
         {&c->r, N * D},
-        {&c->a, N * max_sz(F, 3 * D)},
-        {&c->b, N * F},
-        {&c->c, N * D}, /* also the patches (B*G*G, D) in forward */
+        {&c->a, NR * max_sz(F, 3 * D)},
+        {&c->b, NR * F},
+        {&c->c, NR * D}, /* also the patches (B*G*G, D) in forward */
         {&c->d, N * D},
         {&c->att, op_attention_scratch(d.T, d.D)},
-        {&c->bd1, B * D},
-        {&c->bd2, B * D},
+        {&c->bd1, R * D},
+        {&c->bd2, R * D},
         {&c->be, B * (size_t)d.E},
     };
     const size_t nparts = sizeof parts / sizeof parts[0];
@@ -142,6 +154,32 @@ static BlockActs block_acts(const VitWork *w, int l)
     b.dact = s->dact + ll * N * F;
     b.fca = s->fca + ll * N * F;
     return b;
+}
+
+/* The class-token-only last block's slices: R rows each (x, atty, mid, ln2,
+ * dact, fca; out is cls); the attention core's (ln1, qkv, att) stay the
+ * block's own, over every token. */
+static BlockActs block_acts_cls(const VitWork *w)
+{
+    const VitActs *s = &w->acts;
+    BlockActs b = block_acts(w, w->arch.layers - 1);
+    b.x = s->cls_x;
+    b.atty = s->cls_atty;
+    b.mid = s->cls_mid;
+    b.ln2 = s->cls_ln2;
+    b.ln2_mean = s->cls_ln2_mean;
+    b.ln2_rstd = s->cls_ln2_rstd;
+    b.dact = s->cls_dact;
+    b.fca = s->cls_fca;
+    b.out = s->cls;
+    return b;
+}
+
+/* Rows [B, R) of x (R, D) = 0: the padding of the class-token rows. */
+static void zero_pad_rows(float *x, int B, int R, int D)
+{
+    if (R > B)
+        memset(x + (size_t)B * D, 0, (size_t)(R - B) * D * sizeof(float));
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -202,11 +240,14 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
             op_cls_gather(s->cls, a.out, B, d.T, d.D);
         } else {
             /* the embeddings depend on the last block's class tokens only: the
-             * rest of the block runs on those B rows and writes cls itself */
-            float *x_cls = w->scr.bd1;
-            op_cls_gather(s->cls_atty, a.atty, B, d.T, d.D);
-            op_cls_gather(x_cls, a.x, B, d.T, d.D);
-            block_fwd_upper(params, w, l, B, s->cls_atty, x_cls, &a, s->cls, NULL, l);
+             * rest of the block runs on those rows and writes cls itself */
+            const BlockActs ca = block_acts_cls(w);
+            const int R = vit_cls_rows(B);
+            op_cls_gather(ca.atty, a.atty, B, d.T, d.D);
+            op_cls_gather(ca.x, a.x, B, d.T, d.D);
+            zero_pad_rows(ca.atty, B, R, d.D);
+            zero_pad_rows(ca.x, B, R, d.D);
+            block_fwd_upper(params, w, l, R, ca.atty, ca.x, &ca, ca.out, NULL, l);
         }
     }
     const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
@@ -332,7 +373,7 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
     op_matmul_bwd(dpooled, G(iproj), dembeds, s->pooled, W(iproj), d.B, d.D, d.E);
     if (!dpooled)
         return;
-    float *dcls = NEED(ipost) ? zeroed(c->bd2, (size_t)d.B * d.D) : NULL;
+    float *dcls = NEED(ipost) ? zeroed(c->bd2, (size_t)vit_cls_rows(d.B) * d.D) : NULL;
     op_layernorm_bwd(dcls, G(ipost), G(ipost + 1), dpooled, s->cls, W(ipost), s->lnpost_mean,
                      s->lnpost_rstd, d.B, d.D);
     if (!dcls)
@@ -343,9 +384,9 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
     if (w->last_cls_only) {
         /* the last block on its B class-token rows, then its attention core on
          * every token, whose other rows get no gradient from above */
-        const BlockActs a = block_acts(w, l);
+        const BlockActs a = block_acts(w, l), ca = block_acts_cls(w);
         float *datty_cls = c->bd1; /* dpooled is spent */
-        if (!block_bwd_upper(k, w, l, d.B, dcls, datty_cls, s->cls_atty, &a))
+        if (!block_bwd_upper(k, w, l, vit_cls_rows(d.B), dcls, datty_cls, ca.atty, &ca))
             return;
         op_cls_scatter_add(zeroed(dres, ND), dcls, d.B, d.T, d.D);
         op_cls_scatter_add(zeroed(datty, ND), datty_cls, d.B, d.T, d.D);
@@ -476,16 +517,20 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
             live = block_jvp_upper(params, w, tangent, mask, l, d.N, a.atty, tatty, tr, live, &a);
             continue;
         }
-        /* class-token-only last block: the same on the B class-token rows */
+        /* class-token-only last block: the same on the class-token rows */
+        const BlockActs ca = block_acts_cls(w);
+        const int R = vit_cls_rows(B);
         float *tr_cls = c->bd1, *tatty_cls = NULL;
-        if (live)
+        if (live) {
             op_cls_gather(tr_cls, tr, B, d.T, d.D);
+            zero_pad_rows(tr_cls, B, R, d.D);
+        }
         if (tatty) {
             tatty_cls = c->bd2;
             op_cls_gather(tatty_cls, tatty, B, d.T, d.D);
+            zero_pad_rows(tatty_cls, B, R, d.D);
         }
-        if (block_jvp_upper(params, w, tangent, mask, l, B, s->cls_atty, tatty_cls, tr_cls, live,
-                            &a))
+        if (block_jvp_upper(params, w, tangent, mask, l, R, ca.atty, tatty_cls, tr_cls, live, &ca))
             tcls = tr_cls;
         live = 0; /* tr is spent */
     }

@@ -25,8 +25,9 @@
 
 /* Saved activations, per block arrays are (L, ...) with the batch dim at max_batch.
  * When the last block runs on the class tokens only (VitWork.all_tokens == 0),
- * its mid, ln2, dact and fca hold B rows (one per image) and res[L] is not
- * written: cls is that block's output.
+ * the cls_* buffers hold its rows after the attention core, one per image,
+ * padded with zero rows to vit_cls_rows(B) (R below); res[L] is not written
+ * and cls is that block's output.
  * ln1, ln2 and fca could be recomputed from their inputs; they are kept
  * because each is a full pass over (N, D) or (N, F) that backward and jvp
  * would repeat (ViT-B/32, batch 128: about 4 GiB of activations in all).
@@ -50,14 +51,22 @@ typedef struct {
     float *ln2_rstd;   /* (L, N) */
     float *dact;       /* (L, N, F) the activation's derivative at c_fc's output */
     float *fca;        /* (L, N, F) activation output, c_proj's input */
-    float *cls;        /* (B, D) class token of res[L] */
-    float *cls_atty;   /* (B, D) class tokens' rows of the last block's atty (class-token-only last block) */
+    float *cls;        /* (R, D) class token of res[L]; the first B rows count */
+    float *cls_x;      /* (R, D) the class-token-only last block: its input, */
+    float *cls_atty;   /* (R, D)   out_proj's input, */
+    float *cls_mid;    /* (R, D)   residual after attention, */
+    float *cls_ln2;    /* (R, D)   ln_2 output and its */
+    float *cls_ln2_mean; /* (R)     statistics, */
+    float *cls_ln2_rstd; /* (R) */
+    float *cls_dact;   /* (R, F)   activation derivative and */
+    float *cls_fca;    /* (R, F)   activation output */
     float *lnpost_mean; /* (B) */
     float *lnpost_rstd; /* (B) */
     float *pooled;     /* (B, D) ln_post output */
 } VitActs;
 
-/* Scratch reused by backward and jvp (nothing in it survives a call). */
+/* Scratch reused by backward and jvp (nothing in it survives a call). Row
+ * counts N are at least R (vit_cls_rows) too. */
 typedef struct {
     float *r;    /* (N, D) gradient / tangent of the residual stream */
     float *a;    /* (N, max(F, 3D)) */
@@ -65,8 +74,8 @@ typedef struct {
     float *c;    /* (N, D) */
     float *d;    /* (N, D) */
     float *att;  /* op_attention_scratch(T, D) */
-    float *bd1;  /* (B, D) */
-    float *bd2;  /* (B, D) */
+    float *bd1;  /* (R, D) */
+    float *bd2;  /* (R, D) */
     float *be;   /* (B, E) */
 } VitScratch;
 
@@ -89,6 +98,12 @@ typedef struct {
     float *memory;           /* the one allocation behind acts and scr */
     size_t floats;           /* its size */
 } VitWork;
+
+/* Rows of the class-token-only last block at batch B: B, padded to a floor
+ * of 64. Its products then run with at least 64 rows whatever B is, so
+ * OpenBLAS picks the same kernel (summation order) at every local batch size
+ * and results do not depend on how a batch is split over ranks. */
+int vit_cls_rows(int B);
 
 /* Allocates the workspace of architecture a (table built from a) for batches
  * up to max_batch. */

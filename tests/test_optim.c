@@ -44,11 +44,11 @@ static void test_adamw_two_steps(void **state)
     AdamWConfig cfg = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.1f};
     AdamW o;
     assert_int_equal(adamw_init(&o, &cfg, t.total), TD_OK);
-    adamw_step(&o, &t, mask, p, g, cfg.lr);
-    adamw_step(&o, &t, mask, p, g, 0.5f * cfg.lr);
+    adamw_step(&o, &t, mask, p, g, 0.5f, cfg.lr); /* the gradient scaled by 0.5, as clipping does */
+    adamw_step(&o, &t, mask, p, g, 0.5f, 0.5f * cfg.lr);
     const ParamInfo *pi = &t.info[trained];
     for (size_t k = 0; k < pi->numel; k++) {
-        double x = before[pi->offset + k], gk = g[pi->offset + k], m = 0, v = 0;
+        double x = before[pi->offset + k], gk = 0.5 * g[pi->offset + k], m = 0, v = 0;
         const double lrs[2] = {1e-2, 0.5e-2};
         for (int s = 1; s <= 2; s++) {
             double lr = lrs[s - 1];
@@ -86,11 +86,16 @@ static void test_clip(void **state)
     g[t.info[PARAM_CLASS_EMB].offset] = 100.0f; /* not selected: not counted, not scaled */
     double ss = optim_grad_sumsq(&t, mask, g);
     assert_float_equal(ss, 25.0, 1e-12);
-    float f = optim_clip_scale(&t, mask, g, sqrt(ss), 1.0f);
-    assert_float_equal(f, 0.2f, 1e-6);
-    assert_float_equal(g[t.info[PARAM_LN_PRE_W].offset], 0.6f, 1e-6);
-    assert_float_equal(g[t.info[PARAM_CLASS_EMB].offset], 100.0f, 0);
-    assert_float_equal(optim_clip_scale(&t, mask, g, 0.5, 1.0f), 1.0f, 0);
+    assert_float_equal(optim_clip_factor(sqrt(ss), 1.0f), 0.2f, 1e-6);
+    assert_float_equal(optim_clip_factor(0.5, 1.0f), 1.0f, 0);   /* below the limit */
+    assert_float_equal(optim_clip_factor(sqrt(ss), 0.0f), 1.0f, 0); /* no clipping */
+    /* a whole tensor: the partial sums of the blocked pass */
+    for (size_t k = 0; k < t.info[PARAM_LN_PRE_W].numel; k++)
+        g[t.info[PARAM_LN_PRE_W].offset + k] = 0.5f + (float)k;
+    double want = 16.0; /* 4^2 of ln_pre.bias[0] */
+    for (size_t k = 0; k < t.info[PARAM_LN_PRE_W].numel; k++)
+        want += (0.5 + (double)k) * (0.5 + (double)k);
+    assert_float_equal(optim_grad_sumsq(&t, mask, g), want, 1e-9 * want);
     free(g), free(mask);
     params_table_free(&t);
 }

@@ -129,9 +129,9 @@ static void optim_once(int threads, float *p, double *norm)
     AdamW o;
     assert_int_equal(adamw_init(&o, &cfg, t.total), TD_OK);
     *norm = sqrt(optim_grad_sumsq(&t, mask, g));
-    optim_clip_scale(&t, mask, g, *norm, 1.0f);
-    adamw_step(&o, &t, mask, p, g, 1e-3f);
-    adamw_step(&o, &t, mask, p, g, 1e-3f);
+    const float clip = optim_clip_factor(*norm, 1.0f);
+    adamw_step(&o, &t, mask, p, g, clip, 1e-3f);
+    adamw_step(&o, &t, mask, p, g, clip, 1e-3f);
     par_set_threads(1);
     adamw_free(&o);
     free(g), free(mask);

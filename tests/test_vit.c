@@ -531,13 +531,42 @@ static void test_last_block_cls_only(void **state)
     free(dir);
 }
 
+/* A batch split into parts gives bit-identical embeddings, with the last block
+ * on the class tokens only as on every token: ranks hold parts of a batch, and
+ * the class-token rows are padded (vit_cls_rows) so that their products run
+ * with OpenBLAS's same kernel at every part size. */
+static void test_batch_split_bitwise(void **state)
+{
+    Net *n = *state;
+    const int B = 8, E = n->E;
+    const size_t npix = (size_t)n->a.channels * n->a.image * n->a.image;
+    VitWork w;
+    assert_int_equal(vit_work_alloc(&w, &n->a, &n->t, B), TD_OK);
+    float *pix = fzeros(B * npix), *whole = fzeros((size_t)B * E), *parts = fzeros((size_t)B * E);
+    fill_randn(&n->rng, pix, B * npix, 1.0);
+    for (int all = 0; all < 2; all++) {
+        w.all_tokens = all;
+        vit_forward(n->params, &w, pix, B, whole);
+        for (int q = 0; q < 2; q++)
+            vit_forward(n->params, &w, pix + (size_t)q * 4 * npix, 4, parts + (size_t)q * 4 * E);
+        int differ = 0;
+        for (int i = 0; i < B * E; i++)
+            differ += whole[i] != parts[i];
+        printf("  batch of 8 vs two of 4 (%s): %d of %d embedding values differ\n",
+               all ? "every token" : "class tokens only", differ, B * E);
+        assert_int_equal(differ, 0);
+    }
+    vit_work_free(&w);
+    free(pix), free(whole), free(parts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backward_fd),     cmocka_unit_test(test_jvp_fd_and_dot),
         cmocka_unit_test(test_trainable_subsets), cmocka_unit_test(test_attn_mode),
         cmocka_unit_test(test_trainable_errors), cmocka_unit_test(test_ntk),
-        cmocka_unit_test(test_last_block_cls_only),
+        cmocka_unit_test(test_last_block_cls_only), cmocka_unit_test(test_batch_split_bitwise),
     };
     return cmocka_run_group_tests(tests, net_setup, net_teardown);
 }
