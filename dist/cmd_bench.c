@@ -2,7 +2,9 @@
  * encoder: a forward pass, and one training step in full, attn and ntk mode
  * (forward, head loss, backward, gradient clipping, AdamW). Single-process:
  * rank 0 measures while the other ranks wait. Compare against PyTorch with
- * jobs/bench.sh, which runs jobs/bench_torch.py with the same settings. */
+ * jobs/bench.sh, which runs jobs/bench_torch.py with the same settings.
+ * Each row times its iterations one by one and reports the median: on a
+ * shared machine a mean takes in every stray pause of the neighbours. */
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -98,6 +100,12 @@ static void train_step(Bench *b, const unsigned char *mask, int ntk)
     adamw_step(&b->opt, t, mask, ntk ? b->delta : b->model.params, b->grads, clip, 1e-5f);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static TdStatus bench_run(const char *arch_name, int B, int iters, int warmup)
 {
     Bench b;
@@ -123,24 +131,29 @@ static TdStatus bench_run(const char *arch_name, int B, int iters, int warmup)
            arch_name, desc, model_numel(&b.model), B, g_rt.blas_core, g_rt.blas_threads,
            (double)b.work.floats * 4.0 / 1048576.0);
     const char *names[] = {"forward", "full step", "attn step", "ntk step"};
-    double ms[4];
+    double ms[4], *each = malloc((size_t)iters * sizeof *each);
+    if (!each)
+        s = td_fail(TD_ERR_NOMEM, "bench: out of memory");
     for (int m = 0; s == TD_OK && m < 4; m++) {
-        double t0 = 0.0;
+        b.work.no_grad = m == 0; /* as evaluation runs it */
         for (int it = 0; it < warmup + iters; it++) {
-            if (it == warmup)
-                t0 = seconds();
-            b.work.no_grad = m == 0; /* as evaluation runs it */
+            double t0 = seconds();
             if (m == 0)
                 vit_forward(b.model.params, &b.work, b.pixels, B, b.embeds);
             else
                 train_step(&b, m == 2 ? attn : full, m == 3);
+            if (it >= warmup)
+                each[it - warmup] = (seconds() - t0) * 1e3;
         }
-        ms[m] = (seconds() - t0) / iters * 1e3;
-        printf("tadist %s batch %d threads %d: %-10s %8.2f img/s  (%8.1f ms)  peak %.0f MiB\n",
-               arch_name, B, g_rt.blas_threads, names[m], B / ms[m] * 1e3, ms[m],
+        qsort(each, (size_t)iters, sizeof *each, cmp_double);
+        ms[m] = iters % 2 ? each[iters / 2] : 0.5 * (each[iters / 2 - 1] + each[iters / 2]);
+        printf("tadist %s batch %d threads %d: %-10s %8.2f img/s  (%8.1f ms median of %d, "
+               "min %.1f)  peak %.0f MiB\n",
+               arch_name, B, g_rt.blas_threads, names[m], B / ms[m] * 1e3, ms[m], iters, each[0],
                runtime_peak_rss_mib());
         fflush(stdout);
     }
+    free(each);
     if (s == TD_OK)
         printf("tadist %s: attn step / full step = %.2f, ntk step / full step = %.2f\n", arch_name,
                ms[2] / ms[1], ms[3] / ms[1]);
@@ -156,7 +169,7 @@ TdStatus cmd_bench(int argc, char **argv)
     const CliOption opts[] = {
         {"arch", 0, CLI_STR, &arch, "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28, vit_demo)"},
         {"batch", 0, CLI_INT, &batch, "images per step (default 16)"},
-        {"iters", 0, CLI_INT, &iters, "timed iterations per row (default 3)"},
+        {"iters", 0, CLI_INT, &iters, "timed iterations per row; the median is reported (default 3)"},
         {"warmup", 0, CLI_INT, &warmup, "untimed iterations first (default 1)"},
         {"help", 'h', CLI_FLAG, &help, "this text"},
         {NULL, 0, 0, NULL, NULL}};

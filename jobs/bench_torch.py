@@ -78,12 +78,17 @@ def loss_of(emb, head, labels):
 
 
 def timed(fn, iters, warm):
+    """Median seconds of `iters` timed calls after `warm` untimed ones (as tadist bench)."""
     for _ in range(warm):
         fn()
-    t = time.perf_counter()
+    each = []
     for _ in range(iters):
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / iters
+        each.append(time.perf_counter() - t)
+    each.sort()
+    mid = len(each) // 2
+    return (each[mid] if len(each) % 2 else 0.5 * (each[mid - 1] + each[mid])), iters, each[0]
 
 
 def main():
@@ -135,9 +140,10 @@ def main():
     rows.append(("ntk step", timed(ntk_step, a.iters, a.warmup)))
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for name, sec in rows:
+    for name, (sec, n, best) in rows:
         print(f"torch {a.arch} batch {a.batch} threads {a.threads}: {name:10s} "
-              f"{a.batch / sec:8.2f} img/s  ({sec * 1e3:8.1f} ms)  peak {peak:.0f} MiB")
+              f"{a.batch / sec:8.2f} img/s  ({sec * 1e3:8.1f} ms median of {n}, min {best * 1e3:.1f})"
+              f"  peak {peak:.0f} MiB")
 
 
 if __name__ == "__main__":
