@@ -547,14 +547,28 @@ size_t op_attention_scratch(int T, int D)
     return (size_t)T * T * TD_PAR_MAX_THREADS;
 }
 
-/* In place: each of the T rows of a (T,T) becomes its softmax. */
+/* In place over n values: x = exp(x). */
+static void exp_inplace(float *restrict x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = fast_expf(x[i]);
+}
+
+/* In place: each of the T rows of a (T,T) becomes its softmax. The exp runs
+ * as one pass over all T*T values (rows of T = 50 would leave most of each
+ * vector loop to its scalar remainder); the values are those of a row-by-row
+ * exp(x - max). */
 static void softmax_rows(float *a, int T)
 {
     for (int i = 0; i < T; i++) {
         float *restrict r = a + (size_t)i * T;
         float m = max_f(r, T);
         for (int j = 0; j < T; j++)
-            r[j] = fast_expf(r[j] - m);
+            r[j] -= m;
+    }
+    exp_inplace(a, (size_t)T * T);
+    for (int i = 0; i < T; i++) {
+        float *restrict r = a + (size_t)i * T;
         float inv = 1.0f / sum_f(r, T);
         for (int j = 0; j < T; j++)
             r[j] *= inv;
