@@ -575,16 +575,20 @@ static void softmax_rows(float *a, int T)
     }
 }
 
-/* In place: g = p * (g - rowsum(p * g)), the softmax's backward and jvp alike. */
+/* In place over one row of n: g = p * (g - sum(p * g)), the softmax's
+ * backward and jvp alike. */
+static void softmax_vjp_row(float *restrict g, const float *restrict p, int n)
+{
+    float d = dot_f(g, p, n);
+    for (int j = 0; j < n; j++)
+        g[j] = p[j] * (g[j] - d);
+}
+
+/* The same for each of the T rows of g and p (T,T). */
 static void softmax_vjp_rows(float *g, const float *p, int T)
 {
-    for (int i = 0; i < T; i++) {
-        float *restrict gr = g + (size_t)i * T;
-        const float *restrict pr = p + (size_t)i * T;
-        float d = dot_f(gr, pr, T);
-        for (int j = 0; j < T; j++)
-            gr[j] = pr[j] * (gr[j] - d);
-    }
+    for (int i = 0; i < T; i++)
+        softmax_vjp_row(g + (size_t)i * T, p + (size_t)i * T, T);
 }
 
 /* Attention runs one (batch, head) pair at a time; pairs are independent, so
@@ -711,6 +715,129 @@ void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const fl
     AttnArgs a = {.out = tout, .scratch = scratch, .qkv = qkv, .tqkv = tqkv, .catt = att,
                   .T = T, .D = D, .NH = NH};
     par_for((size_t)B * NH, attn_min_chunk(T, D, NH), attn_jvp_pairs, &a);
+}
+
+/* One (batch, head) pair per item, the class token's query only: a row of
+ * scores, its softmax and a weighted sum of values, each O(T HD). */
+static void cls_softmax_row(float *restrict s, int T)
+{
+    float m = max_f(s, T);
+    for (int j = 0; j < T; j++)
+        s[j] = fast_expf(s[j] - m);
+    float inv = 1.0f / sum_f(s, T);
+    for (int j = 0; j < T; j++)
+        s[j] *= inv;
+}
+
+/* o (HD) = (beta ? o : 0) + sum_j w[j] v_j, v_j at v + j ld */
+static void weighted_rows(float *restrict o, const float *restrict w, const float *restrict v,
+                          int T, int HD, size_t ld, int beta)
+{
+    if (!beta)
+        memset(o, 0, (size_t)HD * sizeof(float));
+    for (int j = 0; j < T; j++) {
+        const float wj = w[j], *restrict vj = v + (size_t)j * ld;
+        for (int d = 0; d < HD; d++)
+            o[d] += wj * vj[d];
+    }
+}
+
+static void attn_cls_fwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const AttnArgs *a = ctx;
+    const int T = a->T, D = a->D, NH = a->NH, HD = D / NH;
+    const size_t ld = 3 * (size_t)D;
+    const float scale = 1.0f / sqrtf((float)HD);
+    (void)tid;
+    for (size_t i = i0; i < i1; i++) {
+        size_t b = i / NH, h = i % NH;
+        const float *q = a->qkv + b * T * ld + h * HD, *k = q + D, *v = q + 2 * D;
+        float *p = a->att + i * T;
+        for (int j = 0; j < T; j++)
+            p[j] = scale * dot_f(q, k + (size_t)j * ld, HD);
+        cls_softmax_row(p, T);
+        weighted_rows(a->out + b * D + h * HD, p, v, T, HD, ld, 0);
+    }
+}
+
+void op_attention_cls_fwd(float *out, float *att, const float *qkv, int B, int T, int D, int NH)
+{
+    // out (B,D), att (B,NH,T), qkv (B,T,3D)
+    AttnArgs a = {.out = out, .att = att, .qkv = qkv, .T = T, .D = D, .NH = NH};
+    par_for((size_t)B * NH, 8, attn_cls_fwd_pairs, &a);
+}
+
+static void attn_cls_bwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const AttnArgs *a = ctx;
+    const int T = a->T, D = a->D, NH = a->NH, HD = D / NH;
+    const size_t ld = 3 * (size_t)D;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *ds = a->scratch + (size_t)tid * T; /* dP, then dS */
+    for (size_t i = i0; i < i1; i++) {
+        size_t b = i / NH, h = i % NH, off = b * T * ld + h * HD;
+        const float *q = a->qkv + off, *k = q + D, *v = q + 2 * D;
+        float *dq = a->dqkv + off, *dk = dq + D, *dv = dq + 2 * D;
+        const float *p = a->catt + i * T, *dout_h = a->dout + b * D + h * HD;
+        for (int j = 0; j < T; j++) { // dP = dO V^T; dV_j = P_j dO
+            ds[j] = dot_f(dout_h, v + (size_t)j * ld, HD);
+            for (int d = 0; d < HD; d++)
+                dv[(size_t)j * ld + d] = p[j] * dout_h[d];
+        }
+        softmax_vjp_row(ds, p, T);
+        weighted_rows(dq, ds, k, T, HD, ld, 0); // dQ = scale dS K; the other queries get 0
+        for (int d = 0; d < HD; d++)
+            dq[d] *= scale;
+        for (int j = 1; j < T; j++)
+            memset(dq + (size_t)j * ld, 0, (size_t)HD * sizeof(float));
+        for (int j = 0; j < T; j++) // dK_j = scale dS_j Q
+            for (int d = 0; d < HD; d++)
+                dk[(size_t)j * ld + d] = scale * ds[j] * q[d];
+    }
+}
+
+void op_attention_cls_bwd_set(float *dqkv, const float *dout, const float *qkv, const float *att,
+                              float *scratch, int B, int T, int D, int NH)
+{
+    // dqkv (B,T,3D) =: every element is written once, by its (batch, head) pair
+    AttnArgs a = {.dqkv = dqkv, .scratch = scratch, .qkv = qkv, .dout = dout, .catt = att,
+                  .T = T, .D = D, .NH = NH};
+    par_for((size_t)B * NH, 8, attn_cls_bwd_pairs, &a);
+}
+
+static void attn_cls_jvp_pairs(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const AttnArgs *a = ctx;
+    const int T = a->T, D = a->D, NH = a->NH, HD = D / NH;
+    const size_t ld = 3 * (size_t)D;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *ts = a->scratch + (size_t)tid * T; /* tS, then tP */
+    for (size_t i = i0; i < i1; i++) {
+        size_t b = i / NH, h = i % NH, off = b * T * ld + h * HD;
+        const float *q = a->qkv + off, *k = q + D, *v = q + 2 * D;
+        const float *tq = a->tqkv + off, *tk = tq + D, *tv = tq + 2 * D;
+        const float *p = a->catt + i * T;
+        float *o = a->out + b * D + h * HD;
+        // tS = scale (tQ K^T + Q tK^T); tP = P * (tS - sum(P * tS)); tout = tP V + P tV
+        for (int j = 0; j < T; j++)
+            ts[j] = scale * (dot_f(tq, k + (size_t)j * ld, HD) + dot_f(q, tk + (size_t)j * ld, HD));
+        softmax_vjp_row(ts, p, T);
+        weighted_rows(o, ts, v, T, HD, ld, 0);
+        weighted_rows(o, p, tv, T, HD, ld, 1);
+    }
+}
+
+void op_attention_cls_jvp(float *tout, const float *qkv, const float *tqkv, const float *att,
+                          float *scratch, int B, int T, int D, int NH)
+{
+    // tout (B,D) =
+    if (!tqkv) {
+        memset(tout, 0, (size_t)B * D * sizeof(float));
+        return;
+    }
+    AttnArgs a = {.out = tout, .scratch = scratch, .qkv = qkv, .tqkv = tqkv, .catt = att,
+                  .T = T, .D = D, .NH = NH};
+    par_for((size_t)B * NH, 8, attn_cls_jvp_pairs, &a);
 }
 
 /* -------------------------------------------------------------- activations */

@@ -71,6 +71,18 @@ void op_attention_bwd_set(float *dqkv, const float *dout, const float *qkv, cons
 void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const float *att,
                       float *scratch, int B, int T, int D, int NH);
 
+/* ---- the same attention for the class token's query only (token 0 of each
+ * image) over every key and value: all that the last block needs when only
+ * the class token goes on. out (B,D): the class tokens' heads concatenated;
+ * att (B,NH,T): their softmax probabilities, saved. bwd: dqkv (B,T,3D)
+ * OVERWRITTEN: q of token 0, k and v of every token, 0 for the other q.
+ * scratch: op_attention_scratch(T, D) floats, as above. ---- */
+void op_attention_cls_fwd(float *out, float *att, const float *qkv, int B, int T, int D, int NH);
+void op_attention_cls_bwd_set(float *dqkv, const float *dout, const float *qkv, const float *att,
+                              float *scratch, int B, int T, int D, int NH);
+void op_attention_cls_jvp(float *tout, const float *qkv, const float *tqkv, const float *att,
+                          float *scratch, int B, int T, int D, int NH);
+
 /* ---- activations, elementwise over n values ----
  * fwd: out = act(in), and deriv = act'(in) when deriv is not NULL. The
  * backward and the jvp take that derivative (saved in place of the input):

@@ -231,19 +231,21 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
         BlockActs a = block_acts(w, l);
         const int i0 = params_block_index(l, 0);
         op_linear_fwd(a.qkv, a.ln1, W(i0 + BLK_QKV_W), W(i0 + BLK_QKV_B), d.N, d.D, 3 * d.D);
-        op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
         if (l + 1 < d.L) {
             const BlockActs n = block_acts(w, l + 1);
+            op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
             block_fwd_upper(params, w, l, d.N, a.atty, a.x, &a, a.out, &n, l + 1);
         } else if (!w->last_cls_only) {
+            op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
             block_fwd_upper(params, w, l, d.N, a.atty, a.x, &a, a.out, NULL, l);
             op_cls_gather(s->cls, a.out, B, d.T, d.D);
         } else {
-            /* the embeddings depend on the last block's class tokens only: the
-             * rest of the block runs on those rows and writes cls itself */
+            /* the embeddings depend on the last block's class tokens only: its
+             * attention takes their queries, and the rest of the block runs on
+             * those rows and writes cls itself */
             const BlockActs ca = block_acts_cls(w);
             const int R = vit_cls_rows(B);
-            op_cls_gather(ca.atty, a.atty, B, d.T, d.D);
+            op_attention_cls_fwd(ca.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
             op_cls_gather(ca.x, a.x, B, d.T, d.D);
             zero_pad_rows(ca.atty, B, R, d.D);
             zero_pad_rows(ca.x, B, R, d.D);
@@ -331,17 +333,15 @@ static int block_bwd_upper(const Bwd *k, VitWork *w, int l, int rows, float *dre
     return 1;
 }
 
-/* Block l's attention core, in_proj and ln_1 backward on every token: datty
- * in; dres = dL/d(mid) on entry, dL/d(block input) on return. Returns 0 when
+/* Block l's in_proj and ln_1 backward on every token: dqkv = dL/d(qkv) in;
+ * dres = dL/d(mid) on entry, dL/d(block input) on return. Returns 0 when
  * nothing below needs a gradient. */
-static int block_bwd_lower(const Bwd *k, VitWork *w, int l, float *dres, const float *datty,
-                           const BlockActs *a)
+static int block_bwd_inproj(const Bwd *k, VitWork *w, int l, float *dres, const float *dqkv,
+                            const BlockActs *a)
 {
     const Dims d = dims_of(&w->arch, w->B);
     const int i0 = params_block_index(l, 0), iq = i0 + BLK_QKV_W, il1 = i0 + BLK_LN1_W;
     const VitScratch *c = &w->scr;
-    float *dqkv = c->a;
-    op_attention_bwd_set(dqkv, datty, a->qkv, a->att, c->att, d.B, d.T, d.D, d.NH);
     if (!NEED(iq)) {
         op_linear_bwd(NULL, G(iq), G(iq + 1), dqkv, a->ln1, W(iq), d.N, d.D, 3 * d.D);
         return 0;
@@ -389,8 +389,8 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
         if (!block_bwd_upper(k, w, l, vit_cls_rows(d.B), dcls, datty_cls, ca.atty, &ca))
             return;
         op_cls_scatter_add(zeroed(dres, ND), dcls, d.B, d.T, d.D);
-        op_cls_scatter_add(zeroed(datty, ND), datty_cls, d.B, d.T, d.D);
-        if (!block_bwd_lower(k, w, l, dres, datty, &a))
+        op_attention_cls_bwd_set(c->a, datty_cls, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
+        if (!block_bwd_inproj(k, w, l, dres, c->a, &a))
             return;
         l--;
     } else {
@@ -398,8 +398,10 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
     }
     for (; l >= 0; l--) {
         const BlockActs a = block_acts(w, l);
-        if (!block_bwd_upper(k, w, l, d.N, dres, datty, a.atty, &a) ||
-            !block_bwd_lower(k, w, l, dres, datty, &a))
+        if (!block_bwd_upper(k, w, l, d.N, dres, datty, a.atty, &a))
+            return;
+        op_attention_bwd_set(c->a, datty, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
+        if (!block_bwd_inproj(k, w, l, dres, c->a, &a))
             return;
     }
     /* embeddings: dres = dL/d(ln_pre output) */
@@ -507,28 +509,30 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
             op_layernorm_jvp(tln, a.x, live ? tr : NULL, W(il1), TG(il1), TG(il1 + 1),
                              a.ln1_mean, a.ln1_rstd, d.N, d.D);
         }
+        const int cls_last = l + 1 == d.L && w->last_cls_only;
+        const int R = vit_cls_rows(B);
         if (tln || TG(iq) || TG(iq + 1)) {
             float *tqkv = c->a;
             op_linear_jvp(tqkv, a.ln1, tln, W(iq), TG(iq), TG(iq + 1), d.N, d.D, 3 * d.D);
-            tatty = c->d;
-            op_attention_jvp(tatty, a.qkv, tqkv, a.att, c->att, B, d.T, d.D, d.NH);
+            if (!cls_last) {
+                tatty = c->d;
+                op_attention_jvp(tatty, a.qkv, tqkv, a.att, c->att, B, d.T, d.D, d.NH);
+            } else { /* the class tokens' queries only */
+                tatty = c->bd2;
+                op_attention_cls_jvp(tatty, a.qkv, tqkv, a.att, c->att, B, d.T, d.D, d.NH);
+                zero_pad_rows(tatty, B, R, d.D);
+            }
         }
-        if (l + 1 < d.L || !w->last_cls_only) {
+        if (!cls_last) {
             live = block_jvp_upper(params, w, tangent, mask, l, d.N, a.atty, tatty, tr, live, &a);
             continue;
         }
-        /* class-token-only last block: the same on the class-token rows */
+        /* class-token-only last block: the rest on the class-token rows */
         const BlockActs ca = block_acts_cls(w);
-        const int R = vit_cls_rows(B);
-        float *tr_cls = c->bd1, *tatty_cls = NULL;
+        float *tr_cls = c->bd1, *tatty_cls = tatty;
         if (live) {
             op_cls_gather(tr_cls, tr, B, d.T, d.D);
             zero_pad_rows(tr_cls, B, R, d.D);
-        }
-        if (tatty) {
-            tatty_cls = c->bd2;
-            op_cls_gather(tatty_cls, tatty, B, d.T, d.D);
-            zero_pad_rows(tatty_cls, B, R, d.D);
         }
         if (block_jvp_upper(params, w, tangent, mask, l, R, ca.atty, tatty_cls, tr_cls, live, &ca))
             tcls = tr_cls;

@@ -614,12 +614,52 @@ static void attention_case(const char *name, int B, int T, int D, int NH)
     free_case(&c);
 }
 
+/* The class token's query only (op_attention_cls_*): out (B,D). */
+static void attc_fwd(Case *c) { op_attention_cls_fwd(c->out, c->save1, c->x[0], c->B, c->T, c->D, c->NH); }
+static void attc_bwd(Case *c, const float *dout, float **g)
+{
+    /* the op overwrites dqkv; added here into g as the harness's backward contract asks */
+    if (!g[0])
+        return;
+    float *set = randn(c->n[0], 1e3f); /* garbage: every entry must be written */
+    op_attention_cls_bwd_set(set, dout, c->x[0], c->save1, c->scratch, c->B, c->T, c->D, c->NH);
+    for (size_t j = 0; j < c->n[0]; j++)
+        g[0][j] += set[j];
+    free(set);
+}
+static void attc_jvp(Case *c, float *tout, float **t)
+{
+    op_attention_cls_jvp(tout, c->x[0], t[0], c->save1, c->scratch, c->B, c->T, c->D, c->NH);
+}
+
+static void attention_cls_case(const char *name, int B, int T, int D, int NH)
+{
+    Case c = {.name = name, .B = B, .T = T, .D = D, .NH = NH, .fwd = attc_fwd, .bwd = attc_bwd,
+              .jvp = attc_jvp};
+    add_arg(&c, "qkv", (size_t)B * T * 3 * D, 1.0f);
+    c.nout = (size_t)B * D;
+    c.out = zeros(c.nout);
+    c.save1 = zeros((size_t)B * NH * T);
+    c.scratch = zeros(op_attention_scratch(T, D));
+    c.fwd(&c);
+    double worst = 0.0; /* the full attention's token-0 rows, in double */
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < D; d++)
+            worst = fmax(worst, fabs(att_ref(c.x[0], b, 0, d, T, D, NH) - c.out[(size_t)b * D + d]));
+    printf("  %-22s vs double reference: max abs err %.2e\n", name, worst);
+    assert_true(worst < 1e-5);
+    run_case(&c);
+    free_case(&c);
+}
+
 static void test_attention(void **state)
 {
     (void)state;
     attention_case("attention", 2, 5, 8, 2);          /* HD 4 */
     attention_case("attention HD=3 NH=4", 2, 7, 12, 4); /* other head dim, odd T */
     attention_case("attention NH=1", 1, 4, 6, 1);       /* one head spanning D */
+    attention_cls_case("attention cls", 2, 5, 8, 2);
+    attention_cls_case("attention cls HD=3 T=19", 3, 19, 12, 4); /* T past the 16 lanes */
 }
 
 /* -------------------------------------------------------------- activations */
