@@ -106,15 +106,64 @@ static void state_free(CheckState *c)
     model_free(&c->model);
 }
 
-static TdStatus run_checks(CheckState *c, Tally *t)
+/* One pass: forward, loss, full backward and both JVPs. all_tokens = 1 is the
+ * path that keeps every hidden state (compared too); 0 the class-token path
+ * that training and evaluation run (the last block on the class tokens
+ * only), whose tensors are named with a "cls: " prefix. */
+static void check_pass(CheckState *c, Tally *t, int all_tokens)
 {
     const VitArch *a = &c->model.arch;
     const ParamTable *tab = &c->model.table;
     const RefFile *r = &c->ref;
     const int B = r->batch, C = r->classes, E = a->out_dim, L = a->layers;
     const size_t BTD = (size_t)B * vit_arch_tokens(a) * a->width;
+    const char *pre = all_tokens ? "" : "cls: ";
+    char name[160];
+    c->work.all_tokens = all_tokens;
+    printf("forward (batch %d, %s):\n", B,
+           all_tokens ? "every token" : "class-token path, as training and evaluation run it");
+    vit_forward(c->model.params, &c->work, r->pixels, B, c->embeds);
+    for (int l = 0; all_tokens && l <= L; l++) {
+        snprintf(name, sizeof name, "hidden_states[%d]", l);
+        compare(t, name, vit_hidden(&c->work, l), r->hidden + (size_t)l * BTD, BTD, 0);
+    }
+    snprintf(name, sizeof name, "%spooled", pre);
+    compare(t, name, vit_pooled(&c->work), r->pooled, (size_t)B * a->width, 0);
+    snprintf(name, sizeof name, "%simage_embeds", pre);
+    compare(t, name, c->embeds, r->embeds, (size_t)B * E, 0);
+    double loss = vit_head_loss(&c->head, c->embeds, r->head, (float)r->logit_scale, r->labels,
+                                B, C, c->logits, c->dembeds, NULL);
+    snprintf(name, sizeof name, "%slogits", pre);
+    compare(t, name, c->logits, r->logits, (size_t)B * C, 0);
+    snprintf(name, sizeof name, "%sloss", pre);
+    report(t, name, fabs(loss - r->loss) / fmax(fabs(r->loss), 1e-30), 0);
+
+    printf("backward (full):\n");
+    memset(c->grads, 0, tab->total * sizeof(float));
+    vit_backward(&c->work, c->dembeds, c->grads, NULL);
+    for (int i = 0; i < tab->count; i++) {
+        const ParamInfo *p = &tab->info[i];
+        snprintf(name, sizeof name, "%sgrad %s", pre, p->name);
+        compare(t, name, c->grads + p->offset, r->grads + p->offset, p->numel, 1);
+    }
+
+    printf("jvp:\n");
+    vit_jvp(c->model.params, &c->work, r->tangent, NULL, B, c->tvec);
+    snprintf(name, sizeof name, "%sjvp_all", pre);
+    compare(t, name, c->tvec, r->jvp_all, (size_t)B * E, 1);
+    attn_tangent_mask(a, c->mask, tab->count);
+    vit_jvp(c->model.params, &c->work, r->tangent, c->mask, B, c->tvec);
+    snprintf(name, sizeof name, "%sjvp_attn", pre);
+    compare(t, name, c->tvec, r->jvp_attn, (size_t)B * E, 1);
+}
+
+static TdStatus run_checks(CheckState *c, Tally *t)
+{
+    const VitArch *a = &c->model.arch;
+    const ParamTable *tab = &c->model.table;
+    const RefFile *r = &c->ref;
+    const int B = r->batch, C = r->classes, E = a->out_dim;
     TD_TRY(vit_work_alloc(&c->work, a, tab, B));
-    c->work.all_tokens = 1; /* every hidden state is compared, the last one too */
     TD_TRY(vit_head_alloc(&c->head, B, E, C));
     TD_ALLOC(c->embeds, (size_t)B * E);
     TD_ALLOC(c->dembeds, (size_t)B * E);
@@ -124,35 +173,8 @@ static TdStatus run_checks(CheckState *c, Tally *t)
     c->grads = td_aligned_calloc(tab->total * sizeof(float));
     if (!c->grads)
         return TD_ERR_NOMEM;
-
-    printf("forward (batch %d):\n", B);
-    vit_forward(c->model.params, &c->work, r->pixels, B, c->embeds);
-    char name[128];
-    for (int l = 0; l <= L; l++) {
-        snprintf(name, sizeof name, "hidden_states[%d]", l);
-        compare(t, name, vit_hidden(&c->work, l), r->hidden + (size_t)l * BTD, BTD, 0);
-    }
-    compare(t, "pooled", vit_pooled(&c->work), r->pooled, (size_t)B * a->width, 0);
-    compare(t, "image_embeds", c->embeds, r->embeds, (size_t)B * E, 0);
-    double loss = vit_head_loss(&c->head, c->embeds, r->head, (float)r->logit_scale, r->labels,
-                                B, C, c->logits, c->dembeds, NULL);
-    compare(t, "logits", c->logits, r->logits, (size_t)B * C, 0);
-    report(t, "loss", fabs(loss - r->loss) / fmax(fabs(r->loss), 1e-30), 0);
-
-    printf("backward (full):\n");
-    vit_backward(&c->work, c->dembeds, c->grads, NULL);
-    for (int i = 0; i < tab->count; i++) {
-        const ParamInfo *p = &tab->info[i];
-        snprintf(name, sizeof name, "grad %s", p->name);
-        compare(t, name, c->grads + p->offset, r->grads + p->offset, p->numel, 1);
-    }
-
-    printf("jvp:\n");
-    vit_jvp(c->model.params, &c->work, r->tangent, NULL, B, c->tvec);
-    compare(t, "jvp_all", c->tvec, r->jvp_all, (size_t)B * E, 1);
-    attn_tangent_mask(a, c->mask, tab->count);
-    vit_jvp(c->model.params, &c->work, r->tangent, c->mask, B, c->tvec);
-    compare(t, "jvp_attn", c->tvec, r->jvp_attn, (size_t)B * E, 1);
+    check_pass(c, t, 1);
+    check_pass(c, t, 0);
     return TD_OK;
 }
 
