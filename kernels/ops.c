@@ -846,8 +846,8 @@ void op_attention_cls_jvp(float *tout, const float *qkv, const float *tqkv, cons
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT2PI 0.39894228040143268f
 
-/* QuickGELU's value x / (1 + e), e = exp(-k x), as it always was, and its
- * derivative s (1 + k x (1 - s)) with s = 1 / (1 + e). Exact GELU's value
+/* QuickGELU's value x s with s = 1 / (1 + e), e = exp(-k x) (one division
+ * for value and derivative), and its derivative s (1 + k x (1 - s)). Exact GELU's value
  * x cdf(x) and derivative cdf(x) + x pdf(x). Each loop below has one of these
  * bodies and no branch, so the QuickGELU loops vectorise. */
 #define QGELU_E1(x) (1.0f + fast_expf(-QGELU_K * (x)))
@@ -863,12 +863,12 @@ static void act_fwd_loop(float *restrict y, float *restrict d, const float *rest
 {
     if (act == TD_ACT_QUICK_GELU && !d) {
         for (size_t i = 0; i < n; i++)
-            y[i] = x[i] / QGELU_E1(x[i]);
+            y[i] = x[i] * (1.0f / QGELU_E1(x[i]));
     } else if (act == TD_ACT_QUICK_GELU) {
         for (size_t i = 0; i < n; i++) {
             float e1 = QGELU_E1(x[i]), s = 1.0f / e1;
             d[i] = QGELU_D(x[i], s);
-            y[i] = x[i] / e1;
+            y[i] = x[i] * s;
         }
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -886,12 +886,12 @@ static void act_fwd_inplace(float *restrict y, float *restrict p, size_t n, TdAc
 {
     if (act == TD_ACT_QUICK_GELU && !y) {
         for (size_t i = 0; i < n; i++)
-            p[i] = p[i] / QGELU_E1(p[i]);
+            p[i] = p[i] * (1.0f / QGELU_E1(p[i]));
     } else if (act == TD_ACT_QUICK_GELU) {
         for (size_t i = 0; i < n; i++) {
             float x = p[i], e1 = QGELU_E1(x), s = 1.0f / e1;
             p[i] = QGELU_D(x, s);
-            y[i] = x / e1;
+            y[i] = x * s;
         }
     } else {
         for (size_t i = 0; i < n; i++) {
