@@ -43,7 +43,8 @@ typedef struct {
     float *ln1_mean;   /* (L, N) */
     float *ln1_rstd;   /* (L, N) */
     float *qkv;        /* (L, N, 3D) */
-    float *att;        /* (L, B, NH, T, T) softmax probabilities */
+    float *att;        /* (L, B, NH, T, T) softmax probabilities; the class-token-only
+                          last block keeps (B, NH, T), its class queries' rows */
     float *atty;       /* (L, N, D) heads concatenated, out_proj's input */
     float *mid;        /* (L, N, D) residual after the attention sub-layer */
     float *ln2;        /* (L, N, D) */
@@ -65,8 +66,8 @@ typedef struct {
     float *pooled;     /* (B, D) ln_post output */
 } VitActs;
 
-/* Scratch reused by backward and jvp (nothing in it survives a call). Row
- * counts N are at least R (vit_cls_rows) too. */
+/* Scratch reused by backward and jvp (nothing in it survives a call). a, b
+ * and c hold max(N, R) rows (R: vit_cls_rows). */
 typedef struct {
     float *r;    /* (N, D) gradient / tangent of the residual stream */
     float *a;    /* (N, max(F, 3D)) */
@@ -84,10 +85,11 @@ typedef struct {
     const ParamTable *table; /* borrowed; must outlive the work */
     int max_batch;
     int B;                   /* batch of the last vit_forward, 0 before */
-    int all_tokens;          /* set by the caller: 1 runs the last block's out_proj and
-                                MLP on every token, so that vit_hidden(L) exists (tadist
-                                check); 0 (the default) on the class tokens only, the
-                                only rows the embeddings depend on */
+    int all_tokens;          /* set by the caller: 1 runs the whole last block on every
+                                token, so that vit_hidden(L) exists (tadist check); 0
+                                (the default) runs its attention for the class tokens'
+                                queries and its out_proj and MLP on their rows only:
+                                the only rows the embeddings depend on */
     int no_grad;             /* set by the caller: 1 when no vit_backward or vit_jvp will
                                 follow the forward, which then saves no activation
                                 derivative */
