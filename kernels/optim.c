@@ -96,13 +96,16 @@ static void sumsq_blocks(void *ctx, size_t b0, size_t b1, int tid)
         size_t k0 = b * OPT_CHUNK, k1 = k0 + OPT_CHUNK < a->n ? k0 + OPT_CHUNK : a->n;
         /* SUMSQ_LANES partial sums: one chain of dependent adds would make this
          * pass latency-bound (each add waits for the last) */
+        const float *restrict g = a->g + k0;
+        const size_t groups = (k1 - k0) / SUMSQ_LANES;
         double acc[SUMSQ_LANES] = {0}, s = 0.0;
-        size_t k = k0;
-        for (; k + SUMSQ_LANES <= k1; k += SUMSQ_LANES)
-            for (size_t j = 0; j < SUMSQ_LANES; j++)
-                acc[j] += (double)a->g[k + j] * a->g[k + j];
-        for (; k < k1; k++)
-            s += (double)a->g[k] * a->g[k];
+        for (size_t q = 0; q < groups; q++) /* this shape vectorises */
+            for (size_t j = 0; j < SUMSQ_LANES; j++) {
+                double x = g[q * SUMSQ_LANES + j];
+                acc[j] += x * x;
+            }
+        for (size_t k = groups * SUMSQ_LANES; k < k1 - k0; k++)
+            s += (double)g[k] * g[k];
         for (size_t j = 0; j < SUMSQ_LANES; j++)
             s += acc[j];
         a->block[b] = s;
