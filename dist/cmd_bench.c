@@ -89,6 +89,7 @@ static void train_step(Bench *b, const unsigned char *mask, int ntk)
     for (int i = 0; i < t->count; i++) /* as dist/train_step.c: only what backward adds into */
         if (mask[i])
             par_zero(b->grads + t->info[i].offset, t->info[i].numel);
+    b->work.trainable = mask;
     if (ntk)
         vit_ntk_forward(b->model.params, &b->work, b->delta, mask, b->pixels, b->B, b->embeds, NULL);
     else

@@ -111,6 +111,7 @@ TdStatus dp_step(DpTrainer *T, MPI_Comm comm, const DpSpec *p, const float *thet
     double lsum = 0;
     T->h.smoothing = p->label_smoothing;
     if (nl > 0) {
+        T->w.trainable = p->mask; /* the forward keeps what this backward reads */
         if (p->ntk) {
             dp_masked_diff(tab, p->mask, theta, p->m->params, T->delta);
             vit_ntk_forward(p->m->params, &T->w, T->delta, p->mask, T->x, nl, T->emb, NULL);

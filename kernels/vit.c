@@ -7,6 +7,7 @@
  * lowest < i. The same holds for tangents in forward mode. */
 #include "vit.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,8 +108,11 @@ TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, i
     for (size_t i = 0; i < nparts; i++)
         total += (parts[i].n + 15) / 16 * 16; /* 64-byte aligned pieces */
     w->memory = td_aligned_calloc(total * sizeof(float));
-    if (!w->memory)
+    w->mlp_kept = calloc((size_t)d.L, 1);
+    if (!w->memory || !w->mlp_kept) {
+        vit_work_free(w);
         return TD_ERR_NOMEM;
+    }
     size_t off = 0;
     for (size_t i = 0; i < nparts; i++) {
         *parts[i].p = w->memory + off;
@@ -124,6 +128,7 @@ TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, i
 void vit_work_free(VitWork *w)
 {
     td_free(w->memory);
+    free(w->mlp_kept);
     memset(w, 0, sizeof *w);
 }
 
@@ -230,6 +235,12 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
     for (int l = 0; l < d.L; l++) {
         BlockActs a = block_acts(w, l);
         const int i0 = params_block_index(l, 0);
+        const unsigned char *tr = w->trainable;
+        w->mlp_kept[l] = !w->no_grad && (!tr || tr[i0 + BLK_FC_W] || tr[i0 + BLK_PROJ_W]);
+        if (!w->mlp_kept[l]) { /* nothing reads them after this block: scratch (stays in cache) */
+            a.ln2 = w->scr.c;
+            a.fca = w->scr.b;
+        }
         op_linear_fwd(a.qkv, a.ln1, W(i0 + BLK_QKV_W), W(i0 + BLK_QKV_B), d.N, d.D, 3 * d.D);
         if (l + 1 < d.L) {
             const BlockActs n = block_acts(w, l + 1);
@@ -292,6 +303,18 @@ typedef struct {
 #define G(i) ((!k->trainable || k->trainable[i]) ? params_at(k->t, k->grads, (i)) : NULL)
 #define NEED(i) (k->lowest < (i))
 
+/* The contract of VitWork.trainable: a block whose MLP inputs the forward did
+ * not keep must not be asked for its MLP weights' gradients or tangents (the
+ * class-token-only last block always keeps its own, cls_fca and cls_ln2). */
+static void check_mlp_kept(const VitWork *w, int l, int wanted)
+{
+    if (wanted && !w->mlp_kept[l]) {
+        fprintf(stderr, "vit: block %d's MLP weights are differentiated but the forward did "
+                        "not keep their inputs (set VitWork.trainable before vit_forward)\n", l);
+        abort();
+    }
+}
+
 /* Block l's MLP and out_proj backward on `rows` rows (every token, or the
  * class tokens of a class-token-only last block): dres = dL/d(block output)
  * on entry, dL/d(mid) on return; datty = dL/d(out_proj's input atty).
@@ -304,6 +327,7 @@ static int block_bwd_upper(const Bwd *k, VitWork *w, int l, int rows, float *dre
     /* Input gradients are written (not added) by the fused ops, so no buffer
      * is zeroed. */
     const int ip = i0 + BLK_PROJ_W, ifc = i0 + BLK_FC_W, il2 = i0 + BLK_LN2_W;
+    check_mlp_kept(w, l, a->fca != w->acts.cls_fca && (G(ip) || G(ifc)));
     if (!NEED(ip)) {
         op_linear_bwd(NULL, G(ip), G(ip + 1), dres, a->fca, W(ip), rows, F, D);
         return 0;
@@ -445,6 +469,7 @@ static int block_jvp_upper(const float *params, VitWork *w, const float *tangent
     }
     /* MLP sub-layer */
     const int il2 = i0 + BLK_LN2_W, ifc = i0 + BLK_FC_W, ip = i0 + BLK_PROJ_W;
+    check_mlp_kept(w, l, a->fca != w->acts.cls_fca && (TG(ifc) || TG(ip)));
     float *tln2 = NULL, *tfca = NULL;
     if (live || TG(il2) || TG(il2 + 1)) {
         tln2 = c->c;
@@ -559,6 +584,7 @@ void vit_ntk_forward(const float *theta0, VitWork *w, const float *delta,
                      float *f0)
 {
     float *base = f0 ? f0 : w->scr.be;
+    w->trainable = mask; /* what the jvp here and the backward after it differentiate */
     vit_forward(theta0, w, pixels, B, base);
     vit_jvp(theta0, w, delta, mask, B, out);
     op_add_inplace(out, base, (size_t)B * w->arch.out_dim);

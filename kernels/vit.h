@@ -92,7 +92,14 @@ typedef struct {
                                 the only rows the embeddings depend on */
     int no_grad;             /* set by the caller: 1 when no vit_backward or vit_jvp will
                                 follow the forward, which then saves no activation
-                                derivative */
+                                derivative and no MLP input (see trainable) */
+    const unsigned char *trainable; /* set by the caller (borrowed): the tensors the
+                                vit_backward or vit_jvp after the next forward
+                                differentiate; NULL: all. The forward keeps a block's
+                                MLP inputs (ln2, fca: read only by the MLP's weight
+                                gradients and tangents) only when that block's c_fc or
+                                c_proj weight is in it */
+    unsigned char *mlp_kept; /* (L) which blocks' MLP inputs the last forward kept */
     int last_cls_only;       /* how the last forward ran its last block (!all_tokens) */
     const float *params;     /* parameters of the last vit_forward (borrowed) */
     VitActs acts;
@@ -139,7 +146,7 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
 
 /* The linearised model of ntk fine-tuning:
  *   out = f(x; theta0) + J(theta0) . delta,  delta = theta - theta0 (table layout).
- * Runs vit_forward at theta0 and vit_jvp along delta. The gradient of a loss
+ * Runs vit_forward at theta0 (with w->trainable = mask) and vit_jvp along delta. The gradient of a loss
  * of out w.r.t. theta is J(theta0)^T dL/dout: call vit_backward next with
  * dL/dout; it uses the theta0 activations this call saved. If f0 is not NULL
  * it receives f(x; theta0) (B,E). */

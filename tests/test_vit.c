@@ -352,6 +352,21 @@ static void test_attn_mode(void **state)
         assert_int_equal(mask[i], want);
     }
     net_grads(n, n->params, g, mask);
+    /* the forward told the mask keeps no MLP input (VitWork.trainable): the
+     * same gradients, bit for bit; and a no_grad forward the same embeddings */
+    float *g2 = fzeros(n->t.total), *e = fzeros((size_t)n->B * n->E);
+    n->w.trainable = mask;
+    net_grads(n, n->params, g2, mask);
+    for (int l = 0; l < n->a.layers; l++)
+        assert_int_equal(n->w.mlp_kept[l], 0);
+    assert_memory_equal(g, g2, n->t.total * sizeof(float));
+    memcpy(e, n->embeds, (size_t)n->B * n->E * sizeof(float));
+    n->w.trainable = NULL;
+    n->w.no_grad = 1;
+    vit_forward(n->params, &n->w, n->pixels, n->B, n->embeds);
+    n->w.no_grad = 0;
+    assert_memory_equal(e, n->embeds, (size_t)n->B * n->E * sizeof(float));
+    free(g2), free(e);
     memcpy(theta, n->params, n->t.total * sizeof(float));
     for (size_t k = 0; k < n->t.total; k++)
         theta[k] -= 0.1f * g[k];
