@@ -554,23 +554,23 @@ static void exp_inplace(float *restrict x, size_t n)
         x[i] = fast_expf(x[i]);
 }
 
-/* In place: each of the T rows of a (T,T) becomes its softmax. The exp runs
- * as one pass over all T*T values (rows of T = 50 would leave most of each
- * vector loop to its scalar remainder); the values are those of a row-by-row
- * exp(x - max). */
-static void softmax_rows(float *a, int T)
+/* In place: each of the rows of a (rows, n) becomes its softmax. The exp runs
+ * as one pass over all rows * n values (rows of n = 50 would leave most of
+ * each vector loop to its scalar remainder); the values are those of a
+ * row-by-row exp(x - max). */
+static void softmax_rows(float *a, int rows, int n)
 {
-    for (int i = 0; i < T; i++) {
-        float *restrict r = a + (size_t)i * T;
-        float m = max_f(r, T);
-        for (int j = 0; j < T; j++)
+    for (int i = 0; i < rows; i++) {
+        float *restrict r = a + (size_t)i * n;
+        float m = max_f(r, n);
+        for (int j = 0; j < n; j++)
             r[j] -= m;
     }
-    exp_inplace(a, (size_t)T * T);
-    for (int i = 0; i < T; i++) {
-        float *restrict r = a + (size_t)i * T;
-        float inv = 1.0f / sum_f(r, T);
-        for (int j = 0; j < T; j++)
+    exp_inplace(a, (size_t)rows * n);
+    for (int i = 0; i < rows; i++) {
+        float *restrict r = a + (size_t)i * n;
+        float inv = 1.0f / sum_f(r, n);
+        for (int j = 0; j < n; j++)
             r[j] *= inv;
     }
 }
@@ -619,7 +619,7 @@ static void attn_fwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
         float *o = a->out + b * T * D + h * HD;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, HD, scale, q, ld, k, ld, 0.0f,
                     p, T);
-        softmax_rows(p, T);
+        softmax_rows(p, T, T);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, HD, T, 1.0f, p, T, v, ld, 0.0f,
                     o, D);
     }
@@ -719,15 +719,6 @@ void op_attention_jvp(float *tout, const float *qkv, const float *tqkv, const fl
 
 /* One (batch, head) pair per item, the class token's query only: a row of
  * scores, its softmax and a weighted sum of values, each O(T HD). */
-static void cls_softmax_row(float *restrict s, int T)
-{
-    float m = max_f(s, T);
-    for (int j = 0; j < T; j++)
-        s[j] = fast_expf(s[j] - m);
-    float inv = 1.0f / sum_f(s, T);
-    for (int j = 0; j < T; j++)
-        s[j] *= inv;
-}
 
 /* o (HD) = (beta ? o : 0) + sum_j w[j] v_j, v_j at v + j ld */
 static void weighted_rows(float *restrict o, const float *restrict w, const float *restrict v,
@@ -755,7 +746,7 @@ static void attn_cls_fwd_pairs(void *ctx, size_t i0, size_t i1, int tid)
         float *p = a->att + i * T;
         for (int j = 0; j < T; j++)
             p[j] = scale * dot_f(q, k + (size_t)j * ld, HD);
-        cls_softmax_row(p, T);
+        softmax_rows(p, 1, T);
         weighted_rows(a->out + b * D + h * HD, p, v, T, HD, ld, 0);
     }
 }
@@ -855,33 +846,10 @@ void op_attention_cls_jvp(float *tout, const float *qkv, const float *tqkv, cons
 #define GELU_CDF(x) (0.5f * (1.0f + erff((x) * INV_SQRT2)))
 #define GELU_D(x, cdf) ((cdf) + (x) * (INV_SQRT2PI * expf(-0.5f * (x) * (x))))
 
-/* The activation's forward over n values: y = act(x); d = act'(x) when d is
- * not NULL. The backward and the jvp need only d, so the model saves d in
- * place of the activation's input and neither pass evaluates an exp. */
-static void act_fwd_loop(float *restrict y, float *restrict d, const float *restrict x, size_t n,
-                         TdAct act)
-{
-    if (act == TD_ACT_QUICK_GELU && !d) {
-        for (size_t i = 0; i < n; i++)
-            y[i] = x[i] * (1.0f / QGELU_E1(x[i]));
-    } else if (act == TD_ACT_QUICK_GELU) {
-        for (size_t i = 0; i < n; i++) {
-            float e1 = QGELU_E1(x[i]), s = 1.0f / e1;
-            d[i] = QGELU_D(x[i], s);
-            y[i] = x[i] * s;
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float cdf = GELU_CDF(x[i]);
-            if (d)
-                d[i] = GELU_D(x[i], cdf);
-            y[i] = x[i] * cdf;
-        }
-    }
-}
-
-/* The same in place over p: y = act(p) and p = act'(p) when y is not NULL,
- * else p = act(p). */
+/* The activation's forward in place over n values of p: y = act(p) and
+ * p = act'(p) when y is not NULL, else p = act(p). The backward and the jvp
+ * need only act', so the model saves it in place of the activation's input
+ * and neither pass evaluates an exp. */
 static void act_fwd_inplace(float *restrict y, float *restrict p, size_t n, TdAct act)
 {
     if (act == TD_ACT_QUICK_GELU && !y) {
@@ -912,11 +880,15 @@ typedef struct {
     TdAct act;
 } ActArgs;
 
+/* Over the range: out = act(in), and deriv = act'(in) when deriv is not NULL. */
 static void act_fwd_range(void *ctx, size_t i0, size_t i1, int tid)
 {
     const ActArgs *a = ctx;
+    float *p = a->deriv ? a->deriv : a->out; /* the in-place loop's buffer */
     (void)tid;
-    act_fwd_loop(a->out + i0, a->deriv ? a->deriv + i0 : NULL, a->in + i0, i1 - i0, a->act);
+    if (p != a->in)
+        memcpy(p + i0, a->in + i0, (i1 - i0) * sizeof(float));
+    act_fwd_inplace(a->deriv ? a->out + i0 : NULL, p + i0, i1 - i0, a->act);
 }
 
 static void act_bwd_range(void *ctx, size_t i0, size_t i1, int tid)
@@ -1110,7 +1082,7 @@ double op_xent_fwd_bwd(float *dlogits, const float *logits, const int *labels, i
  * separate ops, in the same order. */
 typedef struct {
     float *out, *act_out, *ln_out, *ln_mean, *ln_rstd, *dres;
-    const float *b, *res, *pre, *ln_w, *ln_b, *ln_in, *cmean, *crstd;
+    const float *b, *res, *deriv, *ln_w, *ln_b, *ln_in, *cmean, *crstd;
     int OC, C;
     float eps;
     TdAct act;
@@ -1183,7 +1155,7 @@ static void fused_act_bwd_post(const void *ctx, size_t r0, size_t r1, size_t c0,
     const size_t C = (size_t)f->C;
     for (size_t r = r0; r < r1; r++) {
         float *restrict y = f->out + r * C;
-        const float *restrict d = f->pre + r * C;
+        const float *restrict d = f->deriv + r * C;
         for (size_t c = c0; c < c1; c++)
             y[c] = 0.0f + y[c] * d[c];
     }
@@ -1192,7 +1164,7 @@ static void fused_act_bwd_post(const void *ctx, size_t r0, size_t r1, size_t c0,
 void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const float *deriv, int N,
                        int C, int OC)
 {
-    Fused f = {.out = dpre, .pre = deriv, .C = C};
+    Fused f = {.out = dpre, .deriv = deriv, .C = C};
     Gemm g = {.ta = 0, .tb = 0, .M = N, .N = C, .K = OC, .lda = OC, .ldb = C, .ldc = C,
               .alpha = 1.0f, .beta = 0.0f, .A = dout, .B = w, .C = dpre,
               .post = fused_act_bwd_post, .hctx = &f};

@@ -189,24 +189,23 @@ static void zero_pad_rows(float *x, int B, int R, int D)
 
 /* ------------------------------------------------------------------ forward */
 
-/* Block l after its attention core, on `rows` rows: out_proj of atty plus the
- * residual x into mid, ln_2, the MLP, and its residual into out; when nln1 is
- * not NULL, the next block's ln_1 of out (next: that block's slices). */
+/* Block l after its attention core, on `rows` rows of the slices a: out_proj
+ * of atty plus the residual x into mid, ln_2, the MLP, and its residual into
+ * out; when next (block l + 1's slices) is not NULL, that block's ln_1 of out. */
 static void block_fwd_upper(const float *params, const VitWork *w, int l, int rows,
-                            const float *atty, const float *x, const BlockActs *a, float *out,
-                            const BlockActs *next, int next_l)
+                            const BlockActs *a, const BlockActs *next)
 {
     const ParamTable *t = w->table;
     const int D = w->arch.width, F = w->arch.mlp, i0 = params_block_index(l, 0);
     const float eps = w->arch.ln_eps;
 #define W(i) params_at_c(t, params, (i))
-    op_linear_res_ln_fwd(a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, atty, W(i0 + BLK_OUT_W),
-                         W(i0 + BLK_OUT_B), x, W(i0 + BLK_LN2_W), W(i0 + BLK_LN2_B), eps, rows,
-                         D, D);
+    op_linear_res_ln_fwd(a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, a->atty, W(i0 + BLK_OUT_W),
+                         W(i0 + BLK_OUT_B), a->x, W(i0 + BLK_LN2_W), W(i0 + BLK_LN2_B), eps,
+                         rows, D, D);
     op_linear_act_fwd(a->fca, w->no_grad ? NULL : a->dact, a->ln2, W(i0 + BLK_FC_W),
                       W(i0 + BLK_FC_B), rows, D, F, w->arch.act);
-    const int n0 = params_block_index(next_l, 0);
-    op_linear_res_ln_fwd(out, next ? next->ln1 : NULL, next ? next->ln1_mean : NULL,
+    const int n0 = params_block_index(next ? l + 1 : l, 0);
+    op_linear_res_ln_fwd(a->out, next ? next->ln1 : NULL, next ? next->ln1_mean : NULL,
                          next ? next->ln1_rstd : NULL, a->fca, W(i0 + BLK_PROJ_W),
                          W(i0 + BLK_PROJ_B), a->mid, W(n0 + BLK_LN1_W), W(n0 + BLK_LN1_B), eps,
                          rows, F, D);
@@ -245,10 +244,10 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
         if (l + 1 < d.L) {
             const BlockActs n = block_acts(w, l + 1);
             op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
-            block_fwd_upper(params, w, l, d.N, a.atty, a.x, &a, a.out, &n, l + 1);
+            block_fwd_upper(params, w, l, d.N, &a, &n);
         } else if (!w->last_cls_only) {
             op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
-            block_fwd_upper(params, w, l, d.N, a.atty, a.x, &a, a.out, NULL, l);
+            block_fwd_upper(params, w, l, d.N, &a, NULL);
             op_cls_gather(s->cls, a.out, B, d.T, d.D);
         } else {
             /* the embeddings depend on the last block's class tokens only: its
@@ -260,7 +259,7 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
             op_cls_gather(ca.x, a.x, B, d.T, d.D);
             zero_pad_rows(ca.atty, B, R, d.D);
             zero_pad_rows(ca.x, B, R, d.D);
-            block_fwd_upper(params, w, l, R, ca.atty, ca.x, &ca, ca.out, NULL, l);
+            block_fwd_upper(params, w, l, R, &ca, NULL);
         }
     }
     const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
@@ -317,10 +316,10 @@ static void check_mlp_kept(const VitWork *w, int l, int wanted)
 
 /* Block l's MLP and out_proj backward on `rows` rows (every token, or the
  * class tokens of a class-token-only last block): dres = dL/d(block output)
- * on entry, dL/d(mid) on return; datty = dL/d(out_proj's input atty).
+ * on entry, dL/d(mid) on return; datty = dL/d(out_proj's input a->atty).
  * Returns 0 when nothing below needs a gradient. */
 static int block_bwd_upper(const Bwd *k, VitWork *w, int l, int rows, float *dres, float *datty,
-                           const float *atty, const BlockActs *a)
+                           const BlockActs *a)
 {
     const int D = w->arch.width, F = w->arch.mlp, i0 = params_block_index(l, 0);
     const VitScratch *c = &w->scr;
@@ -349,11 +348,11 @@ static int block_bwd_upper(const Bwd *k, VitWork *w, int l, int rows, float *dre
         return 0;
     const int io = i0 + BLK_OUT_W;
     if (!NEED(io)) {
-        op_linear_bwd(NULL, G(io), G(io + 1), dres, atty, W(io), rows, D, D);
+        op_linear_bwd(NULL, G(io), G(io + 1), dres, a->atty, W(io), rows, D, D);
         return 0;
     }
     op_linear_din(datty, dres, W(io), rows, D, D);
-    op_linear_bwd(NULL, G(io), G(io + 1), dres, atty, W(io), rows, D, D);
+    op_linear_bwd(NULL, G(io), G(io + 1), dres, a->atty, W(io), rows, D, D);
     return 1;
 }
 
@@ -410,7 +409,7 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
          * every token, whose other rows get no gradient from above */
         const BlockActs a = block_acts(w, l), ca = block_acts_cls(w);
         float *datty_cls = c->bd1; /* dpooled is spent */
-        if (!block_bwd_upper(k, w, l, vit_cls_rows(d.B), dcls, datty_cls, ca.atty, &ca))
+        if (!block_bwd_upper(k, w, l, vit_cls_rows(d.B), dcls, datty_cls, &ca))
             return;
         op_cls_scatter_add(zeroed(dres, ND), dcls, d.B, d.T, d.D);
         op_attention_cls_bwd_set(c->a, datty_cls, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
@@ -422,7 +421,7 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
     }
     for (; l >= 0; l--) {
         const BlockActs a = block_acts(w, l);
-        if (!block_bwd_upper(k, w, l, d.N, dres, datty, a.atty, &a))
+        if (!block_bwd_upper(k, w, l, d.N, dres, datty, &a))
             return;
         op_attention_bwd_set(c->a, datty, a.qkv, a.att, c->att, d.B, d.T, d.D, d.NH);
         if (!block_bwd_inproj(k, w, l, dres, c->a, &a))
@@ -446,12 +445,13 @@ void vit_backward(VitWork *w, const float *dembeds, float *grads, const unsigned
 
 /* --------------------------------------------------------------------- jvp */
 
-/* Tangent of block l after its attention core, on `rows` rows: tatty (NULL:
- * zero) is the tangent of out_proj's input atty, tr the residual stream's,
- * meaningful when live. Returns whether tr is live afterwards. */
+/* Tangent of block l after its attention core, on `rows` rows of the slices
+ * a: tatty (NULL: zero) is the tangent of out_proj's input a->atty, tr the
+ * residual stream's, meaningful when live. Returns whether tr is live
+ * afterwards. */
 static int block_jvp_upper(const float *params, VitWork *w, const float *tangent,
-                           const unsigned char *mask, int l, int rows, const float *atty,
-                           const float *tatty, float *tr, int live, const BlockActs *a)
+                           const unsigned char *mask, int l, int rows, const float *tatty,
+                           float *tr, int live, const BlockActs *a)
 {
     const ParamTable *t = w->table;
     const VitScratch *c = &w->scr;
@@ -462,7 +462,7 @@ static int block_jvp_upper(const float *params, VitWork *w, const float *tangent
     const int io = i0 + BLK_OUT_W;
     if (tatty || TG(io) || TG(io + 1)) {
         float *dst = live ? c->c : tr;
-        op_linear_jvp(dst, atty, tatty, W(io), TG(io), TG(io + 1), rows, D, D);
+        op_linear_jvp(dst, a->atty, tatty, W(io), TG(io), TG(io + 1), rows, D, D);
         if (live)
             op_add_inplace(tr, dst, RD);
         live = 1;
@@ -549,17 +549,17 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
             }
         }
         if (!cls_last) {
-            live = block_jvp_upper(params, w, tangent, mask, l, d.N, a.atty, tatty, tr, live, &a);
+            live = block_jvp_upper(params, w, tangent, mask, l, d.N, tatty, tr, live, &a);
             continue;
         }
         /* class-token-only last block: the rest on the class-token rows */
         const BlockActs ca = block_acts_cls(w);
-        float *tr_cls = c->bd1, *tatty_cls = tatty;
+        float *tr_cls = c->bd1;
         if (live) {
             op_cls_gather(tr_cls, tr, B, d.T, d.D);
             zero_pad_rows(tr_cls, B, R, d.D);
         }
-        if (block_jvp_upper(params, w, tangent, mask, l, R, ca.atty, tatty_cls, tr_cls, live, &ca))
+        if (block_jvp_upper(params, w, tangent, mask, l, R, tatty, tr_cls, live, &ca))
             tcls = tr_cls;
         live = 0; /* tr is spent */
     }
