@@ -63,6 +63,7 @@ TdStatus cmd_run(int argc, char **argv)
     if (check_only)
         return TD_OK;
     apply_blas_threads(&cfg);
+    g_rt.micro_batch = cfg.blas.micro_batch;
     float mean[3], std[3];
     for (int c = 0; c < 3; c++)
         mean[c] = (float)cfg.data.mean[c], std[c] = (float)cfg.data.std[c];

@@ -207,7 +207,12 @@ typedef double TdCfgNum3[3];
 
 #define TD_CONFIG_BLAS(X)                                                                       \
     X(blas, INT, threads, "0", "[0,4096]",                                                      \
-      "OpenBLAS threads per rank; 0 = cores per node / ranks per node (or TADIST_BLAS_THREADS)")
+      "OpenBLAS threads per rank; 0 = cores per node / ranks per node (or TADIST_BLAS_THREADS)") \
+    X(blas, INT, micro_batch, "16", "[1,4096]",                                                 \
+      "images per pass of the encoder: every product's shape is fixed by it, ranks share a "    \
+      "batch in whole micro-batches and a step's gradient is the exact sum of theirs, so "      \
+      "results are the same bits for any rank and thread count (another value changes them "    \
+      "in the last bits)")
 
 #define TD_CONFIG_SWEEP(X)                                                                      \
     X(sweep, NAMES, axes, "", NULL,                                                             \

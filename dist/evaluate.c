@@ -12,8 +12,8 @@
 /* One eval pass over a split: the loader, the encoder's workspace, buffers. */
 typedef struct {
     TaskLoader L;
-    VitWork w;
-    int nloc, S, E;
+    VitWork w;               /* sized for one micro-batch */
+    int nloc, mb, S, E;
     float *x, *emb;
     int32_t *y;
 } EvalPass;
@@ -31,10 +31,10 @@ static void pass_close(EvalPass *p)
 static TdStatus pass_open_local(EvalPass *p, const EvalEncoder *enc)
 {
     const VitArch *a = &enc->model->arch;
-    p->nloc = loader_local_max(&p->L);
+    p->nloc = loader_local_max(&p->L); /* whole micro-batches */
     p->S = a->image;
     p->E = a->out_dim;
-    TD_TRY(vit_work_alloc(&p->w, a, &enc->model->table, p->nloc > 0 ? p->nloc : 1));
+    TD_TRY(vit_work_alloc(&p->w, a, &enc->model->table, p->mb));
     TD_ALLOC(p->x, (size_t)(p->nloc + 1) * 3 * p->S * p->S);
     TD_ALLOC(p->emb, (size_t)(p->nloc + 1) * p->E);
     TD_ALLOC(p->y, p->nloc + 1);
@@ -45,7 +45,10 @@ static TdStatus pass_open(EvalPass *p, MPI_Comm comm, const EvalEncoder *enc, co
                           int split, int batch, int64_t limit)
 {
     memset(p, 0, sizeof *p);
-    LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0, 0, {0, 0}, limit};
+    p->mb = g_rt.micro_batch > 0 ? g_rt.micro_batch : TD_MICRO_BATCH_DEFAULT;
+    /* ranks take whole micro-batches, each embedded alone at its full size: an
+     * image's features do not depend on the rank count (train_step.h) */
+    LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0, 0, {0, 0}, limit, p->mb};
     TD_TRY(loader_open(&p->L, comm, &o));
     return runtime_agree(comm, pass_open_local(p, enc));
 }
@@ -59,12 +62,18 @@ static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, LoaderBatch *b, i
     if (*stop || b->nlocal == 0)
         return TD_OK;
     const float *theta0 = enc->model->params;
+    const size_t plane = (size_t)3 * p->S * p->S;
     p->w.no_grad = !enc->ntk_delta; /* the linearised model's jvp needs the derivatives */
-    if (enc->ntk_delta)
-        vit_ntk_forward(theta0, &p->w, enc->ntk_delta, enc->ntk_mask, p->x, b->nlocal, p->emb,
-                        NULL);
-    else
-        vit_forward(enc->params ? enc->params : theta0, &p->w, p->x, b->nlocal, p->emb);
+    for (int u = 0; u * p->mb < b->nlocal; u++) {
+        float *x = p->x + (size_t)u * p->mb * plane, *emb = p->emb + (size_t)u * p->mb * p->E;
+        int rows = b->nlocal - u * p->mb;
+        if (rows < p->mb) /* a short last micro-batch: padded with zero images */
+            memset(x + (size_t)rows * plane, 0, (size_t)(p->mb - rows) * plane * sizeof *x);
+        if (enc->ntk_delta)
+            vit_ntk_forward(theta0, &p->w, enc->ntk_delta, enc->ntk_mask, x, p->mb, emb, NULL);
+        else
+            vit_forward(enc->params ? enc->params : theta0, &p->w, x, p->mb, emb);
+    }
     for (int i = 0; i < b->nlocal; i++) {
         float *e = p->emb + (size_t)i * p->E;
         double s = 0;

@@ -304,7 +304,7 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     memset(&T, 0, sizeof T);
     const TdDataConfig *dc = &r->cfg->data;
     LoaderOpts lo = {path, TASK_TRAIN, f->batch, r->m->arch.image, task_seed(r->cfg, t), 1,
-                     !dc->augment, {dc->crop_scale[0], dc->crop_scale[1]}, 0};
+                     !dc->augment, {dc->crop_scale[0], dc->crop_scale[1]}, 0, 0};
     DpSpec spec = ft_spec(r, t);
     FtHead *hd = head ? &T.head : NULL;
     TdStatus s = dp_trainer_open(&T.dp, gcomm, &lo, &spec);

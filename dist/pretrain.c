@@ -180,6 +180,7 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
                      1,
                      !cfg->data.augment,
                      {cfg->data.crop_scale[0], cfg->data.crop_scale[1]},
+                     0,
                      0};
     TD_TRY(dp_trainer_open(&p->T, g_rt.comm, &lo, &spec));
     td_log("pretrain: %s (%zu parameters) on %s: %d classes, %d steps of batch %d over %d "

@@ -1,10 +1,12 @@
 #include "runtime.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,7 +14,7 @@
 #include "parallel.h"
 #include "rng.h"
 
-Runtime g_rt;
+Runtime g_rt = {.micro_batch = TD_MICRO_BATCH_DEFAULT};
 static double g_t0;
 
 static double now(void)
@@ -24,46 +26,124 @@ static double now(void)
 
 double td_wall(void) { return now() - g_t0; }
 
-/* Debian's OpenBLAS 0.3.21 names some AVX-512 CPUs "Prescott" and then runs
- * SSE3 kernels, about 7x slower for sgemm. The core type is read when the
- * library loads, so the only fix from inside is to set it and exec again. */
-static const char *wanted_coretype(void)
+RuntimeCpu runtime_cpu_flags(void)
 {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl"))
+    return (RuntimeCpu){.avx2 = __builtin_cpu_supports("avx2"),
+                        .fma = __builtin_cpu_supports("fma"),
+                        .avx512f = __builtin_cpu_supports("avx512f"),
+                        .avx512bw = __builtin_cpu_supports("avx512bw"),
+                        .avx512vl = __builtin_cpu_supports("avx512vl")};
+}
+
+/* How far each of OpenBLAS's x86-64 kernels (openblas_get_corename's names)
+ * uses the vector units: 0 SSE only, 1 AVX, 2 AVX2 + FMA, 3 AVX-512. A kernel
+ * of a lower tier is taken to be the slower one on a CPU that runs a higher
+ * tier (measured for Haswell against SkylakeX: README, BLAS and threads); names
+ * not listed are unknown (-1), and nothing is claimed about them. */
+static const struct {
+    const char *name;
+    int tier;
+} k_kernels[] = {
+    {"Katmai", 0},      {"Coppermine", 0}, {"Northwood", 0},    {"Prescott", 0},
+    {"Banias", 0},      {"Atom", 0},       {"Core2", 0},        {"Penryn", 0},
+    {"Dunnington", 0},  {"Nehalem", 0},    {"Athlon", 0},       {"Opteron", 0},
+    {"Opteron_SSE3", 0}, {"Barcelona", 0}, {"Nano", 0},         {"Bobcat", 0},
+    {"Sandybridge", 1}, {"Bulldozer", 1},  {"Piledriver", 1},   {"Steamroller", 1},
+    {"Excavator", 1},   {"Haswell", 2},    {"Zen", 2},          {"SkylakeX", 3},
+    {"Cooperlake", 3},  {"SapphireRapids", 3},
+};
+
+/* OPENBLAS_CORETYPE is matched without regard to case, so the names are too. */
+static int kernel_tier(const char *name)
+{
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < sizeof k_kernels / sizeof k_kernels[0]; i++)
+        if (strcasecmp(name, k_kernels[i].name) == 0)
+            return k_kernels[i].tier;
+    return -1;
+}
+
+/* The kernel tadist would run on cpu: the best of the two it knows to be
+ * right for sgemm there, or NULL (no AVX2: nothing better to offer). */
+static const char *best_kernel(RuntimeCpu cpu)
+{
+    if (cpu.avx512f && cpu.avx512bw && cpu.avx512vl)
         return "SkylakeX";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (cpu.avx2 && cpu.fma)
         return "Haswell";
     return NULL;
 }
 
-static int core_is_generic(const char *core)
+RuntimeBlasPlan runtime_blas_plan(const char *user_coretype, bool reexeced, const char *core,
+                                  RuntimeCpu cpu)
 {
-    static const char *generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
-                                    "Atom",     "Katmai", "Northwood", "Banias"};
-    for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++)
-        if (strcasecmp(core, generic[i]) == 0)
-            return 1;
-    return 0;
+    const RuntimeBlasPlan keep = {RUNTIME_BLAS_KEEP, NULL};
+    const char *best = best_kernel(cpu);
+    if (reexeced || !best)
+        return keep; /* we already tried (never loop), or there is nothing better */
+    if (user_coretype) {
+        /* The user's (or the site's) choice stands: older OpenBLAS builds crash
+         * on some CPUs, which is why machines set it. Judge the kernel OpenBLAS
+         * runs, which is the value set unless OpenBLAS did not know that name. */
+        int t = kernel_tier(core && *core ? core : user_coretype);
+        if (t >= 0 && t < kernel_tier(best))
+            return (RuntimeBlasPlan){RUNTIME_BLAS_HINT, best};
+        return keep;
+    }
+    /* Only a generic (SSE) kernel counts as a wrong detection: a slower AVX one
+     * may be what the CPU does best among the kernels this OpenBLAS knows. */
+    if (kernel_tier(core) == 0)
+        return (RuntimeBlasPlan){RUNTIME_BLAS_REEXEC, best};
+    return keep;
 }
 
-static void fix_blas_coretype(char **argv)
+void runtime_blas_hint(char *buf, size_t size, const char *user_coretype, const char *core,
+                       const char *faster)
 {
-    if (getenv("OPENBLAS_CORETYPE") || getenv("TADIST_BLAS_REEXEC"))
-        return; /* the user chose, or we already tried */
-    const char *want = wanted_coretype();
-    /* TADIST_TEST_BLAS_CORE pretends OpenBLAS named another core: the test of this path */
-    const char *core = getenv("TADIST_TEST_BLAS_CORE");
-    if (!core || !*core)
-        core = openblas_get_corename();
-    if (!want || !core || !core_is_generic(core))
+    if (!user_coretype)
+        user_coretype = "";
+    char running[96] = "";
+    if (core && *core && strcasecmp(core, user_coretype) != 0)
+        snprintf(running, sizeof running, " (OpenBLAS runs %s)", core);
+    const char *ran = core && *core ? core : user_coretype;
+    /* Only the pair that was measured gets figures (README, BLAS and threads). */
+    char cost[160] = "";
+    if (strcasecmp(ran, "Haswell") == 0 && strcmp(faster, "SkylakeX") == 0)
+        snprintf(cost, sizeof cost,
+                 ", which ran ViT-B/32 1.5x (forward) to 2.1x (ntk step) as fast as Haswell "
+                 "on a 2-core AMD EPYC Zen 5");
+    snprintf(buf, size,
+             "OPENBLAS_CORETYPE=%s is set%s; this CPU also supports %s%s (unset "
+             "OPENBLAS_CORETYPE or set it to %s to use it)",
+             user_coretype, running, faster, cost, faster);
+}
+
+/* Set by runtime_blas_start for runtime_init's log lines, which need MPI. */
+static RuntimeBlasPlan g_blas_plan;
+static int g_reexec_errno;
+
+/* Before MPI_Init: acts on the plan for this process's real inputs. Debian's
+ * OpenBLAS 0.3.21 names some AVX-512 CPUs "Prescott" and then runs SSE3
+ * kernels, about 7x slower for sgemm. The core type is read when the library
+ * loads, so the only fix from inside is to set it and exec again. Returns only
+ * when it keeps the kernel (or the exec failed). */
+static void runtime_blas_start(char **argv)
+{
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    const char *core = openblas_get_corename();
+    g_blas_plan =
+        runtime_blas_plan(user, getenv("TADIST_BLAS_REEXEC") != NULL, core, runtime_cpu_flags());
+    if (g_blas_plan.action != RUNTIME_BLAS_REEXEC)
         return;
-    setenv("OPENBLAS_CORETYPE", want, 1);
-    setenv("TADIST_BLAS_REEXEC", core, 1);
+    setenv("OPENBLAS_CORETYPE", g_blas_plan.kernel, 1);
+    setenv("TADIST_BLAS_REEXEC", core, 1); /* the core detected, for the log line */
     execv("/proc/self/exe", argv);
     /* exec failed: carry on with the slow kernel, and say so later */
+    g_reexec_errno = errno;
     unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("TADIST_BLAS_REEXEC");
 }
 
 static int env_int(const char *name, int fallback)
@@ -105,9 +185,30 @@ static TdStatus blas_self_check(void)
     return TD_OK;
 }
 
+/* Rank 0's start-up lines: the kernel OpenBLAS runs and why, ranks, threads. */
+static void log_startup(void)
+{
+    const char *was = getenv("TADIST_BLAS_REEXEC");
+    if (was)
+        td_log("OpenBLAS detected this CPU as %s; running with OPENBLAS_CORETYPE=%s", was,
+               getenv("OPENBLAS_CORETYPE"));
+    if (g_reexec_errno)
+        td_log("OpenBLAS runs %s, slow on this CPU; re-executing with OPENBLAS_CORETYPE=%s "
+               "failed (%s)",
+               g_rt.blas_core, g_blas_plan.kernel, strerror(g_reexec_errno));
+    td_log("%d rank(s), %d per node; BLAS core %s, %d thread(s) per rank", g_rt.size,
+           g_rt.node_size, g_rt.blas_core, g_rt.blas_threads);
+    if (g_blas_plan.action == RUNTIME_BLAS_HINT) {
+        char hint[512];
+        runtime_blas_hint(hint, sizeof hint, getenv("OPENBLAS_CORETYPE"), g_rt.blas_core,
+                          g_blas_plan.kernel);
+        td_log("%s", hint);
+    }
+}
+
 void runtime_init(int *argc, char ***argv)
 {
-    fix_blas_coretype(*argv);
+    runtime_blas_start(*argv);
     g_t0 = now();
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rt.rank);
@@ -130,13 +231,8 @@ void runtime_init(int *argc, char ***argv)
     TdStatus s = runtime_agree(MPI_COMM_WORLD, blas_self_check());
     if (s != TD_OK)
         exit(runtime_finish(s));
-    const char *was = getenv("TADIST_BLAS_REEXEC");
-    if (was && g_rt.rank == 0 && getenv("TADIST_QUIET") == NULL)
-        td_log("OpenBLAS detected this CPU as %s; running with OPENBLAS_CORETYPE=%s", was,
-               getenv("OPENBLAS_CORETYPE"));
     if (getenv("TADIST_QUIET") == NULL)
-        td_log("%d rank(s), %d per node; BLAS core %s, %d thread(s) per rank", g_rt.size,
-               g_rt.node_size, g_rt.blas_core, g_rt.blas_threads);
+        log_startup();
 }
 
 void runtime_set_threads(int n)

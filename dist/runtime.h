@@ -2,7 +2,9 @@
  *
  * runtime_init (collective over MPI_COMM_WORLD) makes sure OpenBLAS runs a
  * kernel that suits the CPU (re-executing the program with OPENBLAS_CORETYPE
- * set when Debian's build would fall back to a generic one), initialises MPI,
+ * set when Debian's build would fall back to a generic one; a value the user
+ * set is kept, with a hint when the CPU supports a faster kernel: the decision
+ * is runtime_blas_plan), initialises MPI,
  * sets the threads per rank (the kernels' pool, which also splits the BLAS calls:
  * kernels/parallel.h) to cores-per-node / ranks-per-node unless the user chose,
  * and checks one sgemm against a naive product. */
@@ -10,6 +12,8 @@
 #define TD_RUNTIME_H
 
 #include <mpi.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "status.h"
@@ -24,14 +28,58 @@ typedef struct {
     char tag[64];              /* prefix of log lines inside a group ("run 3") */
     int node_rank, node_size;  /* among the ranks sharing this node */
     int blas_threads;
+    int micro_batch;           /* images per pass of the encoder (blas.micro_batch): the
+                                  unit ranks share work in (dist/train_step.h) */
     char blas_core[64];
 } Runtime;
 
 extern Runtime g_rt;
 
+/* blas.micro_batch's default, g_rt.micro_batch until a configuration sets it. */
+#define TD_MICRO_BATCH_DEFAULT 16
+
 /* Call first thing in main, with main's argc/argv. May not return (re-exec). */
 void runtime_init(int *argc, char ***argv);
 void runtime_finalize(void);
+
+/* ---- which OpenBLAS kernel (core type) to run --------------------------------
+ * runtime_init gathers the inputs (the environment, OpenBLAS's core name, the
+ * CPU's flags) and acts on the plan; the decision itself is pure, so that a
+ * test can try every case without touching the environment. */
+
+/* The CPU flags OpenBLAS's x86-64 kernels need (as __builtin_cpu_supports
+ * reports them: the OS must save the registers too). */
+typedef struct {
+    bool avx2, fma;                   /* Haswell */
+    bool avx512f, avx512bw, avx512vl; /* SkylakeX */
+} RuntimeCpu;
+
+typedef enum {
+    RUNTIME_BLAS_KEEP,   /* run what OpenBLAS runs, say nothing */
+    RUNTIME_BLAS_REEXEC, /* set OPENBLAS_CORETYPE=kernel and execute the program again */
+    RUNTIME_BLAS_HINT,   /* keep the kernel the user set; say that `kernel` is faster */
+} RuntimeBlasAction;
+
+typedef struct {
+    RuntimeBlasAction action;
+    const char *kernel; /* REEXEC: the kernel to run; HINT: the faster one; KEEP: NULL */
+} RuntimeBlasPlan;
+
+/* user_coretype: OPENBLAS_CORETYPE as found in the environment, NULL when
+ * unset (set, even to "", it is never overridden); reexeced: this process is
+ * already tadist's re-execution (never plan another); core: the kernel
+ * OpenBLAS runs, openblas_get_corename() (NULL = unknown); cpu: this CPU. */
+RuntimeBlasPlan runtime_blas_plan(const char *user_coretype, bool reexeced, const char *core,
+                                  RuntimeCpu cpu);
+
+/* This CPU's flags. */
+RuntimeCpu runtime_cpu_flags(void);
+
+/* The start-up line of a RUNTIME_BLAS_HINT plan, into buf: names the value
+ * set, the kernel running (when it differs), the faster one and, for Haswell
+ * against SkylakeX, what that cost in a measurement. */
+void runtime_blas_hint(char *buf, size_t size, const char *user_coretype, const char *core,
+                       const char *faster);
 
 /* Threads per rank for BLAS and for the kernels' own parallel loops. */
 void runtime_set_threads(int n);

@@ -98,9 +98,12 @@ void loader_close(TaskLoader *L)
     L->file = L->dimages = L->dlabels = -1;
 }
 
+static int loader_unit(const TaskLoader *L) { return L->o.unit > 0 ? L->o.unit : 1; }
+
 int loader_local_max(const TaskLoader *L)
 {
-    return (L->o.global_batch + L->size - 1) / L->size;
+    int u = loader_unit(L), units = (L->o.global_batch + u - 1) / u;
+    return (units + L->size - 1) / L->size * u;
 }
 
 void loader_seek(TaskLoader *L, int epoch, int64_t batch)
@@ -175,7 +178,11 @@ TdStatus loader_next(TaskLoader *L, float *x, int32_t *y, LoaderBatch *b)
     }
     int64_t first = L->batch * B;
     int ng = (int)(L->n - first < B ? L->n - first : B);
-    int lo = (int)((int64_t)ng * L->rank / L->size), hi = (int)((int64_t)ng * (L->rank + 1) / L->size);
+    int u = loader_unit(L), units = (ng + u - 1) / u;
+    int lo = (int)((int64_t)units * L->rank / L->size) * u,
+        hi = (int)((int64_t)units * (L->rank + 1) / L->size) * u;
+    lo = lo < ng ? lo : ng;
+    hi = hi < ng ? hi : ng;
     b->epoch = L->epoch;
     b->batch = L->batch;
     b->nglobal = ng;

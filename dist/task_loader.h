@@ -2,9 +2,12 @@
  *
  * The order of an epoch depends on (seed, epoch) only: a seeded permutation
  * for training (shuffle), file order for evaluation. Global batch b holds the
- * order's entries [b*B, (b+1)*B); rank r of `size` takes the contiguous slice
- * [floor(B_b*r/size), floor(B_b*(r+1)/size)) of it and reads just those images
- * (one HDF5 hyperslab union, independent I/O). The train-time crop of the image
+ * order's entries [b*B, (b+1)*B). It is cut into units of LoaderOpts.unit
+ * images (the engine's micro-batches; the last one may be short), U of them,
+ * and rank r of `size` takes units [floor(U*r/size), floor(U*(r+1)/size)): a
+ * contiguous slice of whole units, so a unit is the same images, at the same
+ * places, for any rank count. It reads just those images (one HDF5 hyperslab
+ * union, independent I/O). The train-time crop of the image
  * at position p of the epoch is drawn from a stream seeded by (seed, epoch, p).
  * So the global batch - indices, labels and preprocessed pixels - is the same
  * for any rank count; only who computes which part changes.
@@ -39,6 +42,7 @@ typedef struct {
     int64_t limit;     /* evaluation only: 0 < limit < split size keeps `limit` images
                           evenly spaced over the split (positions floor(j * n / limit)),
                           so a subsample of a class-sorted file still covers every class */
+    int unit;          /* ranks take whole units of this many images (>= 1; 0 = 1) */
 } LoaderOpts;
 
 typedef struct {
@@ -69,7 +73,8 @@ typedef struct {
 TdStatus loader_open(TaskLoader *L, MPI_Comm comm, const LoaderOpts *o);
 void loader_close(TaskLoader *L);
 
-/* Most images one rank gets in a batch (for sizing x and y). */
+/* Most images one rank gets in a batch, rounded up to whole units (for sizing
+ * x and y: a short last unit can then be padded to a whole one). */
 int loader_local_max(const TaskLoader *L);
 
 /* Positions the loader at (epoch, batch). Local. */

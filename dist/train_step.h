@@ -2,11 +2,18 @@
  * (finetune.c, one rank group per task) and pre-training (pretrain.c, every
  * rank on one task).
  *
- * Each rank of comm forwards and backwards its slice of the global batch
- * (task_loader.h), the loss is normalised by the GLOBAL batch, and the
- * gradients of the trained tensors - plus, when asked, the gradient of the
- * head - are summed with one MPI_Allreduce of one packed buffer. The result
- * depends on the rank count only through the order of that sum. */
+ * Reproducibility by construction. The global batch is cut into micro-batches
+ * of g_rt.micro_batch images (blas.micro_batch; the last may be short), and
+ * each rank takes whole micro-batches (task_loader.h: LoaderOpts.unit). Each
+ * micro-batch runs forward and backward alone, padded with zero images to the
+ * full size, so every product has a shape fixed by the model and the
+ * micro-batch size (kernels/ops.c: gemm_plan) and a micro-batch's gradient is
+ * the same bits on any rank, at any thread count. The step's gradient is the
+ * EXACT sum of the micro-batch gradients (kernels/xsum.h: 64-bit fixed point
+ * with one scale per tensor, agreed by an MPI_MAX; then one MPI_Allreduce of
+ * int64), and the loss is summed in micro-batch order. So a step gives the
+ * same bits for any rank count and any thread count. The loss is normalised
+ * by the GLOBAL batch. */
 #ifndef TD_TRAIN_STEP_H
 #define TD_TRAIN_STEP_H
 
@@ -32,9 +39,18 @@ typedef struct {
 /* Buffers of one trainer: the loader, the workspace and the gradients. */
 typedef struct {
     TaskLoader L;
-    VitWork w;
+    VitWork w;              /* sized for one micro-batch */
     VitHead h;
+    int mb;                 /* images per micro-batch */
+    int units;              /* most micro-batches of one rank in a step */
+    int groups;             /* tensors of the exact sum: the trained ones, then the head */
+    size_t *goff;           /* (groups + 1) their offsets in a packed gradient */
     float *x, *emb, *demb, *grads, *delta, *packed, *dhead;
+    float *ugrad;           /* (units, packed size) each local micro-batch's gradient */
+    float *gmax;            /* (groups) largest |gradient| of each tensor */
+    int *gexp;              /* (groups) its fixed-point scale exponent */
+    int64_t *acc;           /* (packed size) the fixed-point sum */
+    double *uloss;          /* (micro-batches of a global batch) their losses */
     int32_t *y;
 } DpTrainer;
 
@@ -43,7 +59,7 @@ typedef struct {
 TdStatus dp_trainer_open(DpTrainer *T, MPI_Comm comm, const LoaderOpts *lo, const DpSpec *spec);
 void dp_trainer_free(DpTrainer *T);
 
-/* One global batch: forward, head loss (logits = scale * cos(feature, head
+/* One global batch, micro-batch by micro-batch: forward, head loss (logits = scale * cos(feature, head
  * row); head (C,E) is used as given; cross-entropy label-smoothed by
  * spec->label_smoothing), backward, gradient sum over comm.
  * Afterwards T->grads holds the summed gradient of the trained tensors (table

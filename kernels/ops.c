@@ -113,17 +113,20 @@ static void add_row_sums(float *restrict acc, const float *restrict x, int N, in
 /* --------------------------------------------------------------------- GEMM */
 
 /* Large products run on the pool (OpenBLAS itself is set to one thread: see
- * par_set_threads), split into one piece per thread along the rows of C or,
- * when B is the larger operand, along its columns: each piece packs its share
- * of the operand that is split and all of the other one. An element of C is
- * the same sum in the same order whichever piece computes it (the split never
- * touches K), so results do not depend on the thread count. Pieces stay
- * above GEMM_PIECE_MIN multiply-adds, far above the size where OpenBLAS
- * switches to its small-matrix kernels, so splitting never changes which
- * kernel computes an element. Optional hooks run on each piece's block of C
- * right before (pre) and after (post) its product, while it is in cache: this
- * is how bias fills, activations, residual adds and LayerNorms are fused into
- * the products (a hook that needs whole rows sets rows_only). */
+ * par_set_threads), split along the rows of C or, when B is the larger
+ * operand, along its columns. The split is a function of the product's shape
+ * alone (gemm_plan), never of the thread count: the pool only decides which
+ * thread runs which piece. So every element of C is computed by the same
+ * cblas_sgemm call shape, at the same place in it, whatever the number of
+ * threads, and results are identical for any thread count on any OpenBLAS
+ * kernel (a kernel may round differently for different call shapes, e.g. in
+ * its edge tiles or its small-matrix path; it cannot for the same one). Rows
+ * depend on the batch, so a caller that needs results independent of how a
+ * batch is split keeps M fixed too: the engine always runs micro-batches of a
+ * fixed size (dist/train_step.h). Optional hooks run on each piece's block of
+ * C right before (pre) and after (post) its product, while it is in cache:
+ * this is how bias fills, activations, residual adds and LayerNorms are fused
+ * into the products (a hook that needs whole rows sets rows_only). */
 typedef void (*BlockHook)(const void *ctx, size_t r0, size_t r1, size_t c0, size_t c1);
 
 typedef struct {
@@ -135,8 +138,12 @@ typedef struct {
     const void *hctx;
 } Gemm;
 
+/* Pieces: at least GEMM_PIECE_MIN multiply-adds and two units each, at most
+ * GEMM_MAX_PIECES (enough for 8 threads; 8 divides among 1, 2, 4 and 8 threads
+ * evenly). More pieces repack the unsplit operand more often. */
 #define GEMM_PIECE_MIN 4.0e6
-enum { GEMM_UNIT = 16 }; /* rows or columns of C per unit of a split */
+enum { GEMM_UNIT = 16, /* rows or columns of C per unit of a split */
+       GEMM_MAX_PIECES = 8 };
 
 static void gemm_block(const Gemm *g, size_t r0, size_t r1, size_t c0, size_t c1)
 {
@@ -168,25 +175,30 @@ static void gemm_pieces(void *ctx, size_t i0, size_t i1, int tid)
     }
 }
 
-static void gemm_run(Gemm *g)
+int gemm_plan(int M, int N, int K, int rows_only, int *by_cols)
 {
-    if (g->M <= 0 || g->N <= 0)
-        return;
-    g->by_cols = !g->rows_only && g->N > g->M;
-    const double work = (double)g->M * g->N * g->K;
-    const size_t len = (size_t)(g->by_cols ? g->N : g->M);
+    *by_cols = !rows_only && N > M;
+    const double work = (double)M * N * K;
+    const size_t len = (size_t)(*by_cols ? N : M);
     const size_t units = (len + GEMM_UNIT - 1) / GEMM_UNIT;
-    size_t p = (size_t)par_threads();
+    size_t p = GEMM_MAX_PIECES;
     if ((double)p * GEMM_PIECE_MIN > work)
         p = (size_t)(work / GEMM_PIECE_MIN);
     if (p > units / 2) /* at least two units a piece */
         p = units / 2;
-    if (p <= 1 || g->K <= 0) {
+    return K > 0 && p > 1 ? (int)p : 1;
+}
+
+static void gemm_run(Gemm *g)
+{
+    if (g->M <= 0 || g->N <= 0)
+        return;
+    g->pieces = gemm_plan(g->M, g->N, g->K, g->rows_only, &g->by_cols);
+    if (g->pieces <= 1) {
         gemm_block(g, 0, (size_t)g->M, 0, (size_t)g->N);
         return;
     }
-    g->pieces = (int)p;
-    par_for(p, 1, gemm_pieces, g);
+    par_for((size_t)g->pieces, 1, gemm_pieces, g);
 }
 
 /* cblas_sgemm (row-major) on the pool, without hooks. */

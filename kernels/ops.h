@@ -19,6 +19,12 @@
 
 #include "vit_arch.h"
 
+/* ---- how a product (M,N,K) is split over the thread pool ----
+ * Returns the number of pieces (1 = one cblas_sgemm call) and sets *by_cols
+ * (1: pieces are column ranges of C, 0: row ranges). A function of the shape
+ * only: the thread count never changes which call computes an element. */
+int gemm_plan(int M, int N, int K, int rows_only, int *by_cols);
+
 /* ---- linear: out (N,OC) = in (N,C) @ w^T (OC,C) + b (OC) ---- */
 void op_linear_fwd(float *out, const float *in, const float *w, const float *b, int N, int C,
                    int OC);

@@ -111,6 +111,13 @@ static void stop_workers(void)
     g.threads = 1;
 }
 
+/* OpenBLAS on one thread from the start, in every program that links the
+ * kernels, not only after par_set_threads: its own threading splits a
+ * product by the thread count, and the results of a product must not depend
+ * on it (ops.c: gemm_plan). A program that never sets up the pool (a test
+ * tool, say) still computes the same bits as tadist. */
+__attribute__((constructor)) static void blas_one_thread(void) { openblas_set_num_threads(1); }
+
 void par_set_threads(int n)
 {
     if (n < 1)

@@ -12,7 +12,10 @@
  *
  * All activations that backward and jvp reuse live in ONE allocation (VitWork)
  * sized for a maximum batch; a call never allocates. Every GEMM has M = B*T
- * (or B*G*G, or B) rows. Single-process; BLAS threads do the parallel work.
+ * (or B*G*G, or B) rows, so its shape is fixed by the architecture and B
+ * (and the pool's split of it by the shape alone: ops.h gemm_plan): called
+ * at a fixed B, an image's outputs are the same bits whatever the other
+ * images of the batch and the thread count. Single-process.
  * Size letters: vit_arch.h; N = B*T rows of tokens. */
 #ifndef TD_VIT_H
 #define TD_VIT_H
@@ -109,9 +112,9 @@ typedef struct {
 } VitWork;
 
 /* Rows of the class-token-only last block at batch B: B, padded to a floor
- * of 64. Its products then run with at least 64 rows whatever B is, so
- * OpenBLAS picks the same kernel (summation order) at every local batch size
- * and results do not depend on how a batch is split over ranks. */
+ * of 64 (a product of a few rows is no faster than one of 64). That results
+ * do not depend on how a batch is split over ranks comes from the engine
+ * running fixed-size micro-batches (dist/train_step.h), not from this. */
 int vit_cls_rows(int B);
 
 /* Allocates the workspace of architecture a (table built from a) for batches

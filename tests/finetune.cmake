@@ -1,7 +1,7 @@
 # Distributed fine-tuning (dist/finetune, dist/heads, dist/evaluate): a tiny
 # two-task run (attn and ntk) at 1, 2 and 4 ranks on data this test writes.
-# Claims: the task vectors do not depend on the rank count (beyond reduction
-# order); attn trains exactly the attention weights; ntk task vectors through
+# Claims: the task vectors are the same bits at any rank count (micro-batches
+# of 4 images: 4 per step, shared by 1, 2 or 4 ranks); attn trains exactly the attention weights; ntk task vectors through
 # the linearised model give the accuracy the run reported; a run killed after
 # a checkpoint resumes to the uninterrupted result; bad input fails early.
 
@@ -30,7 +30,7 @@ foreach(np 2 4)
   foreach(mode attn ntk)
     add_test(NAME ft_same_${mode}_np1_np${np}
              COMMAND test_finetune same ${FT}/np1/tiny/task_vectors_${mode}.h5
-                     ${FT}/np${np}/tiny/task_vectors_${mode}.h5 1e-4)
+                     ${FT}/np${np}/tiny/task_vectors_${mode}.h5 0)
     set_tests_properties(ft_same_${mode}_np1_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                          FIXTURES_REQUIRED "ft_run_np1;ft_run_np${np}" TIMEOUT 30)
   endforeach()

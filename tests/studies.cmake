@@ -46,7 +46,7 @@ endforeach()
 
 foreach(mode attn ntk)
   add_test(NAME study_serial_${mode} COMMAND test_study serial ${ST}/np2/tiny ${ST_MODEL}
-           ${ST}/data ${mode} quad stripes 16)
+           ${ST}/data ${mode} quad stripes 16 4)
   set_tests_properties(study_serial_${mode} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                        FIXTURES_REQUIRED st_run_np2 TIMEOUT 60)
 endforeach()

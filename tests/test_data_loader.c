@@ -103,7 +103,7 @@ static void test_train_batches_independent_of_ranks(void **state)
 {
     (void)state;
     make_file();
-    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 0, {0, 0}, 0};
+    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 0, {0, 0}, 0, 1};
     static Global all[STEPS], one[STEPS];
     memset(all, 0, sizeof all);
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, STEPS, all), TD_OK);
@@ -134,11 +134,53 @@ static void test_train_batches_independent_of_ranks(void **state)
     assert_true(agree_ok(ok));
 }
 
+/* Ranks take whole units (the engine's micro-batches): every slice starts at
+ * a multiple of the unit (or at the end of the batch), the slices tile the
+ * batch in rank order, and the buffers fit whole units. Batches of 8 in units
+ * of 3 leave short units at the end of every batch. */
+static void test_slices_are_whole_units(void **state)
+{
+    (void)state;
+    make_file();
+    const int unit = 3;
+    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}, 0, unit};
+    TaskLoader L;
+    assert_int_equal(loader_open(&L, MPI_COMM_WORLD, &o), TD_OK);
+    const int lmax = loader_local_max(&L);
+    float *x = malloc(sizeof(float) * (size_t)lmax * 3 * S * S);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)lmax);
+    int ok = lmax % unit == 0, *off = calloc((size_t)g_rt.size, sizeof(int)),
+        *cnt = calloc((size_t)g_rt.size, sizeof(int)), batches = 0;
+    for (;;) {
+        LoaderBatch b;
+        assert_int_equal(runtime_agree(MPI_COMM_WORLD, loader_next(&L, x, y, &b)), TD_OK);
+        if (b.nglobal == 0)
+            break;
+        batches++;
+        ok &= b.nlocal <= lmax && (b.offset % unit == 0 || b.offset == b.nglobal);
+        MPI_Allgather(&b.offset, 1, MPI_INT, off, 1, MPI_INT, MPI_COMM_WORLD);
+        MPI_Allgather(&b.nlocal, 1, MPI_INT, cnt, 1, MPI_INT, MPI_COMM_WORLD);
+        int at = 0;
+        for (int r = 0; r < g_rt.size; r++) {
+            ok &= off[r] == at;
+            at += cnt[r];
+        }
+        ok &= at == b.nglobal;
+    }
+    printf("  %d rank(s): %d eval batches of 8 in units of %d, slices of whole units\n",
+           g_rt.size, batches, unit);
+    loader_close(&L);
+    free(x), free(y), free(off), free(cnt);
+    int all = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    assert_true(all && batches > 1);
+}
+
 static void test_eval_batches_match_preprocess(void **state)
 {
     (void)state;
     make_file();
-    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}, 0};
+    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}, 0, 1};
     static Global all[4];
     memset(all, 0, sizeof all);
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, 4, all), TD_OK);
@@ -172,7 +214,7 @@ static void test_eval_limit_is_evenly_spaced(void **state)
 {
     (void)state;
     make_file();
-    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}, 6};
+    LoaderOpts o = {g_path, TASK_TEST, 8, S, 7, 0, 0, {0, 0}, 6, 1};
     static Global all[2];
     memset(all, 0, sizeof all);
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, 2, all), TD_OK);
@@ -198,7 +240,7 @@ static void test_train_no_crop_is_eval_preprocessing(void **state)
     (void)state;
     make_file();
     enum { NS = 12 }; /* epochs 0 and 1 (6 batches each) */
-    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 1, {0, 0}, 0};
+    LoaderOpts o = {g_path, TASK_TRAIN, B, S, 7, 1, 1, {0, 0}, 0, 1};
     static Global nc[NS], cr[NS], sc[NS];
     assert_int_equal(run_loader(MPI_COMM_WORLD, &o, NS, nc), TD_OK);
     o.no_crop = 0;
@@ -250,7 +292,7 @@ static void test_train_no_crop_is_eval_preprocessing(void **state)
 static void test_missing_file(void **state)
 {
     (void)state;
-    LoaderOpts o = {TADIST_TEST_OUT "/no-such-task.h5", TASK_TRAIN, B, S, 7, 1, 0, {0, 0}, 0};
+    LoaderOpts o = {TADIST_TEST_OUT "/no-such-task.h5", TASK_TRAIN, B, S, 7, 1, 0, {0, 0}, 0, 1};
     TaskLoader L;
     assert_int_not_equal(loader_open(&L, MPI_COMM_WORLD, &o), TD_OK);
     assert_non_null(strstr(td_error_message(), "no-such-task.h5"));
@@ -263,6 +305,7 @@ int main(int argc, char **argv)
     runtime_init(&argc, &argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_train_batches_independent_of_ranks),
+        cmocka_unit_test(test_slices_are_whole_units),
         cmocka_unit_test(test_eval_batches_match_preprocess),
         cmocka_unit_test(test_train_no_crop_is_eval_preprocessing),
         cmocka_unit_test(test_eval_limit_is_evenly_spaced),

@@ -1,7 +1,8 @@
 /* Helper of tests/studies.cmake: checks of the disentangle and kernel stages.
  *   test_study symkl                       the head-free measure against hand values
- *   test_study serial RUN MODEL DATA MODE T1 T2 BATCH
+ *   test_study serial RUN MODEL DATA MODE T1 T2 BATCH MICRO
  *                                          the run's grids equal a serial computation
+ *                                          (MICRO: the run's blas.micro_batch)
  *                                          done here; xi(0,0) = 0; xi(a,0) has term 1 = 0
  *   test_study same RUN_A RUN_B            every disentangle grid of A equals B's
  *   test_study kernel RUN                  ntk: accuracies equal, disagreement 0;
@@ -17,6 +18,7 @@
 #include "evaluate.h"
 #include "model_io.h"
 #include "results.h"
+#include "runtime.h"
 #include "study.h"
 #include "task_io.h"
 
@@ -301,8 +303,10 @@ int main(int argc, char **argv)
     int rc = 2;
     if (argc == 2 && strcmp(argv[1], "symkl") == 0)
         rc = symkl();
-    else if (argc == 9 && strcmp(argv[1], "serial") == 0)
+    else if (argc == 10 && strcmp(argv[1], "serial") == 0) {
+        g_rt.micro_batch = atoi(argv[9]); /* the same passes as the run's */
         rc = serial(argv + 2);
+    }
     else if (argc == 4 && strcmp(argv[1], "same") == 0)
         rc = same(argv[2], argv[3]);
     else if (argc == 3 && strcmp(argv[1], "kernel") == 0)
