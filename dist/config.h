@@ -134,8 +134,9 @@ typedef double TdCfgNum3[3];
     X(finetune, BOOL, train_heads, "false", NULL,                                                 \
       "train each task's head with the encoder (same AdamW lr and weight decay; the paper "     \
       "keeps them frozen); written to heads_<mode>.h5 in the run directory")                    \
-    X(finetune, INT, checkpoint_every, "0", "[0,inf)",                                          \
-      "save a checkpoint every N steps; 0 = only the final weights")                            \
+    X(finetune, INT, checkpoint_every, "50", "[0,inf)",                                         \
+      "save a checkpoint (trained tensors, AdamW moments, step) every N steps and at the last " \
+      "step, so that a killed run resumes; 0 = none")                                           \
     X(finetune, INT, log_every, "50", "[1,inf)", "log loss and throughput every N steps") \
     X(finetune, INT, stop_after, "0", "[0,inf)",                                                \
       "testing: end the run after N steps of each task as if killed (resume test); 0 = off")

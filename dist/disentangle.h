@@ -8,11 +8,13 @@
  *   xi_pred(a1,a2) = sum_i  (1/N_i) #{x in D_i : argmax head_i f(x; joint)
  *                                               != argmax head_i f(x; single_i(a_i))}
  *   xi_repr(a1,a2) = sum_i  (1/N_i) sum_{x in D_i} symKL(f(x; joint), f(x; single_i(a_i)))
- * with D_i the first N_i test images of task i (disentangle.limit, else
- * eval.limit, else all) and symKL the head-free measure of study.h (softmax
- * of logit_scale times the normalised feature). Every average divides by the
- * number of images actually evaluated (the public code's defect - 16 batches
- * averaged, all batches counted - is not repeated). In ntk mode f is the
+ * with D_i N_i test images of task i evenly spaced over its test split (the
+ * images at positions floor(j * n_i / N_i), j < N_i, of the n_i there,
+ * task_loader.h; N_i = disentangle.limit, else eval.limit, else all n_i)
+ * and symKL the head-free measure of study.h (softmax of logit_scale times
+ * the normalised feature). Every average divides by the number of images
+ * actually evaluated (the public code's defect - 16 batches averaged, all
+ * batches counted - is not repeated). In ntk mode f is the
  * linearised model f(x; theta0) + J(theta0)(a1 tau_1 + a2 tau_2).
  * By construction xi(0,0) = 0, and the i-th term vanishes when the other
  * alpha is 0 (joint and single are then the same parameters, bit for bit).

@@ -323,7 +323,8 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     res[R_STATUS] = FT_OK;
     double t_last = td_wall(), t_start = t_last;
     long step_last = step, step_start = step;
-    double loss = 0;
+    double loss = 0, ckpt_secs = 0; /* the checkpoints' cost, logged at the end */
+    int ckpts = 0;
     while (step < f->steps) {
         s = dp_step(&T.dp, gcomm, &spec, theta, head ? head : r->heads->w[t],
                     (float)r->cfg->heads.logit_scale, &loss);
@@ -365,11 +366,14 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
             step_last = step;
         }
         if (f->checkpoint_every > 0 && (step % f->checkpoint_every == 0 || step == f->steps)) {
+            double t0 = td_wall();
             s = runtime_agree(gcomm, grank == 0
                                          ? ckpt_save(r, t, step, theta, &T.o, hd, T.dp.packed)
                                          : TD_OK);
             if (s != TD_OK)
                 break;
+            ckpt_secs += td_wall() - t0;
+            ckpts++;
         }
         if (f->stop_after > 0 && step == f->stop_after && step < f->steps) {
             res[R_STATUS] = FT_INTERRUPTED;
@@ -379,6 +383,10 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
             break;
         }
     }
+    if (grank == 0 && ckpts > 0)
+        td_log_rank("%s/%s: %d checkpoint(s), %.3f s writing them (%.1f%% of %.1f s)", r->mode,
+                    task, ckpts, ckpt_secs, 100.0 * ckpt_secs / (td_wall() - t_start + 1e-9),
+                    td_wall() - t_start);
     res[R_STEPS] = (double)step;
     res[R_LOSS] = loss;
     trainer_free(&T);

@@ -167,10 +167,71 @@ static void sec_train_time(Rep *r)
         not_run(r, "train_seconds");
 }
 
+/* Single-task test accuracy with every head set: the denominators of the
+ * normalised accuracies of task addition, one row per mode and head set. */
+static void single_heads(Rep *r, const Names *ms)
+{
+    fprintf(r->md, "### Normalisers\n\nTest accuracy of each fine-tuned encoder (theta0 + "
+                   "tau_t) with each head set: the denominator of that head set's normalised "
+                   "accuracy in task addition (a head set is divided by its own single-task "
+                   "accuracy, never by another's). Key: "
+                   "`modes.<mode>.single.<task>.heads.<heads>.{val, test}`.\n\n");
+    FILE *csv = csv_open(r, "single_heads.csv", "mode,heads,task,val,test");
+    int rows = 0;
+    char b[32];
+    for (int m = 0; m < ms->n; m++) {
+        Names hs = {0};
+        for (int t = 0; t < r->task.n; t++) {
+            Names k;
+            keys_of(jget(r->modes, ms->s[m], "single", r->task.s[t], "heads", NULL), &k);
+            for (int i = 0; i < k.n; i++)
+                names_add(&hs, k.s[i]);
+        }
+        for (int h = 0; h < hs.n; h++) {
+            if (!rows) { /* the header once there is a row */
+                fprintf(r->md, "| mode | heads |");
+                for (int t = 0; t < r->task.n; t++)
+                    fprintf(r->md, " %s |", r->task.s[t]);
+                fprintf(r->md, " mean |\n|---|---|");
+                for (int t = 0; t <= r->task.n; t++)
+                    fprintf(r->md, "---:|");
+                fprintf(r->md, "\n");
+            }
+            fprintf(r->md, "| %s | %s |", ms->s[m], hs.s[h]);
+            double sum = 0;
+            int n = 0;
+            for (int t = 0; t < r->task.n; t++) {
+                const cJSON *o =
+                    jget(r->modes, ms->s[m], "single", r->task.s[t], "heads", hs.s[h], NULL);
+                double v = jnum(jget(o, "test", NULL));
+                fprintf(r->md, " %s |", cell(b, sizeof b, v, "%.4f"));
+                if (isfinite(v)) {
+                    sum += v;
+                    n++;
+                }
+                if (csv && o)
+                    fprintf(csv, "%s,%s,%s,%.6g,%.6g\n", ms->s[m], hs.s[h], r->task.s[t],
+                            jnum(jget(o, "val", NULL)), v);
+            }
+            fprintf(r->md, " %s |\n", cell(b, sizeof b, n ? sum / n : NAN, "%.4f"));
+            rows++;
+        }
+    }
+    if (csv)
+        fclose(csv);
+    if (rows)
+        fputs("\n", r->md);
+    else
+        fputs("_not measured_ (results.json predates per-head-set single-task accuracies).\n\n",
+              r->md);
+}
+
 static void sec_single(Rep *r)
 {
-    fprintf(r->md, "## Single-task accuracy\n\nTest accuracy of each fine-tuned encoder with its "
-                   "task's head; theta0 is the pre-trained encoder with the same head. Key: "
+    fprintf(r->md, "## Single-task accuracy\n\nTest accuracy of each fine-tuned encoder with the "
+                   "head it was fine-tuned with (the trained head under finetune.train_heads, "
+                   "else the frozen one), as the finetune stage measured it; theta0 is the "
+                   "pre-trained encoder with the frozen head. Key: "
                    "`modes.<mode>.single.<task>.{test, theta0_test}`.\n\n");
     Names ms;
     modes_with(r, "single", &ms);
@@ -229,6 +290,7 @@ static void sec_single(Rep *r)
                "single.svg", "single-task accuracy per task and mode");
         free(bars);
     }
+    single_heads(r, &ms);
 }
 
 /* The accuracy-against-alpha curve behind an addition method: the grid
@@ -286,9 +348,11 @@ static int addition_curve(const Rep *r, const char *grid, double **y, double **x
 
 static void addition_tables(Rep *r, const Names *ms)
 {
-    FILE *csv = csv_open(r, "addition.csv", "mode,method,heads,task,alpha,abs_test,norm_test");
-    fprintf(r->md, "| mode | method | heads | alpha | absolute (test) | normalised (test) |\n"
-                   "|---|---|---|---:|---:|---:|\n");
+    FILE *csv = csv_open(r, "addition.csv",
+                         "mode,method,heads,task,alpha,abs_test,norm_test,normalised_by");
+    fprintf(r->md, "| mode | method | heads | alpha | absolute (test) | normalised (test) | "
+                   "normalised by (single-task test accuracy) |\n"
+                   "|---|---|---|---:|---:|---:|---|\n");
     char b1[32], b2[32], b3[32];
     for (int m = 0; m < ms->n; m++) {
         const cJSON *add = jget(r->modes, ms->s[m], "addition", NULL);
@@ -297,22 +361,32 @@ static void addition_tables(Rep *r, const Names *ms)
             const cJSON *hs = jget(me, "heads", NULL);
             for (const cJSON *h = hs ? hs->child : NULL; h; h = h->next) {
                 if (!cJSON_IsObject(h)) { /* e.g. "finetuned": "not trained" */
-                    fprintf(r->md, "| %s | %s | %s | - | %s | - |\n", ms->s[m], me->string,
+                    fprintf(r->md, "| %s | %s | %s | - | %s | - | - |\n", ms->s[m], me->string,
                             h->string, cJSON_IsString(h) ? h->valuestring : "not run");
                     continue;
                 }
                 double a = jnum(jget(h, "abs_test", NULL)), nn = jnum(jget(h, "norm_test", NULL));
-                fprintf(r->md, "| %s | %s | %s | %s | %s | %s |\n", ms->s[m], me->string,
+                /* the key of the denominators, as the stage recorded it; a run
+                 * made before it was recorded divided by the finetune stage's
+                 * own figures whatever the head set */
+                const cJSON *by = jget(h, "normalised_by", NULL);
+                const char *bys = cJSON_IsString(by) ? by->valuestring : NULL;
+                char byc[300];
+                if (bys)
+                    snprintf(byc, sizeof byc, "%s heads (`%s`)", h->string, bys);
+                else
+                    snprintf(byc, sizeof byc, "not recorded (older run: `single.<task>.test`)");
+                fprintf(r->md, "| %s | %s | %s | %s | %s | %s | %s |\n", ms->s[m], me->string,
                         h->string, cell(b1, sizeof b1, alpha, "%.3g"), cell(b2, sizeof b2, a, "%.4f"),
-                        cell(b3, sizeof b3, nn, "%.4f"));
+                        cell(b3, sizeof b3, nn, "%.4f"), byc);
                 if (csv)
-                    fprintf(csv, "%s,%s,%s,mean,%.6g,%.6g,%.6g\n", ms->s[m], me->string,
-                            h->string, alpha, a, nn);
+                    fprintf(csv, "%s,%s,%s,mean,%.6g,%.6g,%.6g,%s\n", ms->s[m], me->string,
+                            h->string, alpha, a, nn, bys ? bys : "");
                 const cJSON *pt = jget(h, "per_task", NULL);
                 for (const cJSON *t = pt ? pt->child : NULL; t && csv; t = t->next)
-                    fprintf(csv, "%s,%s,%s,%s,%.6g,%.6g,%.6g\n", ms->s[m], me->string, h->string,
-                            t->string, alpha, jnum(jget(t, "abs", NULL)),
-                            jnum(jget(t, "norm", NULL)));
+                    fprintf(csv, "%s,%s,%s,%s,%.6g,%.6g,%.6g,%s\n", ms->s[m], me->string,
+                            h->string, t->string, alpha, jnum(jget(t, "abs", NULL)),
+                            jnum(jget(t, "norm", NULL)), bys ? bys : "");
             }
         }
     }
@@ -359,8 +433,9 @@ static void addition_bars(Rep *r, const Names *ms)
         figure(r, svg_bar_chart(path, "Task addition: normalised test accuracy per task",
                                 "normalised accuracy", r->task.s, r->task.n, series, ns, v, 0, hi),
                "addition_per_task.svg", "normalised accuracy per task");
-        fprintf(r->md, "Key: `modes.<mode>.addition.<method>.heads.<heads>.per_task.<task>.norm`."
-                       "\n\n");
+        fprintf(r->md, "Key: `modes.<mode>.addition.<method>.heads.<heads>.per_task.<task>.norm` "
+                       "(merged over the same head set's single-task test accuracy, "
+                       "`modes.<mode>.single.<task>.heads.<heads>.test`).\n\n");
     }
     free(v);
 }
@@ -424,7 +499,10 @@ static void addition_curves(Rep *r, const Names *ms)
             fprintf(r->md, "Data: grids.h5 ");
             for (int k = 0; k < ns; k++)
                 fprintf(r->md, "%s`%s` (%s)", k ? ", " : "", used[k], ser[k].name);
-            fprintf(r->md, " (a second axis, e.g. task, is averaged).\n\n");
+            fprintf(r->md, " (a second axis, e.g. task, is averaged; val_norm is val accuracy "
+                           "with the frozen heads over the frozen heads' single-task val "
+                           "accuracy, `modes.<mode>.single.<task>.heads.theta0.val`, the "
+                           "criterion alpha is chosen by).\n\n");
         } else {
             fprintf(r->md, "Accuracy against alpha for %s: _not run_ (no grid in grids.h5).\n\n",
                     methods.s[i]);
@@ -437,10 +515,13 @@ static void addition_curves(Rep *r, const Names *ms)
 
 static void sec_addition(Rep *r)
 {
-    fprintf(r->md, "## Task addition\n\nMerged encoder at the alpha chosen on val, scored on "
-                   "test: mean absolute and mean normalised accuracy (merged / fine-tuned, per "
-                   "task). Key: `modes.<mode>.addition.<method>.{alpha, heads.<heads>.{abs_test, "
-                   "norm_test}}`.\n\n");
+    fprintf(r->md, "## Task addition\n\nMerged encoder at the alpha chosen on val (mean "
+                   "normalised val accuracy with the frozen heads), scored on test with each head "
+                   "set: mean absolute and mean normalised accuracy. Normalised = merged accuracy "
+                   "/ single-task accuracy of the fine-tuned encoder with the SAME head set (the "
+                   "Normalisers table above), per task; the last column names the denominator. "
+                   "Key: `modes.<mode>.addition.<method>.{alpha, heads.<heads>.{abs_test, "
+                   "norm_test, normalised_by}}`.\n\n");
     Names ms;
     modes_with(r, "addition", &ms);
     if (!ms.n) {
@@ -598,9 +679,13 @@ static void sec_disentangle(Rep *r)
 
 static void sec_kernel(Rep *r)
 {
-    fprintf(r->md, "## Kernel behaviour\n\nEach mode's fine-tuned model against its "
-                   "linearisation f0 + J tau (test accuracy with the task head, and how often "
-                   "their predictions differ). For ntk the model is the linearisation. Key: "
+    fprintf(r->md, "## Kernel behaviour\n\nEach task vector through the network, f(theta0 + "
+                   "tau), and through its linearisation f0 + J tau: test accuracy of both with "
+                   "the task's frozen head, how often their predictions differ, and the mean "
+                   "distance between their (unit) features against how far the linearisation "
+                   "moved them from theta0's. The column \"trained\" says which of the two the "
+                   "mode fine-tuned (ntk: the linearisation, so there f(theta0 + tau) shows what "
+                   "the same weights give outside the kernel regime). Key: "
                    "`modes.<mode>.kernel.<task>`.\n\n");
     Names ms;
     modes_with(r, "kernel", &ms);
@@ -608,20 +693,26 @@ static void sec_kernel(Rep *r)
         not_run(r, "kernel");
         return;
     }
-    FILE *csv = csv_open(r, "kernel.csv", "mode,task,acc_nonlinear,acc_linearised,disagreement");
-    fprintf(r->md, "| mode | task | fine-tuned model | f0 + J tau | disagreement |\n"
-                   "|---|---|---:|---:|---:|\n");
-    char b[3][32];
-    const char *k[3] = {"acc_nonlinear", "acc_linearised", "disagreement"};
+    FILE *csv = csv_open(r, "kernel.csv", "mode,task,trained,acc_nonlinear,acc_linearised,"
+                                          "disagreement,feature_gap,feature_shift");
+    fprintf(r->md, "| mode | task | trained | f(theta0 + tau) | f0 + J tau | disagreement | "
+                   "feature gap | feature shift |\n|---|---|---|---:|---:|---:|---:|---:|\n");
+    char b[5][32];
+    const char *k[5] = {"acc_nonlinear", "acc_linearised", "disagreement", "feature_gap",
+                        "feature_shift"};
     for (int m = 0; m < ms.n; m++) {
         const cJSON *d = jget(r->modes, ms.s[m], "kernel", NULL);
         for (const cJSON *t = d->child; t; t = t->next) {
-            double v[3];
-            for (int i = 0; i < 3; i++)
+            double v[5];
+            for (int i = 0; i < 5; i++)
                 cell(b[i], sizeof b[i], v[i] = jnum(jget(t, k[i], NULL)), "%.4f");
-            fprintf(r->md, "| %s | %s | %s | %s | %s |\n", ms.s[m], t->string, b[0], b[1], b[2]);
+            const cJSON *tr = jget(t, "trained", NULL);
+            const char *trs = cJSON_IsString(tr) ? tr->valuestring : "-";
+            fprintf(r->md, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", ms.s[m], t->string, trs,
+                    b[0], b[1], b[2], b[3], b[4]);
             if (csv)
-                fprintf(csv, "%s,%s,%.6g,%.6g,%.6g\n", ms.s[m], t->string, v[0], v[1], v[2]);
+                fprintf(csv, "%s,%s,%s,%.6g,%.6g,%.6g,%.6g,%.6g\n", ms.s[m], t->string, trs,
+                        v[0], v[1], v[2], v[3], v[4]);
         }
     }
     fprintf(r->md, "\n");

@@ -100,13 +100,38 @@ TdStatus results_set(const char *run_dir, const char *key_path, cJSON *value)
     return s;
 }
 
-/* Opens grids.h5 for writing, creating it when missing. */
-static hid_t open_grids(const char *run_dir, char *path, size_t n)
+/* Copies the file from to to (created or truncated); 0 on success. */
+static int copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    char buf[1 << 16];
+    size_t n;
+    int ok = in && out;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
+    ok = ok && !ferror(in);
+    if (in)
+        fclose(in);
+    if (out)
+        ok = fclose(out) == 0 && ok;
+    return ok ? 0 : -1;
+}
+
+/* Opens a copy of grids.h5 (tmp) for writing, an empty one when grids.h5 is
+ * missing. HDF5 changes a file in place: written directly, a kill during a
+ * write (a search killed and resumed) could leave grids.h5 unreadable, so
+ * the copy replaces it by rename once complete. */
+static hid_t open_grids(const char *run_dir, char *path, size_t n, char *tmp, size_t tn)
 {
     path_join(path, n, run_dir, "grids.h5");
-    hid_t f = access(path, F_OK) == 0 ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT)
-                                      : H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-    return f;
+    snprintf(tmp, tn, "%s.tmp.%ld", path, (long)getpid());
+    if (access(path, F_OK) != 0)
+        return H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (copy_file(path, tmp) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return H5Fopen(tmp, H5F_ACC_RDWR, H5P_DEFAULT);
 }
 
 TdStatus results_grid_write(const char *run_dir, const char *dset_path, const double *data,
@@ -114,11 +139,13 @@ TdStatus results_grid_write(const char *run_dir, const char *dset_path, const do
 {
     if (ndim < 1 || ndim > 4 || dset_path[0] != '/')
         return td_fail(TD_ERR_INTERNAL, "results: bad grid '%s' (rank %d)", dset_path, ndim);
-    char path[1024];
+    char path[1024], tmp[1100];
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = open_grids(run_dir, path, sizeof path);
-    if (f < 0)
-        return td_fail(TD_ERR_HDF5, "%s: cannot open for writing", path);
+    hid_t f = open_grids(run_dir, path, sizeof path, tmp, sizeof tmp);
+    if (f < 0) {
+        unlink(tmp);
+        return td_fail(TD_ERR_HDF5, "%s: cannot open for writing (through %s)", path, tmp);
+    }
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     if (H5Lexists(f, dset_path, H5P_DEFAULT) > 0)
@@ -138,8 +165,10 @@ TdStatus results_grid_write(const char *run_dir, const char *dset_path, const do
         H5Dclose(d);
     H5Sclose(space);
     H5Pclose(lcpl);
-    if (H5Fclose(f) < 0 || st < 0)
+    if (H5Fclose(f) < 0 || st < 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
         return td_fail(TD_ERR_HDF5, "%s: cannot write grid %s", path, dset_path);
+    }
     return TD_OK;
 }
 

@@ -8,18 +8,32 @@
  *   { "run": name, "tasks": [..],
  *     "modes": { "<mode>": {
  *         "train_seconds": s, "tv_norm": { "<task>": |tau|_2 },
- *         "single":   { "<task>": {"val", "test", "theta0_val", "theta0_test"} },
- *         "addition": { "<method>": { "alpha": a, "grid": "<grids.h5 path>",
- *                        "heads": { "<head set>": { "abs_test", "norm_test",
+ *         "single":   { "<task>": {"val", "test", "theta0_val", "theta0_test", "status",
+ *                        "heads": { "<head set>": {"val", "test"} } } },
+ *         "addition": { "<method>": { "alpha": a, "alpha_index": i, "grid": "<grids.h5 path>",
+ *                        "norm_val", "norm_val_by",
+ *                        "heads": { "<head set>": { "abs_test", "norm_test", "normalised_by",
  *                                   "per_task": { "<task>": {"abs", "norm"} } } } } },
- *         "negation": { "<task>": {"alpha", "target_test", "control_test",
- *                                  "theta0_target_test", "theta0_control_test"} },
+ *         "negation": { "<task>": {"alpha", "alpha_index", "target_test", "control_test",
+ *                                  "theta0_target_test", "theta0_control_test", "target_val",
+ *                                  "control_val", "theta0_control_val", "threshold", ...} },
  *         "disentangle": { "<t1>+<t2>": {"grid": path, "mean_err_pred", "mean_err_repr"} },
- *         "kernel": { "<task>": {"acc_nonlinear", "acc_linearised", "disagreement"} } } } }
+ *         "kernel": { "<task>": {"acc_nonlinear", "acc_linearised", "disagreement",
+ *                                "feature_gap", "feature_shift", "trained", "images"} } } } }
  * Head sets: "theta0" (the frozen heads), "finetuned" (when trained), "refit"
- * (prototypes refit on the merged encoder's own features).
+ * (prototypes refit on the encoder's own train features).
+ * single: "val", "test" are the finetune stage's figures for theta_t with the
+ * head it trained with (the trained head under finetune.train_heads, else the
+ * frozen one); "heads.<head set>" are theta0 + tau_t's accuracies with each
+ * head set in use (the single stage). Normalised accuracy is always
+ * merged / single-task accuracy of the SAME head set: per_task.<task>.norm =
+ * per_task.<task>.abs / single.<task>.heads.<head set>.test ("normalised_by"
+ * names that key), and norm_val (the alpha search, frozen heads) divides by
+ * single.<task>.heads.theta0.val ("norm_val_by").
  *
- * Single-process: call on one rank (rank 0); files are replaced atomically. */
+ * Single-process: call on one rank (rank 0); both files are replaced
+ * atomically (written under a temporary name, then renamed), so a killed run
+ * never leaves either half-written. */
 #ifndef TD_RESULTS_H
 #define TD_RESULTS_H
 

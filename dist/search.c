@@ -39,13 +39,16 @@ static TdStatus journal_open(const PoolSpec *p, double *done, int *ndone)
         if (fgets(line, sizeof line, f) && strncmp(line, want, strlen(want)) == 0) {
             fresh = 0;
             while (fgets(line, sizeof line, f)) {
-                int item;
+                int item, end = -1;
                 double v;
                 size_t len = strlen(line);
-                /* a line cut by a kill has no newline: ignored */
+                /* A line cut by a kill has no newline: ignored. The next
+                 * append then lands behind the cut, so a line must also be
+                 * exactly one record: "{...0.8" + "{\"item\":..}\n" would
+                 * otherwise read as value 0.8. */
                 if (len == 0 || line[len - 1] != '\n' ||
-                    sscanf(line, "{\"item\":%d,\"value\":%lf}", &item, &v) != 2 || item < 0 ||
-                    item >= p->nitems)
+                    sscanf(line, "{\"item\":%d,\"value\":%lf}%n", &item, &v, &end) != 2 ||
+                    end != (int)len - 1 || item < 0 || item >= p->nitems)
                     continue;
                 if (isnan(done[item]))
                     (*ndone)++;
@@ -231,6 +234,7 @@ typedef struct {
     int cand;               /* candidate tau was merged for (-1: none) */
     float *ft[TV_MAX_TASKS]; /* fine-tuned heads (heads_<mode>.h5), NULL where none */
     int ft_found;            /* the file exists */
+    int tau_task;            /* single-task pool: the task whose own tau_t tau holds (-1: none) */
 } ModeRun;
 
 static void mode_free(ModeRun *r)
@@ -253,6 +257,7 @@ static TdStatus mode_open(ModeRun *r, const TdConfig *cfg, const char *mode)
     r->ntk = strcmp(mode, "ntk") == 0;
     r->cur = NAN;
     r->cand = -1;
+    r->tau_task = -1;
     r->sign = 1;
     merge_run_dir(cfg, r->run_dir, sizeof r->run_dir);
     int size;
@@ -321,58 +326,6 @@ static void search_key(const ModeRun *r, const char *what, char out[40])
     snprintf(out, 40, "%016llx", (unsigned long long)h);
 }
 
-/* ---- single ---- */
-
-TdStatus single_stage(const TdConfig *cfg)
-{
-    TdStatus s = TD_OK;
-    char run_dir[600];
-    merge_run_dir(cfg, run_dir, sizeof run_dir);
-    for (int k = 0; k < cfg->finetune.modes.count && s == TD_OK && g_rt.rank == 0; k++) {
-        const char *mode = cfg->finetune.modes.item[k];
-        VitModel m;
-        TvInfo tv;
-        char tvp[700];
-        merge_tv_path(cfg, mode, tvp, sizeof tvp);
-        s = model_read(cfg->model.path, &m);
-        if (s != TD_OK)
-            break;
-        s = tv_info_read(tvp, &m.table, &tv);
-        cJSON *o = cJSON_CreateObject();
-        double mv = 0, mt = 0;
-        for (int j = 0; j < cfg->data.tasks.count && s == TD_OK; j++) {
-            int t = tv_task_index(&tv, cfg->data.tasks.item[j]);
-            if (t < 0) {
-                s = td_fail(TD_ERR_CONFIG, "task '%s' is not in '%s'", cfg->data.tasks.item[j],
-                            tvp);
-                break;
-            }
-            cJSON *q = cJSON_AddObjectToObject(o, tv.task[t]);
-            cJSON_AddNumberToObject(q, "val", tv.acc_val[t]);
-            cJSON_AddNumberToObject(q, "test", tv.acc_test[t]);
-            cJSON_AddNumberToObject(q, "theta0_val", tv.t0_val[t]);
-            cJSON_AddNumberToObject(q, "theta0_test", tv.t0_test[t]);
-            cJSON_AddStringToObject(q, "status", tv.status[t]);
-            mv += tv.acc_val[t];
-            mt += tv.acc_test[t];
-            td_log("single %s/%s: val %.4f test %.4f (theta0 val %.4f test %.4f)", mode,
-                   tv.task[t], tv.acc_val[t], tv.acc_test[t], tv.t0_val[t], tv.t0_test[t]);
-        }
-        char key[128];
-        snprintf(key, sizeof key, "modes.%s.single", mode);
-        if (s == TD_OK) {
-            td_log("single %s: mean val %.4f test %.4f", mode, mv / cfg->data.tasks.count,
-                   mt / cfg->data.tasks.count);
-            s = results_set(run_dir, key, o);
-        } else {
-            cJSON_Delete(o);
-        }
-        tv_info_free(&tv);
-        model_free(&m);
-    }
-    return runtime_agree(g_rt.comm, s);
-}
-
 /* ---- addition ---- */
 
 static void protos(const float *feat, const int32_t *y, int64_t n, int E, int C, float *w)
@@ -394,10 +347,24 @@ static void protos(const float *feat, const int32_t *y, int64_t n, int E, int C,
     free(acc);
 }
 
+/* Head sets, in the order of HeadScores and SingleAcc; their names in
+ * results.json. */
+enum { HS_THETA0, HS_REFIT, HS_FINETUNED, HS_N };
+static const char *const k_head_set[HS_N] = {"theta0", "refit", "finetuned"};
+
 /* Test features of the current encoder, once per task, scored by every head set. */
 typedef struct {
-    double abs[3][TV_MAX_TASKS]; /* [theta0, refit, finetuned][task]; NaN: no such head */
+    double abs[HS_N][TV_MAX_TASKS]; /* [head set][task]; NaN: no such head */
 } HeadScores;
+
+/* Single-task accuracies of the fine-tuned encoders theta0 + tau_t (ntk: the
+ * linearised model), one per head set in use: the denominators of normalised
+ * accuracy. A head set is only ever divided by its own single-task accuracy:
+ * refit heads of a merged encoder by refit heads of theta_t, and so on. */
+typedef struct {
+    int use[HS_N];                     /* measured */
+    double acc[HS_N][2][TV_MAX_TASKS]; /* [head set][0 val, 1 test][task]; NaN: not measured */
+} SingleAcc;
 
 static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
 {
@@ -410,10 +377,10 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
         int64_t nt = 0, nr = 0;
         TD_TRY(eval_features(g_rt.comm, &enc, r->paths[t], TASK_TEST, e->batch, e->limit, &ft,
                              &yt, &nt));
-        hs->abs[0][t] = eval_head_accuracy(ft, yt, nt, E, r->head[t], r->classes[t]);
-        hs->abs[1][t] = hs->abs[2][t] = NAN;
+        hs->abs[HS_THETA0][t] = eval_head_accuracy(ft, yt, nt, E, r->head[t], r->classes[t]);
+        hs->abs[HS_REFIT][t] = hs->abs[HS_FINETUNED][t] = NAN;
         if (r->ft[t])
-            hs->abs[2][t] = eval_head_accuracy(ft, yt, nt, E, r->ft[t], r->classes[t]);
+            hs->abs[HS_FINETUNED][t] = eval_head_accuracy(ft, yt, nt, E, r->ft[t], r->classes[t]);
         TdStatus s = TD_OK;
         if (refit) {
             s = eval_features(g_rt.comm, &enc, r->paths[t], TASK_TRAIN, e->batch, e->limit,
@@ -421,7 +388,7 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
             w = calloc((size_t)r->classes[t] * E, sizeof *w);
             if (s == TD_OK && w) {
                 protos(fr, yr, nr, E, r->classes[t], w);
-                hs->abs[1][t] = eval_head_accuracy(ft, yt, nt, E, w, r->classes[t]);
+                hs->abs[HS_REFIT][t] = eval_head_accuracy(ft, yt, nt, E, w, r->classes[t]);
             } else if (s == TD_OK) {
                 s = td_fail(TD_ERR_NOMEM, "search: out of memory");
             }
@@ -432,9 +399,12 @@ static TdStatus score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs)
     return TD_OK;
 }
 
-/* A head set's scores; tasks without a head (NaN) are left out of the means
- * and listed under "missing". */
-static cJSON *head_json(const ModeRun *r, const double *abs, const double *norm)
+/* A head set's scores: abs[t] and, normalised, abs[t] / single[t], single
+ * being the same head set's single-task test accuracy. Tasks without a head
+ * (NaN) are left out of the means and listed under "missing"; a task whose
+ * single-task accuracy is 0 has no normalised accuracy (null), and then
+ * neither has the mean. */
+static cJSON *head_json(const ModeRun *r, int set, const double *abs, const double *single)
 {
     cJSON *o = cJSON_CreateObject(), *pt = cJSON_CreateObject(), *miss = NULL;
     double ma = 0, mn = 0;
@@ -446,23 +416,27 @@ static cJSON *head_json(const ModeRun *r, const double *abs, const double *norm)
             cJSON_AddItemToArray(miss, cJSON_CreateString(r->cfg->data.tasks.item[t]));
             continue;
         }
+        double norm = single[t] > 0 ? abs[t] / single[t] : NAN;
         cJSON *q = cJSON_AddObjectToObject(pt, r->cfg->data.tasks.item[t]);
         cJSON_AddNumberToObject(q, "abs", abs[t]);
-        cJSON_AddNumberToObject(q, "norm", abs[t] / norm[t]);
+        cJSON_AddNumberToObject(q, "norm", norm);
         ma += abs[t];
-        mn += abs[t] / norm[t];
+        mn += norm;
         n++;
     }
     cJSON_AddNumberToObject(o, "abs_test", n ? ma / n : NAN);
     cJSON_AddNumberToObject(o, "norm_test", n ? mn / n : NAN);
+    char by[160]; /* the key of the denominators, so that no reader has to guess */
+    snprintf(by, sizeof by, "modes.%s.single.<task>.heads.%s.test", r->mode, k_head_set[set]);
+    cJSON_AddStringToObject(o, "normalised_by", by);
     cJSON_AddItemToObject(o, "per_task", pt);
     if (miss)
         cJSON_AddItemToObject(o, "missing", miss);
     return o;
 }
 
-/* The task layout of data.tasks: paths, frozen heads, normalisers. */
-static TdStatus mode_tasks(ModeRun *r, double *norm_val, double *norm_test)
+/* The task layout of data.tasks: paths, frozen heads, classes. */
+static TdStatus mode_tasks(ModeRun *r)
 {
     const TdConfig *cfg = r->cfg;
     r->ntasks = cfg->data.tasks.count;
@@ -474,10 +448,6 @@ static TdStatus mode_tasks(ModeRun *r, double *norm_val, double *norm_test)
         heads_task_path(cfg, j, r->paths[j], sizeof r->paths[j]);
         r->head[j] = r->heads.w[j];
         r->classes[j] = r->heads.classes[j];
-        if (norm_val)
-            norm_val[j] = r->tv.acc_val[t] > 0 ? r->tv.acc_val[t] : 1.0;
-        if (norm_test)
-            norm_test[j] = r->tv.acc_test[t] > 0 ? r->tv.acc_test[t] : 1.0;
     }
     return TD_OK;
 }
@@ -564,8 +534,228 @@ static TdStatus ft_heads_load(ModeRun *r)
         int n = 0;
         for (int j = 0; j < r->ntasks; j++)
             n += present[j];
-        td_log("addition %s: fine-tuned heads of %d of %d task(s) from %s", r->mode, n, r->ntasks,
-               path);
+        td_log("%s: fine-tuned heads of %d of %d task(s) from %s", r->mode, n, r->ntasks, path);
+    }
+    return s;
+}
+
+/* ---- single-task accuracies (the single stage; the addition stage's normalisers) ---- */
+
+/* The items of the single-task pool: one row per (task, head set in use),
+ * task-major, and item = row * 2 + (0 val, 1 test). Rows, not a fixed
+ * task x set layout, so that a head set not in use or a task without a
+ * fine-tuned head has no item (a journal keeps only measured values). */
+typedef struct {
+    ModeRun *r;
+    int nrows;
+    int task[TV_MAX_TASKS * HS_N], set[TV_MAX_TASKS * HS_N];
+    int refit_task; /* task whose refit head refit_w holds on this rank (-1: none) */
+    float *refit_w;
+} SingleCtx;
+
+/* The merge that is tau_t alone (coefficient 1, no trim, no drop). */
+static void own_spec(const ModeRun *r, int t, MergeSpec *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->ntasks = 1;
+    sp->task[0] = tv_task_index(&r->tv, r->cfg->data.tasks.item[t]);
+    sp->coef[0] = 1.0;
+}
+
+/* Item: the accuracy of theta0 + tau_t with one head set on one split, on
+ * this rank alone - the same evaluation as a merged encoder's val items
+ * (item_val), so that numerator and denominator are measured alike. Refit:
+ * the prototypes of theta_t's own train features, as score_heads refits on
+ * the merged encoder's. */
+static TdStatus item_single(void *ctx, int item, double *acc)
+{
+    SingleCtx *c = ctx;
+    ModeRun *r = c->r;
+    int row = item / 2, split = item % 2 ? TASK_TEST : TASK_VAL;
+    int t = c->task[row], k = c->set[row], E = r->m.arch.out_dim;
+    if (r->tau_task != t) {
+        MergeSpec sp;
+        own_spec(r, t, &sp);
+        r->tau_task = -1;
+        r->cur = NAN;
+        TD_TRY(merge_collective(MPI_COMM_SELF, &r->tv, &r->m, &sp, r->tau));
+        r->tau_task = t;
+    }
+    EvalEncoder enc = mode_encoder(r, 1.0);
+    const float *head = k == HS_FINETUNED ? r->ft[t] : r->head[t];
+    if (k == HS_REFIT) {
+        if (c->refit_task != t) {
+            float *f = NULL;
+            int32_t *y = NULL;
+            int64_t n = 0;
+            c->refit_task = -1;
+            TD_TRY(eval_features(MPI_COMM_SELF, &enc, r->paths[t], TASK_TRAIN, r->item_batch,
+                                 r->cfg->eval.limit, &f, &y, &n));
+            float *w = realloc(c->refit_w, (size_t)r->classes[t] * E * sizeof *w);
+            if (w) {
+                c->refit_w = w;
+                protos(f, y, n, E, r->classes[t], w);
+                c->refit_task = t;
+            }
+            free(f);
+            free(y);
+            if (!w)
+                return td_fail(TD_ERR_NOMEM, "single: out of memory");
+        }
+        head = c->refit_w;
+    }
+    return eval_accuracy(MPI_COMM_SELF, &enc, r->paths[t], split, r->item_batch,
+                         r->cfg->eval.limit, head, r->classes[t], acc);
+}
+
+/* Hex key of the single-task pool: everything its values depend on - theta0,
+ * task files, eval.limit, the rows, the heads, and the task vectors (through
+ * one collective merge with coefficients 1, 2, ..., T, so that exchanging two
+ * tasks' vectors changes it too). Leaves that merge in r->tau. */
+static TdStatus single_key(ModeRun *r, const SingleCtx *c, char out[40])
+{
+    MergeSpec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.ntasks = r->ntasks;
+    for (int t = 0; t < r->ntasks; t++) {
+        sp.task[t] = tv_task_index(&r->tv, r->cfg->data.tasks.item[t]);
+        sp.coef[t] = t + 1;
+    }
+    r->cur = NAN;
+    r->tau_task = -1;
+    r->cand = -1;
+    TD_TRY(merge_collective(g_rt.comm, &r->tv, &r->m, &sp, r->tau));
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "single|%s|%s|%d", r->mode, r->m.checksum,
+                     r->cfg->eval.limit);
+    for (int t = 0; t < r->ntasks && n > 0 && (size_t)n < sizeof buf; t++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|%s", r->paths[t]);
+    for (int i = 0; i < c->nrows && n > 0 && (size_t)n < sizeof buf; i++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|%d:%d", c->task[i], c->set[i]);
+    uint64_t h = XXH64(buf, strlen(buf), 0);
+    h ^= XXH64(r->tau, r->m.table.total * sizeof(float), 1);
+    int E = r->m.arch.out_dim;
+    for (int t = 0; t < r->ntasks; t++) {
+        size_t bytes = (size_t)r->classes[t] * E * sizeof(float);
+        h ^= XXH64(r->head[t], bytes, 2 + (uint64_t)t);
+        if (r->ft[t])
+            h ^= XXH64(r->ft[t], bytes, 1000 + (uint64_t)t);
+    }
+    snprintf(out, 40, "%016llx", (unsigned long long)h);
+    return TD_OK;
+}
+
+/* Rank 0: modes.<mode>.single in results.json - per task the finetune
+ * stage's own figures (val, test: theta_t with the head it was trained with;
+ * theta0_val, theta0_test: theta0 with the frozen head) and, under "heads",
+ * the single-task accuracy of every head set in use. */
+static TdStatus single_record(const ModeRun *r, const SingleAcc *sa)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return td_fail(TD_ERR_NOMEM, "single: out of memory");
+    for (int j = 0; j < r->ntasks; j++) {
+        int t = tv_task_index(&r->tv, r->cfg->data.tasks.item[j]);
+        cJSON *q = cJSON_AddObjectToObject(o, r->tv.task[t]);
+        cJSON_AddNumberToObject(q, "val", r->tv.acc_val[t]);
+        cJSON_AddNumberToObject(q, "test", r->tv.acc_test[t]);
+        cJSON_AddNumberToObject(q, "theta0_val", r->tv.t0_val[t]);
+        cJSON_AddNumberToObject(q, "theta0_test", r->tv.t0_test[t]);
+        cJSON_AddStringToObject(q, "status", r->tv.status[t]);
+        cJSON *h = cJSON_AddObjectToObject(q, "heads");
+        for (int k = 0; k < HS_N; k++) {
+            if (!sa->use[k] || isnan(sa->acc[k][1][j]))
+                continue;
+            cJSON *hk = cJSON_AddObjectToObject(h, k_head_set[k]);
+            cJSON_AddNumberToObject(hk, "val", sa->acc[k][0][j]);
+            cJSON_AddNumberToObject(hk, "test", sa->acc[k][1][j]);
+        }
+    }
+    char key[128];
+    snprintf(key, sizeof key, "modes.%s.single", r->mode);
+    return results_set(r->run_dir, key, o);
+}
+
+/* The single-task accuracies of mode r with every head set in use - theta0
+ * (always: the alpha search scores with it), refit (eval.heads), finetuned
+ * (wherever heads_<mode>.h5 has the task) - through the pool, journal
+ * search/single_<mode>.jsonl: the single stage measures them, and the
+ * addition stage, run after it, finds them all in the journal (or measures
+ * what is missing when run alone). Records modes.<mode>.single. After
+ * mode_tasks and ft_heads_load; collective, agreed. */
+static TdStatus single_measure(ModeRun *r, SingleAcc *sa)
+{
+    const TdConfig *cfg = r->cfg;
+    memset(sa, 0, sizeof *sa);
+    for (int k = 0; k < HS_N; k++)
+        for (int i = 0; i < 2; i++)
+            for (int t = 0; t < TV_MAX_TASKS; t++)
+                sa->acc[k][i][t] = NAN;
+    sa->use[HS_THETA0] = 1;
+    sa->use[HS_REFIT] = config_names_contains(&cfg->eval.heads, "refit");
+    sa->use[HS_FINETUNED] = r->ft_found;
+    SingleCtx c;
+    memset(&c, 0, sizeof c);
+    c.r = r;
+    c.refit_task = -1;
+    for (int t = 0; t < r->ntasks; t++)
+        for (int k = 0; k < HS_N; k++)
+            if (sa->use[k] && (k != HS_FINETUNED || r->ft[t])) {
+                c.task[c.nrows] = t;
+                c.set[c.nrows++] = k;
+            }
+    char journal[800], key[40];
+    snprintf(journal, sizeof journal, "%s/search/single_%s.jsonl", r->run_dir, r->mode);
+    TdStatus s = single_key(r, &c, key);
+    double *v = calloc((size_t)c.nrows * 2 + 1, sizeof *v);
+    s = runtime_agree(g_rt.comm, s == TD_OK && !v ? td_fail(TD_ERR_NOMEM, "out of memory") : s);
+    PoolSpec ps = {journal, key, c.nrows * 2, cfg->merge.stop_after};
+    double t0 = td_wall();
+    if (s == TD_OK)
+        s = search_pool(g_rt.comm, &ps, item_single, &c, v);
+    r->cur = NAN;
+    r->tau_task = -1;
+    free(c.refit_w);
+    for (int i = 0; s == TD_OK && i < c.nrows; i++) {
+        sa->acc[c.set[i]][0][c.task[i]] = v[2 * i];
+        sa->acc[c.set[i]][1][c.task[i]] = v[2 * i + 1];
+    }
+    free(v);
+    if (s != TD_OK)
+        return s;
+    td_log("single %s: %d task x head-set pair(s), val and test, in %.2fs", r->mode, c.nrows,
+           td_wall() - t0);
+    for (int k = 0; k < HS_N; k++) {
+        if (!sa->use[k])
+            continue;
+        double mv = 0, mt = 0;
+        int n = 0;
+        for (int t = 0; t < r->ntasks; t++)
+            if (!isnan(sa->acc[k][1][t])) {
+                mv += sa->acc[k][0][t];
+                mt += sa->acc[k][1][t];
+                n++;
+            }
+        td_log("single %s: %s heads, mean val %.4f test %.4f over %d task(s)", r->mode,
+               k_head_set[k], n ? mv / n : NAN, n ? mt / n : NAN, n);
+    }
+    return runtime_agree(g_rt.comm, g_rt.rank == 0 ? single_record(r, sa) : TD_OK);
+}
+
+TdStatus single_stage(const TdConfig *cfg)
+{
+    TdStatus s = TD_OK;
+    for (int k = 0; k < cfg->finetune.modes.count && s == TD_OK; k++) {
+        ModeRun r;
+        SingleAcc sa;
+        s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
+        if (s == TD_OK)
+            s = runtime_agree(g_rt.comm, mode_tasks(&r));
+        if (s == TD_OK)
+            s = ft_heads_load(&r);
+        if (s == TD_OK)
+            s = single_measure(&r, &sa);
+        mode_free(&r);
     }
     return s;
 }
@@ -581,8 +771,9 @@ static double row_score(const double *val, int T, const double *nval)
 }
 
 /* The "heads" object of a result at the encoder mode_encoder(r, c): every
- * head set of eval.heads (rank 0; NULL elsewhere). Collective. */
-static TdStatus heads_result(ModeRun *r, double c, const double *ntest, const char *what,
+ * head set of eval.heads, each normalised by its own single-task test
+ * accuracy (rank 0; NULL elsewhere). Collective. */
+static TdStatus heads_result(ModeRun *r, double c, const SingleAcc *sa, const char *what,
                              cJSON **out)
 {
     int refit = config_names_contains(&r->cfg->eval.heads, "refit");
@@ -592,22 +783,31 @@ static TdStatus heads_result(ModeRun *r, double c, const double *ntest, const ch
     if (g_rt.rank != 0)
         return TD_OK;
     cJSON *h = cJSON_CreateObject();
-    const char *name[3] = {"theta0", "refit", "finetuned"};
-    for (int k = 0; k < 3; k++) {
-        if (k == 1 && !refit)
+    for (int k = 0; k < HS_N; k++) {
+        if (k == HS_REFIT && !refit)
             continue;
-        if (k == 2 && !r->ft_found) {
-            cJSON_AddStringToObject(h, "finetuned", "not trained");
+        if (k == HS_FINETUNED && !r->ft_found) {
+            cJSON_AddStringToObject(h, k_head_set[k], "not trained");
             continue;
         }
-        cJSON *o = head_json(r, hs.abs[k], ntest);
-        td_log("addition %s/%s: test abs %.4f norm %.4f (%s heads)", r->mode, what,
-               cJSON_GetObjectItem(o, "abs_test")->valuedouble,
-               cJSON_GetObjectItem(o, "norm_test")->valuedouble, name[k]);
-        cJSON_AddItemToObject(h, name[k], o);
+        cJSON *o = head_json(r, k, hs.abs[k], sa->acc[k][1]);
+        td_log("addition %s/%s: test abs %.4f norm %.4f (%s heads, over their own single-task "
+               "accuracy)",
+               r->mode, what, cJSON_GetObjectItem(o, "abs_test")->valuedouble,
+               cJSON_GetObjectItem(o, "norm_test")->valuedouble, k_head_set[k]);
+        cJSON_AddItemToObject(h, k_head_set[k], o);
     }
     *out = h;
     return TD_OK;
+}
+
+/* Names, in a search result o, the denominators of its normalised val
+ * accuracies (norm_val and the val_norm grid). */
+static void norm_val_by(const ModeRun *r, cJSON *o)
+{
+    char by[160];
+    snprintf(by, sizeof by, "modes.%s.single.<task>.heads.%s.val", r->mode, k_head_set[HS_THETA0]);
+    cJSON_AddStringToObject(o, "norm_val_by", by);
 }
 
 /* Rank 0: val_acc, val_norm (rows x tasks) and a per-row axis at group gp. */
@@ -740,7 +940,8 @@ static TdStatus coef_pool(ModeRun *r, const char *tag, const char *what, const M
  * starting from the uniform choice (row ubest of uval); scores and records
  * modes.<mode>.addition.<method>_coef. Collective. */
 static TdStatus coef_search(ModeRun *r, const char *method, const MergeSpec *spec,
-                            const double *uval, int ubest, const double *nval, const double *ntest)
+                            const double *uval, int ubest, const double *nval,
+                            const SingleAcc *sa)
 {
     const TdConfig *cfg = r->cfg;
     const char *kind = cfg->merge.coef_search;
@@ -834,7 +1035,7 @@ static TdStatus coef_search(ModeRun *r, const char *method, const MergeSpec *spe
     snprintf(what, sizeof what, "%s_coef", method);
     cJSON *heads = NULL;
     if (s == TD_OK)
-        s = heads_result(r, 1.0, ntest, what, &heads);
+        s = heads_result(r, 1.0, sa, what, &heads);
     if (s == TD_OK && g_rt.rank == 0) {
         char gp[300], kp[300];
         snprintf(gp, sizeof gp, "/%s/addition/%s_coef", r->mode, method);
@@ -856,6 +1057,7 @@ static TdStatus coef_search(ModeRun *r, const char *method, const MergeSpec *spe
             cJSON_AddNumberToObject(cv, cfg->data.tasks.item[t],
                                     search_alpha(cfg, idx[(size_t)chosen * T + t]));
         cJSON_AddNumberToObject(o, "norm_val", score);
+        norm_val_by(r, o);
         cJSON_AddNumberToObject(o, "uniform_alpha", search_alpha(cfg, ubest));
         cJSON_AddNumberToObject(o, "uniform_norm_val", row_score(val, T, nval));
         if (spec->ties)
@@ -892,11 +1094,17 @@ static int param_points(const TdConfig *cfg, const MergeSpec *spec, double *k, d
     return nk * np;
 }
 
-static TdStatus addition_method(ModeRun *r, const char *method)
+/* One merge.methods entry: the alpha search with the frozen heads, whose
+ * normaliser is therefore the frozen heads' single-task val accuracy (also
+ * with finetune.train_heads, where the finetune stage's own figures are the
+ * trained heads'), then every head set on test against its own single-task
+ * test accuracy. */
+static TdStatus addition_method(ModeRun *r, const char *method, const SingleAcc *sa)
 {
     const TdConfig *cfg = r->cfg;
-    double nval[TV_MAX_TASKS], ntest[TV_MAX_TASKS];
-    TD_TRY(runtime_agree(g_rt.comm, mode_tasks(r, nval, ntest)));
+    double nval[TV_MAX_TASKS];
+    for (int t = 0; t < r->ntasks; t++) /* the search scores with the frozen heads */
+        nval[t] = sa->acc[HS_THETA0][0][t] > 0 ? sa->acc[HS_THETA0][0][t] : 1.0;
     int T = r->ntasks, A = search_alpha_count(cfg);
     MergeSpec spec;
     TD_TRY(runtime_agree(g_rt.comm, merge_spec_from_config(cfg, method, &r->tv, &spec)));
@@ -941,7 +1149,7 @@ static TdStatus addition_method(ModeRun *r, const char *method)
     double alpha = search_alpha(cfg, s == TD_OK ? best[bp] : 0);
     cJSON *heads = NULL;
     if (s == TD_OK)
-        s = heads_result(r, alpha, ntest, method, &heads);
+        s = heads_result(r, alpha, sa, method, &heads);
     if (s == TD_OK && g_rt.rank == 0) {
         char kp[300];
         if (P == 1)
@@ -953,6 +1161,7 @@ static TdStatus addition_method(ModeRun *r, const char *method)
         cJSON_AddNumberToObject(o, "alpha_index", best[bp]);
         cJSON_AddStringToObject(o, "grid", gp);
         cJSON_AddNumberToObject(o, "norm_val", bv);
+        norm_val_by(r, o);
         if (spec.ties)
             cJSON_AddNumberToObject(o, "ties_k", spec.ties_k);
         if (spec.dare_p > 0)
@@ -982,7 +1191,7 @@ static TdStatus addition_method(ModeRun *r, const char *method)
     cJSON_Delete(heads);
     s = runtime_agree(g_rt.comm, s);
     if (s == TD_OK && strcmp(cfg->merge.coef_search, "none") != 0)
-        s = coef_search(r, method, &spec, val + (size_t)bp * A * T, best[bp], nval, ntest);
+        s = coef_search(r, method, &spec, val + (size_t)bp * A * T, best[bp], nval, sa);
     free(val);
     free(best);
     return s;
@@ -993,13 +1202,16 @@ TdStatus addition_stage(const TdConfig *cfg)
     TdStatus s = TD_OK;
     for (int k = 0; k < cfg->finetune.modes.count && s == TD_OK; k++) {
         ModeRun r;
+        SingleAcc sa;
         s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
         if (s == TD_OK)
-            s = runtime_agree(g_rt.comm, mode_tasks(&r, NULL, NULL));
+            s = runtime_agree(g_rt.comm, mode_tasks(&r));
         if (s == TD_OK)
             s = ft_heads_load(&r);
+        if (s == TD_OK) /* the normalisers: from the single stage's journal when it ran */
+            s = single_measure(&r, &sa);
         for (int i = 0; i < cfg->merge.methods.count && s == TD_OK; i++)
-            s = addition_method(&r, cfg->merge.methods.item[i]);
+            s = addition_method(&r, cfg->merge.methods.item[i], &sa);
         mode_free(&r);
     }
     return s;
@@ -1132,12 +1344,21 @@ static TdStatus negate_one(ModeRun *r, int j, double c0_val, double c0_test)
         s = world_acc(r, alpha, C, TASK_TEST, &ct);
     int ti = spec.task[0];
     if (s == TD_OK && g_rt.rank == 0) {
-        char gp[300], kp[300];
+        char gp[300], kp[300], ap[300];
         snprintf(gp, sizeof gp, "/%s/negation/%s/val_acc", r->mode, task);
+        snprintf(ap, sizeof ap, "/%s/negation/%s/alpha", r->mode, task);
         size_t dims[2] = {(size_t)A, 2};
         s = results_grid_write(r->run_dir, gp, val, 2, dims, "alpha,target|control");
+        double *al = calloc((size_t)A, sizeof *al); /* the grid's axis beside it */
+        for (int a = 0; al && a < A; a++)
+            al[a] = search_alpha(cfg, a);
+        if (s == TD_OK)
+            s = al ? results_grid_write(r->run_dir, ap, al, 1, dims, "alpha")
+                   : td_fail(TD_ERR_NOMEM, "negation: out of memory");
+        free(al);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "alpha", alpha);
+        cJSON_AddNumberToObject(o, "alpha_index", best); /* -1: none kept the control */
         cJSON_AddNumberToObject(o, "target_test", tt);
         cJSON_AddNumberToObject(o, "control_test", ct);
         cJSON_AddNumberToObject(o, "theta0_target_test", r->tv.t0_test[ti]);
@@ -1169,7 +1390,7 @@ TdStatus negation_stage(const TdConfig *cfg)
         float *own = NULL;
         s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
         if (s == TD_OK)
-            s = runtime_agree(g_rt.comm, mode_tasks(&r, NULL, NULL));
+            s = runtime_agree(g_rt.comm, mode_tasks(&r));
         if (s == TD_OK)
             s = runtime_agree(g_rt.comm, control_setup(&r, &own));
         if (s == TD_OK)

@@ -6,25 +6,39 @@
  * rank that finishes early takes the next item (dynamic load balancing). Each
  * item runs on one rank alone (MPI_COMM_SELF evaluation) and is appended, as
  * one line written with one write(2) to a file opened O_APPEND, to a journal
- * <run_dir>/search/<stage>_<mode>_<method>.jsonl whose first line is a key of
- * everything the values depend on. A rerun with the same key skips the items
- * already there, so a killed search resumes from what is on disk; a journal
- * with another key is started over. merge.stop_after = K ends the run's
- * searches after K items run by this process over all of them, as if killed
- * (resume test).
+ * <run_dir>/search/<stage>_<mode>[_<method>].jsonl whose first line is a key
+ * of everything the values depend on. A rerun with the same key skips the
+ * items already there, so a killed search resumes from what is on disk
+ * (tests/search/kill_resume.sh kills one with SIGKILL at a random moment); a
+ * journal with another key is started over, and a line that is not exactly
+ * one whole record (cut by a kill) is ignored. merge.stop_after = K ends the
+ * run's searches after K items run by this process over all of them, as if
+ * killed (resume test).
  *
  * Stages (collective over the run communicator (g_rt.comm), agreed status), per finetune.modes
  * entry, all reading <run_dir>/task_vectors_<mode>.h5 and heads.h5:
- *   single    copies the single-task accuracies the finetune stage measured
- *             into results.json (modes.<mode>.single.<task>)
- *   addition  per merge.methods entry: tau_merged (task_merge.h), the alpha
- *             grid x val splits through the pool, alpha by mean normalised val
- *             accuracy (normaliser: each task's fine-tuned val accuracy), then
- *             test features once per task, scored by each head set of
- *             eval.heads: "theta0" (frozen), "refit" (prototypes of the merged
- *             encoder's train features), "finetuned" (<run_dir>/heads_<mode>.h5,
- *             /<task> float32 [C,E], read whenever the file exists; listing
- *             "finetuned" in eval.heads makes a missing file an error).
+ *   single    the single-task accuracy of each fine-tuned encoder theta0 +
+ *             tau_t (ntk: linearised) on val and test with every head set in
+ *             use - "theta0" (the frozen heads), "refit" (eval.heads: the
+ *             prototypes of theta_t's own train features), "finetuned" (where
+ *             heads_<mode>.h5 has the task) - through the pool (items task x
+ *             head set x split, journal single_<mode>); results.json
+ *             modes.<mode>.single.<task>.heads.<head set>.{val,test}, beside
+ *             the finetune stage's own figures (val, test, theta0_*). These are
+ *             the normalisers: a head set is only ever divided by its own.
+ *   addition  first the single-task accuracies as above (read back from the
+ *             single stage's journal; measured when the stage did not run),
+ *             then per merge.methods entry: tau_merged (task_merge.h), the
+ *             alpha grid x val splits through the pool, scored with the frozen
+ *             heads, alpha by mean normalised val accuracy (normaliser: the
+ *             frozen heads' single-task val accuracy, also when the finetune
+ *             stage trained heads), then test features once per task, scored
+ *             by each head set of eval.heads: "theta0" (frozen), "refit"
+ *             (prototypes of the merged encoder's train features), "finetuned"
+ *             (<run_dir>/heads_<mode>.h5, /<task> float32 [C,E], read whenever
+ *             the file exists; listing "finetuned" in eval.heads makes a
+ *             missing file an error), each normalised by its own single-task
+ *             test accuracy.
  *             With merge.ties.k_grid / merge.dare.p_grid the merge is redone
  *             per grid point, each with its own alpha search (journal
  *             addition_<mode>_<method>_g<i>, grids /<mode>/addition/<method>/g<i>),
@@ -41,7 +55,9 @@
  *             /<mode>/addition/<method>_coef/{val_acc,val_norm,coef}
  *   negation  per target: theta0 - alpha tau_t, alpha minimising target val
  *             accuracy with control val accuracy >= negation.threshold times
- *             theta0's; target and control test accuracy at that alpha
+ *             theta0's (the smallest on ties; none: alpha 0, alpha_index -1);
+ *             target and control test accuracy at that alpha; grids
+ *             /<mode>/negation/<task>/{val_acc, alpha}
  * ntk task vectors are evaluated through the linearised model
  * f0 + J(theta0)(alpha tau). Grids go to grids.h5 under /<mode>/<stage>/... */
 #ifndef TD_SEARCH_H

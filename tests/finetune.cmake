@@ -3,7 +3,8 @@
 # Claims: the task vectors are the same bits at any rank count (micro-batches
 # of 4 images: 4 per step, shared by 1, 2 or 4 ranks); attn trains exactly the attention weights; ntk task vectors through
 # the linearised model give the accuracy the run reported; a run killed after
-# a checkpoint resumes to the uninterrupted result; bad input fails early.
+# a checkpoint resumes to the uninterrupted result; checkpoints are on in the
+# shipped demo and study configurations; bad input fails early.
 
 add_executable(test_finetune test_finetune.c)
 target_link_libraries(test_finetune PRIVATE tadist_dist)
@@ -118,3 +119,13 @@ add_test(NAME ft_kill_resume COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/kil
          ${FT}/data ${FT_MODEL} ${FT}/kill)
 set_tests_properties(ft_kill_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED ft_data TIMEOUT 300 RUN_SERIAL TRUE)
+
+# Checkpoints are on by default: the shipped demo and study configurations
+# (which do not set finetune.checkpoint_every) write several per task, and
+# the check itself rejects a configuration that turns them off.
+add_test(NAME ft_shipped_checkpoints COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/shipped_checkpoints.sh
+         $<TARGET_FILE:tadist> ${PROJECT_SOURCE_DIR}/config/demo.cfg ${PROJECT_SOURCE_DIR}/config/study.cfg)
+set_tests_properties(ft_shipped_checkpoints PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}" TIMEOUT 30)
+add_test(NAME ft_shipped_checkpoints_off COMMAND sh -c
+         "sed 's/^finetune = {/finetune = { checkpoint_every = 0;/' ${PROJECT_SOURCE_DIR}/config/demo.cfg > ${FT}_off.cfg; sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/shipped_checkpoints.sh $<TARGET_FILE:tadist> ${FT}_off.cfg > ${FT}_off.log 2>&1; rc=$?; cat ${FT}_off.log; [ $rc -ne 0 ] && grep -q 'turns checkpoints off' ${FT}_off.log")
+set_tests_properties(ft_shipped_checkpoints_off PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}" TIMEOUT 30)

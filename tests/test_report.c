@@ -89,10 +89,17 @@ static void write_run(void)
     set_num("modes.full.single.tb.theta0_test", 0.2);
     set_num("modes.attn.single.ta.test", 0.875);
     set_num("modes.attn.single.tb.test", 0.625);
+    set_num("modes.full.single.ta.heads.theta0.test", 0.9);
+    set_num("modes.full.single.ta.heads.theta0.val", 0.85);
+    set_num("modes.full.single.tb.heads.theta0.test", 0.8);
+    set_num("modes.full.single.ta.heads.refit.test", 0.95);
+    set_num("modes.full.single.tb.heads.refit.test", 0.85);
     cJSON *add = cJSON_Parse(
         "{\"alpha\": 0.35, \"grid\": \"/full/addition/sum\", \"heads\": {\"theta0\": "
-        "{\"abs_test\": 0.777, \"norm_test\": 0.888, \"per_task\": {\"ta\": {\"abs\": 0.7, "
-        "\"norm\": 0.77}, \"tb\": {\"abs\": 0.6, \"norm\": 0.74}}}}}");
+        "{\"abs_test\": 0.777, \"norm_test\": 0.888, \"normalised_by\": "
+        "\"modes.full.single.<task>.heads.theta0.test\", \"per_task\": {\"ta\": {\"abs\": 0.7, "
+        "\"norm\": 0.77}, \"tb\": {\"abs\": 0.6, \"norm\": 0.74}}}, \"refit\": {\"abs_test\": "
+        "0.8, \"norm_test\": 0.7, \"per_task\": {}}}}");
     assert_int_equal(results_set(RUN, "modes.full.addition.sum", add), TD_OK);
     double alpha[5] = {0, 0.25, 0.5, 0.75, 1}, val[5] = {0.2, 0.5, 0.8, 0.7, 0.6};
     size_t d5[1] = {5}, d3[1] = {3}, d33[2] = {3, 3};
@@ -137,7 +144,13 @@ static void test_report_from_hand_written_run(void **state)
     expect(md, "| attn | 9.5 |");
     expect(md, "| ta | 0.3000 | 0.9100 | 0.8750 |");  /* task, theta0, full, attn */
     expect(md, "| tb | 0.2000 | 0.8100 | 0.6250 |");
-    expect(md, "| full | sum | theta0 | 0.35 | 0.7770 | 0.8880 |");
+    /* each head set names its normaliser; a result without one says so */
+    expect(md, "| full | sum | theta0 | 0.35 | 0.7770 | 0.8880 | theta0 heads "
+               "(`modes.full.single.<task>.heads.theta0.test`) |");
+    expect(md, "| full | sum | refit | 0.35 | 0.8000 | 0.7000 | not recorded");
+    expect(md, "### Normalisers");
+    expect(md, "| full | theta0 | 0.9000 | 0.8000 | 0.8500 |"); /* mode, heads, ta, tb, mean */
+    expect(md, "| full | refit | 0.9500 | 0.8500 | 0.9000 |");
     expect(md, "| full | ta+tb | 0.1234 | 0.0567 | 2.5000 | 1.2500 |");
     /* negation and kernel were never run */
     const char *neg = strstr(md, "## Task negation"), *ker = strstr(md, "## Kernel behaviour");
@@ -161,12 +174,17 @@ static void test_report_from_hand_written_run(void **state)
     }
     char *csv = slurp(RUN "/tables/addition.csv");
     assert_non_null(csv);
-    expect(csv, "full,sum,theta0,mean,0.35,0.777,0.888");
-    expect(csv, "full,sum,theta0,tb,0.35,0.6,0.74");
+    expect(csv,
+           "full,sum,theta0,mean,0.35,0.777,0.888,modes.full.single.<task>.heads.theta0.test");
+    expect(csv, "full,sum,theta0,tb,0.35,0.6,0.74,modes.full.single.<task>.heads.theta0.test");
     free(csv);
     csv = slurp(RUN "/tables/single.csv");
     assert_non_null(csv);
     expect(csv, "attn,tb,");
+    free(csv);
+    csv = slurp(RUN "/tables/single_heads.csv");
+    assert_non_null(csv);
+    expect(csv, "full,theta0,ta,0.85,0.9");
     free(csv);
     free(md);
 }

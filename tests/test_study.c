@@ -5,8 +5,10 @@
  *                                          (MICRO: the run's blas.micro_batch)
  *                                          done here; xi(0,0) = 0; xi(a,0) has term 1 = 0
  *   test_study same RUN_A RUN_B            every disentangle grid of A equals B's
- *   test_study kernel RUN                  ntk: accuracies equal, disagreement 0;
- *                                          attn: the model and its linearisation differ
+ *   test_study kernel RUN MODEL DATA LIMIT every kernel entry equals a serial
+ *                                          recomputation of f(theta0 + tau), f0 + J tau
+ *                                          and f0; values in range; ntk and attn: the
+ *                                          two models disagree somewhere
  * Exit status 0 = the claim holds; every failure prints why. */
 #include <hdf5.h>
 #include <math.h>
@@ -262,35 +264,142 @@ static int same(const char *ra, const char *rb)
 
 /* ---- kernel diagnostic ---- */
 
-static int kernel(const char *run)
+/* Mean Euclidean distance between the rows of a and b (n,E). */
+static double mean_dist(const float *a, const float *b, int64_t n, int E)
 {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double s2 = 0;
+        for (int k = 0; k < E; k++) {
+            double d = (double)a[i * E + k] - b[i * E + k];
+            s2 += d * d;
+        }
+        sum += sqrt(s2);
+    }
+    return n ? sum / (double)n : NAN;
+}
+
+/* kernel RUN MODEL DATA LIMIT: every modes.<mode>.kernel.<task> entry against
+ * a serial recomputation here (f(theta0 + tau), f0 + J tau and f0 on LIMIT
+ * evenly spaced test images, batch 64: the stage's batches when it ran on one
+ * rank with eval.batch 64, so the features are the same bits), plus ranges
+ * that make the numbers informative: for ntk (trained linearised) the
+ * non-linear model must differ from the linearised one - disagreement and
+ * feature gap above 0 - which the stage's old output (the linearised model
+ * against itself, disagreement 0) fails. */
+static int kernel(char **argv)
+{
+    const char *run = argv[0], *data = argv[2];
+    int limit = atoi(argv[3]);
+    VitModel m;
+    if (model_read(argv[1], &m) != TD_OK)
+        return FAIL("%s", td_error_message());
+    int E = m.arch.out_dim;
     cJSON *a = NULL;
     if (results_load(run, &a) != TD_OK)
         return FAIL("%s", td_error_message());
+    char hp[700];
+    snprintf(hp, sizeof hp, "%s/heads.h5", run);
+    float *tau = calloc(m.table.total, sizeof(float));
+    float *theta = calloc(m.table.total, sizeof(float));
+    unsigned char *mask = calloc((size_t)m.table.count, 1);
     const cJSON *modes = cJSON_GetObjectItem(a, "modes");
-    int bad = 0, ntk = 0, attn_differs = 0, attn = 0;
-    for (const cJSON *m = modes ? modes->child : NULL; m; m = m->next) {
-        const cJSON *k = cJSON_GetObjectItem(m, "kernel");
+    int bad = 0, ntk = 0, ntk_differs = 0, attn_differs = 0, attn = 0;
+    for (const cJSON *mo = modes ? modes->child : NULL; mo; mo = mo->next) {
+        const cJSON *k = cJSON_GetObjectItem(mo, "kernel");
+        int is_ntk = strcmp(mo->string, "ntk") == 0;
         for (const cJSON *t = k ? k->child : NULL; t; t = t->next) {
-            double nl = cJSON_GetObjectItem(t, "acc_nonlinear")->valuedouble;
-            double li = cJSON_GetObjectItem(t, "acc_linearised")->valuedouble;
-            double dis = cJSON_GetObjectItem(t, "disagreement")->valuedouble;
-            printf("%s/%s: model %.4f linearised %.4f disagreement %.4f\n", m->string, t->string,
-                   nl, li, dis);
-            if (strcmp(m->string, "ntk") == 0) {
-                ntk++;
-                if (nl != li || dis != 0)
-                    bad += FAIL("ntk/%s: the linearised model is the model, yet they differ",
-                                t->string);
-            } else if (strcmp(m->string, "attn") == 0) {
-                attn++;
-                attn_differs += dis > 0 && nl != li;
+            const char *names[6] = {"acc_nonlinear", "acc_linearised", "disagreement",
+                                    "feature_gap", "feature_shift", "images"};
+            double v[6];
+            for (int i = 0; i < 6; i++) {
+                const cJSON *x = cJSON_GetObjectItem(t, names[i]);
+                v[i] = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+                if (!isfinite(v[i]))
+                    bad += FAIL("%s/%s: %s missing or not finite", mo->string, t->string, names[i]);
             }
+            const cJSON *tr = cJSON_GetObjectItem(t, "trained");
+            const char *want_tr = is_ntk ? "linearised" : "non-linear";
+            if (!cJSON_IsString(tr) || strcmp(tr->valuestring, want_tr) != 0)
+                bad += FAIL("%s/%s: trained is not \"%s\"", mo->string, t->string, want_tr);
+            /* the serial recomputation */
+            if (study_tv_read(run, mo->string, t->string, &m, tau, mask) != TD_OK)
+                return FAIL("%s", td_error_message());
+            for (size_t e = 0; e < m.table.total; e++)
+                theta[e] = m.params[e] + tau[e];
+            Side sd;
+            snprintf(sd.path, sizeof sd.path, "%s/%s.h5", data, t->string);
+            sd.head = read_head(hp, t->string, E, &sd.C);
+            if (!sd.head)
+                return FAIL("no head %s in %s", t->string, hp);
+            EvalEncoder enc[3] = {{&m, theta, NULL, NULL}, {&m, NULL, tau, mask},
+                                  {&m, NULL, NULL, NULL}};
+            float *f[3] = {NULL, NULL, NULL};
+            int32_t *y[3] = {NULL, NULL, NULL};
+            int64_t n[3] = {0, 0, 0};
+            for (int i = 0; i < 3; i++)
+                if (eval_features(MPI_COMM_WORLD, &enc[i], sd.path, TASK_TEST, 64, limit, &f[i],
+                                  &y[i], &n[i]) != TD_OK)
+                    return FAIL("%s", td_error_message());
+            int64_t hit[2] = {0, 0}, dis = 0;
+            for (int64_t i = 0; i < n[0]; i++) {
+                int pn = argmax(f[0] + i * E, sd.head, sd.C, E);
+                int pl = argmax(f[1] + i * E, sd.head, sd.C, E);
+                hit[0] += pn == y[0][i];
+                hit[1] += pl == y[0][i];
+                dis += pn != pl;
+            }
+            double w[6] = {(double)hit[0] / n[0], (double)hit[1] / n[0], (double)dis / n[0],
+                           mean_dist(f[0], f[1], n[0], E), mean_dist(f[1], f[2], n[0], E),
+                           (double)n[0]};
+            printf("%s/%s: f(theta0+tau) %.4f, f0+J tau %.4f, disagreement %.4f, feature gap "
+                   "%.5f, shift %.5f, %g images; recomputed %.4f %.4f %.4f %.5f %.5f %g\n",
+                   mo->string, t->string, v[0], v[1], v[2], v[3], v[4], v[5], w[0], w[1], w[2],
+                   w[3], w[4], w[5]);
+            /* counts exactly; the distances to float precision (this
+             * process's features may differ from the stage's in the last
+             * bits, e.g. by BLAS thread count) */
+            for (int i = 0; i < 6; i++)
+                if (!(fabs(v[i] - w[i]) <= (i == 3 || i == 4 ? 1e-6 * (1 + w[i]) : 0)))
+                    bad += FAIL("%s/%s: %s is %.17g, recomputed %.17g", mo->string, t->string,
+                                names[i], v[i], w[i]);
+            /* ranges: accuracies and disagreement are fractions, features unit vectors, and
+             * two models' accuracies differ by at most the fraction they disagree on */
+            if (!(v[0] >= 0 && v[0] <= 1 && v[1] >= 0 && v[1] <= 1 && v[2] >= 0 && v[2] <= 1 &&
+                  v[3] >= 0 && v[3] <= 2 && v[4] >= 0 && v[4] <= 2 && v[5] > 0))
+                bad += FAIL("%s/%s: a value out of its range", mo->string, t->string);
+            if (!(fabs(v[0] - v[1]) <= v[2] + 1e-12))
+                bad += FAIL("%s/%s: accuracies differ by more than the disagreement", mo->string,
+                            t->string);
+            if (!(v[4] > 0))
+                bad += FAIL("%s/%s: the linearised model did not move the features", mo->string,
+                            t->string);
+            if (is_ntk) {
+                ntk++;
+                if (!(v[3] > 0))
+                    bad += FAIL("ntk/%s: f(theta0 + tau) equals f0 + J tau: the non-linear model "
+                                "was not evaluated",
+                                t->string);
+                ntk_differs += v[2] > 0;
+            } else if (strcmp(mo->string, "attn") == 0) {
+                attn++;
+                attn_differs += v[2] > 0 && v[0] != v[1];
+            }
+            for (int i = 0; i < 3; i++) {
+                free(f[i]);
+                free(y[i]);
+            }
+            free(sd.head);
         }
     }
     cJSON_Delete(a);
+    free(tau);
+    free(theta);
+    free(mask);
     if (!ntk || !attn)
         bad += FAIL("expected kernel results for ntk and attn");
+    if (!ntk_differs)
+        bad += FAIL("ntk: no task where f(theta0 + tau) and f0 + J tau disagree (large lr run)");
     if (!attn_differs)
         bad += FAIL("attn: no task where the model and f0 + J tau differ (large lr run)");
     return bad != 0;
@@ -309,8 +418,8 @@ int main(int argc, char **argv)
     }
     else if (argc == 4 && strcmp(argv[1], "same") == 0)
         rc = same(argv[2], argv[3]);
-    else if (argc == 3 && strcmp(argv[1], "kernel") == 0)
-        rc = kernel(argv[2]);
+    else if (argc == 6 && strcmp(argv[1], "kernel") == 0)
+        rc = kernel(argv + 2);
     else
         fprintf(stderr, "usage: see tests/test_study.c\n");
     MPI_Finalize();
