@@ -23,10 +23,11 @@ LAYERS = {
     "dist/text": ["kernels", "dist/run", "dist/io"],
     "dist/stages": ["kernels", "dist/run", "dist/io", "dist/data", "dist/text"],
     "dist/report": ["kernels", "dist/run", "dist/io", "dist/stages"],
-    "dist/sweep": ["kernels", "dist/run", "dist/io", "dist/stages", "dist/report"],
-    "dist/cli": ["kernels", "dist/run", "dist/io", "dist/data", "dist/text", "dist/stages",
-                 "dist/report", "dist/sweep"],
-    "dist": ["dist/cli", "dist/run"],
+    "dist/pipeline": ["kernels", "dist/run", "dist/io", "dist/data", "dist/stages",
+                      "dist/report"],
+    "dist/commands": ["kernels", "dist/run", "dist/io", "dist/data", "dist/text",
+                      "dist/stages", "dist/report", "dist/pipeline"],
+    "dist": ["dist/commands", "dist/run"],
 }
 MAX_TOP = 12
 MAX_STAGE_LINES = 900

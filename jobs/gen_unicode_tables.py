@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates dist/unicode_tables.c: the Unicode facts the CLIP tokenizer needs.
+"""Generates dist/text/unicode_tables.c: the Unicode facts the CLIP tokenizer needs.
 
   - a run-length class table over all code points: letter (\\p{L}), number
     (\\p{N}), whitespace (Zs, Zl, Zp, tab, LF, CR: Hugging Face's BasicTokenizer
@@ -9,7 +9,7 @@
 
 Run once when the Unicode version should change; the generated file is
 committed, so neither the build nor the tests need Python:
-    python3 jobs/gen_unicode_tables.py > dist/unicode_tables.c
+    python3 jobs/gen_unicode_tables.py > dist/text/unicode_tables.c
 """
 import sys
 import unicodedata

@@ -123,7 +123,7 @@ static void add_row_sums(float *restrict acc, const float *restrict x, int N, in
  * its edge tiles or its small-matrix path; it cannot for the same one). Rows
  * depend on the batch, so a caller that needs results independent of how a
  * batch is split keeps M fixed too: the engine always runs micro-batches of a
- * fixed size (dist/train_step.h). Optional hooks run on each piece's block of
+ * fixed size (dist/stages/train_step.h). Optional hooks run on each piece's block of
  * C right before (pre) and after (post) its product, while it is in cache:
  * this is how bias fills, activations, residual adds and LayerNorms are fused
  * into the products (a hook that needs whole rows sets rows_only). */

@@ -114,7 +114,7 @@ typedef struct {
 /* Rows of the class-token-only last block at batch B: B, padded to a floor
  * of 64 (a product of a few rows is no faster than one of 64). That results
  * do not depend on how a batch is split over ranks comes from the engine
- * running fixed-size micro-batches (dist/train_step.h), not from this. */
+ * running fixed-size micro-batches (dist/stages/train_step.h), not from this. */
 int vit_cls_rows(int B);
 
 /* Allocates the workspace of architecture a (table built from a) for batches

@@ -1,4 +1,4 @@
-# Reproducibility by construction (dist/train_step.h, kernels/ops.c gemm_plan):
+# Reproducibility by construction (dist/stages/train_step.h, kernels/ops.c gemm_plan):
 # - test_xsum: the exact sum behind a step's gradient gives the same bits for
 #   any grouping and order of its terms (micro-batches over any rank count);
 # - test_parallel (kernels.cmake) records every cblas_sgemm call through the

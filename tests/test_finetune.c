@@ -151,7 +151,7 @@ static int same(const char *pa, const char *pb, double tol)
             if (!va || !vb || na != nb)
                 return FAIL("%s/%s missing or of another size", tasks.name[t], ta.name[i]);
             /* tol 0: the same bits, every entry (the step's gradient is an exact
-             * sum over micro-batches: dist/train_step.h), the key bias included,
+             * sum over micro-batches: dist/stages/train_step.h), the key bias included,
              * whose gradient is pure rounding (zero in exact arithmetic: softmax
              * ignores a constant per query) and differs with any change of
              * reduction order. tol > 0: relative L2 difference, key bias

@@ -1,4 +1,4 @@
-/* Start-up choice of OpenBLAS kernel (dist/runtime.c). The decision is fed
+/* Start-up choice of OpenBLAS kernel (dist/run/runtime.c). The decision is fed
  * made-up inputs (the environment, OpenBLAS's core name, the CPU's flags), so
  * every case is tried on any machine without changing the environment, which
  * tests must never do to OPENBLAS_CORETYPE: some machines set it because older

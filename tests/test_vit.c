@@ -550,7 +550,7 @@ static void test_last_block_cls_only(void **state)
  * on the class tokens only as on every token: ranks hold parts of a batch, and
  * the class-token rows are padded (vit_cls_rows) so that their products run
  * with OpenBLAS's same kernel at every part size. */
-/* The engine runs fixed-size micro-batches (dist/train_step.h). Within one,
+/* The engine runs fixed-size micro-batches (dist/stages/train_step.h). Within one,
  * an image's embedding must not depend on the other images: the same first
  * four images, with four other images, with four zero images (the padding of
  * a short micro-batch) or with themselves repeated, give the same bits. Every

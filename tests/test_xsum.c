@@ -1,6 +1,6 @@
 /* kernels/xsum: exact sums whose bits do not depend on the order or grouping
  * of the terms (how a step's gradient is summed over micro-batches and ranks:
- * dist/train_step.h).
+ * dist/stages/train_step.h).
  * Claims: (1) any grouping and order of the same terms gives the same bits;
  * (2) the result is the exact sum rounded once, up to the truncation of
  * terms below the fixed-point unit, checked against a long double sum with

@@ -86,7 +86,7 @@ static void bench_free(Bench *b)
 static void train_step(Bench *b, const unsigned char *mask, int ntk)
 {
     const ParamTable *t = &b->model.table;
-    for (int i = 0; i < t->count; i++) /* as dist/train_step.c: only what backward adds into */
+    for (int i = 0; i < t->count; i++) /* as dist/stages/train_step.c: only what backward adds into */
         if (mask[i])
             par_zero(b->grads + t->info[i].offset, t->info[i].numel);
     b->work.trainable = mask;

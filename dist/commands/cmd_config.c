@@ -9,6 +9,7 @@
 #include "image.h"
 #include "pipeline.h"
 #include "runtime.h"
+#include "sweep.h"
 
 static const char k_usage[] =
     "tadist CONFIG.cfg [--set key=value]... [--print-config] [--check]\n"
@@ -21,6 +22,28 @@ static void apply_blas_threads(const TdConfig *cfg)
         return;
     runtime_set_threads(cfg->blas.threads);
     td_log("BLAS threads per rank: %d (blas.threads)", g_rt.blas_threads);
+}
+
+static void log_plan(const TdConfig *cfg)
+{
+    char modes[1024], methods[1024];
+    config_value_text(cfg, "finetune.modes", modes, sizeof modes);
+    config_value_text(cfg, "merge.methods", methods, sizeof methods);
+    td_log("run '%s': model %s, %d task(s) from %s, modes %s, merges %s", cfg->run.name,
+           cfg->model.path, cfg->data.tasks.count, cfg->data.dir, modes, methods);
+    for (int a = 0; a < cfg->sweep.axes.count; a++)
+        td_log("sweep axis %d: %s", a + 1, cfg->sweep.axes.item[a]);
+}
+
+/* The whole job: one run of the stages, or a sweep of runs. Collective over
+ * MPI_COMM_WORLD; cfg is the same on every rank (config_load); the status is
+ * agreed. */
+static TdStatus run_job(const TdConfig *cfg)
+{
+    log_plan(cfg);
+    if (cfg->sweep.axes.count > 0)
+        return sweep_run(cfg);
+    return pipeline_stages(cfg, NULL);
 }
 
 TdStatus cmd_run(int argc, char **argv)
@@ -68,5 +91,5 @@ TdStatus cmd_run(int argc, char **argv)
     for (int c = 0; c < 3; c++)
         mean[c] = (float)cfg.data.mean[c], std[c] = (float)cfg.data.std[c];
     image_set_normalisation(mean, std); /* every loader of this run normalises alike */
-    return pipeline_run(&cfg);
+    return run_job(&cfg);
 }

@@ -9,7 +9,6 @@
 #include "report.h"
 #include "runtime.h"
 #include "search.h"
-#include "sweep.h"
 
 /* Stages in pipeline order; each is collective over the run communicator
  * (g_rt.comm) and returns an agreed status. */
@@ -31,17 +30,6 @@ static const Stage k_stages[] = {
     {"report", "report.md, figures and tables from results.json and grids.h5", report_stage},
 };
 
-static void log_plan(const TdConfig *cfg)
-{
-    char modes[1024], methods[1024];
-    config_value_text(cfg, "finetune.modes", modes, sizeof modes);
-    config_value_text(cfg, "merge.methods", methods, sizeof methods);
-    td_log("run '%s': model %s, %d task(s) from %s, modes %s, merges %s", cfg->run.name,
-           cfg->model.path, cfg->data.tasks.count, cfg->data.dir, modes, methods);
-    for (int a = 0; a < cfg->sweep.axes.count; a++)
-        td_log("sweep axis %d: %s", a + 1, cfg->sweep.axes.item[a]);
-}
-
 TdStatus pipeline_stages(const TdConfig *cfg, const char *skip)
 {
     TD_TRY(report_note_command(cfg)); /* the report names the commands behind a run */
@@ -52,12 +40,4 @@ TdStatus pipeline_stages(const TdConfig *cfg, const char *skip)
             TD_TRY(st->run(cfg));
     }
     return TD_OK;
-}
-
-TdStatus pipeline_run(const TdConfig *cfg)
-{
-    log_plan(cfg);
-    if (cfg->sweep.axes.count > 0)
-        return sweep_run(cfg);
-    return pipeline_stages(cfg, NULL);
 }

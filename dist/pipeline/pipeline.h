@@ -1,16 +1,13 @@
 /* pipeline: the stages a configuration asks for (run.stages), in order:
  * pretrain -> finetune -> single -> addition -> negation -> disentangle ->
- * kernel -> report. This is the one place where stages are called from; a
- * configuration with sweep.axes runs them once per sweep run (sweep.h). */
+ * kernel -> report. This is the one place where stages are called from:
+ * `tadist CONFIG` (commands/cmd_config.c) runs them once, or once per sweep
+ * run when the configuration has sweep.axes (sweep.h). */
 #ifndef TD_PIPELINE_H
 #define TD_PIPELINE_H
 
 #include "config.h"
 #include "status.h"
-
-/* Collective over MPI_COMM_WORLD; cfg is the same on every rank (config_load).
- * Returns a status agreed across ranks. */
-TdStatus pipeline_run(const TdConfig *cfg);
 
 /* The stages of run.stages except skip (NULL = none), collective over the run
  * communicator g_rt.comm (one sweep run, or the whole job). */

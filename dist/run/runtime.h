@@ -29,7 +29,7 @@ typedef struct {
     int node_rank, node_size;  /* among the ranks sharing this node */
     int blas_threads;
     int micro_batch;           /* images per pass of the encoder (blas.micro_batch): the
-                                  unit ranks share work in (dist/train_step.h) */
+                                  unit ranks share work in (dist/stages/train_step.h) */
     char blas_core[64];
 } Runtime;
 

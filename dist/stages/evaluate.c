@@ -46,8 +46,11 @@ static TdStatus pass_open(EvalPass *p, MPI_Comm comm, const EvalEncoder *enc, co
 {
     memset(p, 0, sizeof *p);
     p->mb = g_rt.micro_batch > 0 ? g_rt.micro_batch : TD_MICRO_BATCH_DEFAULT;
-    /* ranks take whole micro-batches, each embedded alone at its full size: an
-     * image's features do not depend on the rank count (train_step.h) */
+    /* ranks take whole micro-batches, each embedded alone at its full size,
+     * and a batch is whole micro-batches, so micro-batch k is always images
+     * [k mb, (k+1) mb) of the split: an image's features depend neither on the
+     * rank count nor on the batch (train_step.h) */
+    batch = (batch + p->mb - 1) / p->mb * p->mb;
     LoaderOpts o = {path, split, batch, enc->model->arch.image, 0, 0, 0, {0, 0}, limit, p->mb};
     TD_TRY(loader_open(&p->L, comm, &o));
     return runtime_agree(comm, pass_open_local(p, enc));

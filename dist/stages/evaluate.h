@@ -23,7 +23,9 @@ typedef struct {
 
 /* Embeds every image of one split, normalised, gathered on every rank of comm:
  * feat (n,E) and labels (n), allocated here (free with free()). batch is the
- * global batch of one forward pass; 0 < limit < split size keeps limit images
+ * global batch of one read (rounded up to whole micro-batches of
+ * g_rt.micro_batch images, each embedded alone: features do not depend on
+ * batch or rank count); 0 < limit < split size keeps limit images
  * evenly spaced over the split (task_loader.h), so every class stays represented.
  * Collective over comm; the status is agreed. */
 TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,

@@ -1,5 +1,7 @@
 /* search: the coefficient search and the stages built on it - single,
- * addition and negation (docs/METHOD.md, "Evaluation").
+ * addition and negation (docs/METHOD.md, "Evaluation"). Code: search_pool.c
+ * (the pool, the journal, the alpha grid), single.c, addition.c, negation.c,
+ * and search_mode.h/.c (their shared state for one mode).
  *
  * The work pool: items (e.g. alpha index x task) are handed out one at a time
  * from an MPI-3 one-sided counter on rank 0 of comm (MPI_Fetch_and_op), so a

@@ -12,7 +12,7 @@
  * heads.source = "file"): /<task> float32 [C, E] per task, rows unit-norm in
  * class order; root attributes format = "tadist-heads-1", source = "zeroshot",
  * logit_scale (double, 100), base_checksum (the model file's vision checksum).
- * Everything but cmd_zeroshot is single-process. */
+ * Single-process; `tadist zeroshot` (commands/cmd_zeroshot.c) writes such files. */
 #ifndef TD_ZEROSHOT_H
 #define TD_ZEROSHOT_H
 
