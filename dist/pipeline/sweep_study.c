@@ -62,6 +62,27 @@ static double task_mean(const cJSON *o, const char *key)
     return n ? s / n : NAN;
 }
 
+/* Mean over the tasks of the single-task accuracy (split "test" or "val") of
+ * the fine-tuned encoders with the head set the study compares (heads):
+ * single.<task>.heads.<heads>.<split>, the same head set as the merged
+ * accuracy it is plotted against. results.json files written before the
+ * single stage measured every head set have only single.<task>.<split> (the
+ * head the encoder was fine-tuned with); that is used where heads is absent. */
+static double single_mean(const cJSON *single, const char *heads, const char *split)
+{
+    double s = 0;
+    int n = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, single)
+    {
+        const cJSON *hs = obj(t, "heads");
+        double v = hs ? num(obj(hs, heads), split) : num(t, split);
+        if (isfinite(v))
+            s += v, n++;
+    }
+    return n ? s / n : NAN;
+}
+
 static TdStatus recs_add(Recs *rs, const Rec *r)
 {
     if (rs->n == rs->cap) {
@@ -108,8 +129,8 @@ static TdStatus read_run(const TdConfig *base, const TdSweep *sw, long r, const 
         snprintf(rec.mode, sizeof rec.mode, "%s", mo->string);
         snprintf(rec.config, sizeof rec.config, "%s%s%s", rec.mode, rec.other[0] ? " " : "",
                  rec.other);
-        rec.m[M_SINGLE] = task_mean(obj(mo, "single"), "test");
-        rec.m[M_SINGLE_VAL] = task_mean(obj(mo, "single"), "val");
+        rec.m[M_SINGLE] = single_mean(obj(mo, "single"), heads, "test");
+        rec.m[M_SINGLE_VAL] = single_mean(obj(mo, "single"), heads, "val");
         const cJSON *add = obj(obj(mo, "addition"), rc->merge.methods.item[0]);
         const cJSON *h = obj(obj(add, "heads"), heads);
         rec.m[M_ABS] = num(h, "abs_test");
