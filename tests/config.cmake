@@ -1,4 +1,4 @@
-# Configuration (dist/run/config.c): the unit tests at 1 and 4 ranks, and the
+# Configuration (dist/run/config_load.c, config_print.c): the unit tests at 1 and 4 ranks, and the
 # tadist command on bad and shipped configuration files at 1 and 4 ranks.
 
 tadist_unit_test(test_config ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c)

@@ -7,7 +7,7 @@
  * "section.name" in files and --set, its default, its validation, the
  * canonical dump and the line in config/reference.cfg. Adding an option is
  * adding a line; a new section also needs its struct and its place in the
- * table in config.c.
+ * table in config_load.c.
  *
  * TYPE       C field      limits                       text form (--set, defaults)
  * INT        int          range "[lo,hi]", NULL = any  42

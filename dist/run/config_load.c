@@ -1,4 +1,9 @@
+/* config_load: the configuration schema table, loading (defaults, file,
+ * --set), validation, checks across options and sweeps (config.h). The
+ * text output is config_print.c; the table and helpers both use are
+ * config_schema.h. */
 #include "config.h"
+#include "config_schema.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,26 +21,11 @@
 
 /* ---- the schema table ------------------------------------------------------ */
 
-typedef enum {
-    CFG_INT, CFG_FLOAT, CFG_BOOL, CFG_STR, CFG_ENUM, CFG_CHOICES, CFG_NAMES, CFG_NUM2, CFG_NUM3,
-    CFG_NUMS
-} CfgType;
-
-typedef struct {
-    const char *key;    /* "section.name" */
-    CfgType type;
-    size_t offset;      /* of the field in TdConfig */
-    size_t size;        /* of the field, bytes */
-    const char *def;    /* default, in the --set text form */
-    const char *limits; /* range or choices, see config.h */
-    const char *doc;
-} CfgRow;
-
 #define CFG_ROW(sec, type, name, def, limits, doc)                                            \
     {#sec "." #name, CFG_##type, offsetof(TdConfig, sec.name),                                 \
      sizeof(((TdConfig *)0)->sec.name), def, limits, doc},
 
-static const CfgRow k_rows[] = {
+const CfgRow k_rows[] = {
     TD_CONFIG_RUN(CFG_ROW)
     TD_CONFIG_MODEL(CFG_ROW)
     TD_CONFIG_DATA(CFG_ROW)
@@ -53,14 +43,9 @@ static const CfgRow k_rows[] = {
     TD_CONFIG_SWEEP(CFG_ROW)
 };
 enum { N_ROWS = sizeof k_rows / sizeof k_rows[0] };
+const int k_nrows = N_ROWS;
 
-static void *field_of(TdConfig *cfg, const CfgRow *r) { return (char *)cfg + r->offset; }
-static const void *cfield_of(const TdConfig *cfg, const CfgRow *r)
-{
-    return (const char *)cfg + r->offset;
-}
-
-static const CfgRow *row_find(const char *key)
+const CfgRow *row_find(const char *key)
 {
     for (int i = 0; i < N_ROWS; i++)
         if (strcmp(k_rows[i].key, key) == 0)
@@ -69,7 +54,7 @@ static const CfgRow *row_find(const char *key)
 }
 
 /* True when key names a section ("merge", "merge.ties"): a prefix of some row. */
-static int is_section(const char *key)
+int is_section(const char *key)
 {
     size_t n = strlen(key);
     for (int i = 0; i < N_ROWS; i++)
@@ -82,10 +67,7 @@ static int num_count(CfgType t) { return t == CFG_NUM2 ? 2 : 3; }
 
 /* ---- errors ------------------------------------------------------------------ */
 
-/* "WHERE: KEY: message": WHERE is file:line, "--set ARG" or "default". */
-static TdStatus bad(const char *where, const CfgRow *r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static TdStatus bad(const char *where, const CfgRow *r, const char *fmt, ...)
+TdStatus bad(const char *where, const CfgRow *r, const char *fmt, ...)
 {
     char msg[768];
     va_list ap;
@@ -150,13 +132,9 @@ static TdStatus unknown_key(const char *where, const char *key)
 
 /* ---- limits ------------------------------------------------------------------- */
 
-typedef struct {
-    double lo, hi;
-    int lo_open, hi_open;
-} Range;
 
 /* "[lo,hi]" with ( ) for open ends; NULL = any finite value. */
-static int range_parse(const char *s, Range *r)
+int range_parse(const char *s, Range *r)
 {
     *r = (Range){-INFINITY, INFINITY, 1, 1};
     if (!s)
@@ -187,7 +165,7 @@ static int in_range(const Range *r, double x)
 static void fmt_plain(double x, char *buf, size_t n);
 
 /* "> 0", "in [0, 1)", "<= 4096", "finite". */
-static void range_describe(const Range *r, char *buf, size_t n)
+void range_describe(const Range *r, char *buf, size_t n)
 {
     char lo[40], hi[40];
     fmt_plain(r->lo, lo, sizeof lo);
@@ -248,7 +226,7 @@ static void fmt_plain(double x, char *buf, size_t n)
         buf[len - 2] = '\0';
 }
 
-static void append(char *buf, size_t n, const char *s)
+void append(char *buf, size_t n, const char *s)
 {
     size_t len = strlen(buf);
     if (len + 1 < n)
@@ -268,7 +246,7 @@ static void append_quoted(char *buf, size_t n, const char *s)
 }
 
 /* A field's value in libconfig syntax; strings quoted only when quote is set. */
-static void value_format(const CfgRow *r, const void *f, int quote, char *buf, size_t n)
+void value_format(const CfgRow *r, const void *f, int quote, char *buf, size_t n)
 {
     buf[0] = '\0';
     switch (r->type) {
@@ -399,7 +377,7 @@ static TdStatus store_name(const CfgRow *r, const char *where, char *dst, size_t
 }
 
 /* Sets a field from its text form (a default or a --set value). */
-static TdStatus value_from_text(const CfgRow *r, void *f, const char *text, const char *where)
+TdStatus value_from_text(const CfgRow *r, void *f, const char *text, const char *where)
 {
     char copy[4096];
     if (strlen(text) >= sizeof copy)
@@ -1017,175 +995,3 @@ TdStatus config_load(const char *path, const CliList *sets, TdConfig *out)
     return runtime_agree(MPI_COMM_WORLD, s);
 }
 
-/* ---- output ------------------------------------------------------------------------ */
-
-static void limits_describe(const CfgRow *r, char *buf, size_t n)
-{
-    Range rg;
-    buf[0] = '\0';
-    switch (r->type) {
-    case CFG_INT:
-    case CFG_FLOAT:
-    case CFG_NUM2:
-    case CFG_NUM3:
-    case CFG_NUMS:
-        if (r->limits && range_parse(r->limits, &rg)) {
-            char d[96];
-            range_describe(&rg, d, sizeof d);
-            snprintf(buf, n, r->type == CFG_NUM2 || r->type == CFG_NUM3 || r->type == CFG_NUMS
-                                 ? "; each %s" : "; %s",
-                     d);
-        }
-        return;
-    case CFG_ENUM:
-        snprintf(buf, n, "; one of %s", r->limits);
-        return;
-    case CFG_CHOICES:
-        snprintf(buf, n, "; one or more of %s", r->limits);
-        return;
-    default:
-        return;
-    }
-}
-
-/* The sections enclosing a key: "merge.ties.k" -> {merge, ties}. */
-typedef struct {
-    int n;
-    char part[4][TD_CFG_NAME_MAX];
-} Sections;
-
-static void sections_of(const char *key, Sections *s)
-{
-    s->n = 0;
-    for (const char *p = key, *dot; (dot = strchr(p, '.')) != NULL && s->n < 4; p = dot + 1)
-        snprintf(s->part[s->n++], TD_CFG_NAME_MAX, "%.*s", (int)(dot - p), p);
-}
-
-static void emit_row(const TdConfig *cfg, const CfgRow *r, int depth, FILE *f, int with_doc)
-{
-    TdConfig *defaults = NULL;
-    if (!cfg) { /* the reference shows defaults, which are known to parse */
-        defaults = calloc(1, sizeof *defaults);
-        if (!defaults)
-            return;
-        value_from_text(r, field_of(defaults, r), r->def, "default");
-        cfg = defaults;
-    }
-    char value[4096], line[4400];
-    value_format(r, cfield_of(cfg, r), 1, value, sizeof value);
-    snprintf(line, sizeof line, "%*s%s = %s;", 2 * depth, "", strrchr(r->key, '.') + 1, value);
-    if (with_doc) {
-        char lim[160];
-        limits_describe(r, lim, sizeof lim);
-        fprintf(f, "%-44s # %s%s\n", line, r->doc, lim);
-    } else {
-        fprintf(f, "%s\n", line);
-    }
-    free(defaults);
-}
-
-/* Writes every row inside its nested groups; with_doc adds the descriptions. */
-static void emit(const TdConfig *cfg, FILE *f, int with_doc)
-{
-    Sections open = {0};
-    for (int i = 0; i <= N_ROWS; i++) {
-        Sections want = {0};
-        if (i < N_ROWS)
-            sections_of(k_rows[i].key, &want);
-        int common = 0;
-        while (common < open.n && common < want.n &&
-               strcmp(open.part[common], want.part[common]) == 0)
-            common++;
-        while (open.n > common) {
-            open.n--;
-            fprintf(f, "%*s};\n", 2 * open.n, "");
-        }
-        if (i == N_ROWS)
-            break;
-        for (; open.n < want.n; open.n++) {
-            if (open.n == 0 && with_doc)
-                fputc('\n', f);
-            fprintf(f, "%*s%s = {\n", 2 * open.n, "", want.part[open.n]);
-            memcpy(open.part[open.n], want.part[open.n], TD_CFG_NAME_MAX);
-        }
-        emit_row(cfg, &k_rows[i], open.n, f, with_doc);
-    }
-}
-
-void config_print(const TdConfig *cfg, FILE *f)
-{
-    fprintf(f, "# tadist effective configuration: every option, defaults included\n");
-    emit(cfg, f, 0);
-    fflush(f);
-}
-
-void config_print_reference(FILE *f)
-{
-    fprintf(f,
-            "# tadist reference configuration: every option at its default, documented.\n"
-            "# Written by `tadist --print-reference`; edit config.h, not this file.\n"
-            "#\n"
-            "# Run: mpirun -n N tadist CONFIG.cfg [--set key=value]... [--print-config]\n"
-            "# A file needs only the options it changes; every other one takes the default\n"
-            "# shown here. Unknown keys, wrong types and out-of-range values are errors.\n"
-            "#\n"
-            "# --set key=value overrides one option after the file (repeatable, in order).\n"
-            "# The value is written as in this file; in addition a string may be left\n"
-            "# unquoted and a list may be written without brackets, as a comma list:\n"
-            "#   --set finetune.lr=3e-5  --set run.name=trial  --set finetune.modes=full,attn\n"
-            "#   --set 'finetune.modes=[\"full\", \"attn\"]'  --set data.crop_scale=0.8,1.0\n"
-            "# Lists [ ] hold one type: write [0.5, 1.0], not [0.5, 1].\n"
-            "# Relative paths are relative to the directory tadist runs in.\n");
-    emit(NULL, f, 1);
-    fflush(f);
-}
-
-TdStatus config_value_text(const TdConfig *cfg, const char *key, char *buf, size_t n)
-{
-    const CfgRow *r = row_find(key);
-    if (!r)
-        return td_fail(TD_ERR_ARG, "unknown configuration key '%s'", key);
-    value_format(r, cfield_of(cfg, r), 0, buf, n);
-    return TD_OK;
-}
-
-int config_names_contains(const TdCfgNames *l, const char *name)
-{
-    for (int i = 0; i < l->count; i++)
-        if (strcmp(l->item[i], name) == 0)
-            return 1;
-    return 0;
-}
-
-TdStatus config_schema_check(void)
-{
-    for (int i = 0; i < N_ROWS; i++) {
-        const CfgRow *r = &k_rows[i];
-        Range rg;
-        if (!strchr(r->key, '.') || row_find(r->key) != r || is_section(r->key))
-            return td_fail(TD_ERR_INTERNAL, "schema: key %s is not unique", r->key);
-        if ((r->type == CFG_INT || r->type == CFG_FLOAT || r->type == CFG_NUM2 ||
-             r->type == CFG_NUM3 || r->type == CFG_NUMS) && !range_parse(r->limits, &rg))
-            return td_fail(TD_ERR_INTERNAL, "schema: %s: bad range '%s'", r->key, r->limits);
-        if ((r->type == CFG_ENUM || r->type == CFG_CHOICES) && !r->limits)
-            return td_fail(TD_ERR_INTERNAL, "schema: %s needs its choices", r->key);
-        /* a section's rows must be adjacent, or the dump would open it twice */
-        Sections sec;
-        sections_of(r->key, &sec);
-        char prefix[TD_CFG_STR_MAX] = "";
-        for (int d = 0; d < sec.n; d++) {
-            append(prefix, sizeof prefix, sec.part[d]);
-            append(prefix, sizeof prefix, ".");
-            size_t n = strlen(prefix);
-            int first = i;
-            while (first > 0 && strncmp(k_rows[first - 1].key, prefix, n) == 0)
-                first--;
-            for (int j = 0; j < first; j++)
-                if (strncmp(k_rows[j].key, prefix, n) == 0)
-                    return td_fail(TD_ERR_INTERNAL, "schema: rows of section %.*s are not adjacent",
-                                   (int)n - 1, prefix);
-        }
-    }
-    TdConfig c;
-    return config_load_local(NULL, NULL, &c);
-}
