@@ -22,10 +22,15 @@
  * polynomial with 2^n assembled in the exponent bits, on the clamped range
  * [-87.3, 88] (checked against expf in tests/test_ops.c). glibc's expf only
  * vectorises with -ffast-math. */
-static inline float fast_expf(float x)
+static inline float fast_expf(float x0)
 {
-    x = x < -87.33654f ? -87.33654f : x;
-    x = x > 88.0f ? 88.0f : x;
+    /* The clamps are written so that a NaN (every comparison false) becomes
+     * -87.33654 and the rest runs on a finite value: (int32_t)NaN and the
+     * shift of the negative result were undefined behaviour. For every other
+     * input (infinities included) they pick what `x < lo ? lo : x` did. The
+     * NaN goes back in by the blend at the end, which vectorises like the clamps. */
+    float x = x0 > -87.33654f ? x0 : -87.33654f;
+    x = x < 88.0f ? x : 88.0f;
     /* n = round(x / ln2) by the 1.5 * 2^23 trick: floorf/rintf do not vectorise
      * while math may trap (gcc's default) */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -39,7 +44,7 @@ static inline float fast_expf(float x)
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) << 23};
-    return p * two_n.f;
+    return x0 == x0 ? p * two_n.f : x0;
 }
 
 static float sum_f(const float *restrict x, int n)

@@ -249,6 +249,65 @@ static void test_idx_bad(void **state)
     assert_int_equal(truncate(p, 60), 0);
     assert_failed(import_set(dir, 1, NULL, &t), p, NULL);
 
+    /* a gzip file cut inside its 8-byte trailer (CRC, length): the data
+     * decompresses whole, but `gzip -t` rejects it, and so must the importer */
+    make_idx_set(dir, 1);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(truncate(p, st.st_size - 4), 0);
+    assert_failed(import_set(dir, 1, NULL, &t), p, "corrupt gzip stream: truncated");
+    make_idx_set(dir, 1);
+    assert_int_equal(truncate(p, st.st_size - 8), 0);
+    assert_failed(import_set(dir, 1, NULL, &t), p, "corrupt gzip stream: truncated");
+
+    /* a gzip file whose CRC is wrong: "corrupt gzip stream", not an error "in
+     * the header at record 0" (zlib checks the CRC on the first read of a small file) */
+    make_idx_set(dir, 1);
+    {
+        FILE *f = fopen(p, "r+b");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, st.st_size - 8, SEEK_SET), 0);
+        int c = fgetc(f);
+        assert_int_equal(fseek(f, st.st_size - 8, SEEK_SET), 0);
+        fputc(c ^ 0xff, f);
+        fclose(f);
+        assert_int_not_equal(import_set(dir, 1, NULL, &t), TD_OK);
+        const char *msg = td_error_message();
+        printf("  expected error: %s\n", msg);
+        assert_non_null(strstr(msg, p));
+        assert_non_null(strstr(msg, "corrupt gzip stream"));
+        assert_non_null(strstr(msg, "CRC"));
+        assert_null(strstr(msg, "header"));
+        assert_null(strchr(msg, '\n'));
+        td_error_clear();
+    }
+
+    /* headers claiming absurd sizes: no overflow, no huge allocation, an error
+     * naming the file; 16 bytes claiming 2^28 records of 64 KiB (16 TiB) */
+    {
+        IdxArray a;
+        static const uint8_t huge4[20] = {0, 0, 8, 4, 0x10, 0, 0, 0, 0, 1, 0, 0,
+                                          0, 1, 0, 0, 0, 1, 0, 0}; /* 2^28 x 65536^3 */
+        snprintf(p, sizeof p, "%s/huge4", dir);
+        write_bytes(p, huge4, sizeof huge4);
+        assert_failed(idx_read(p, &a), p, "more than any file holds");
+        assert_null(a.data);
+        static const uint8_t huge3[16] = {0, 0, 8, 3, 0x10, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1};
+        snprintf(p, sizeof p, "%s/huge3", dir);
+        write_bytes(p, huge3, sizeof huge3);
+        assert_failed(idx_read(p, &a), p, "truncated: data ends in record 0 of 268435456");
+        assert_null(a.data);
+        snprintf(p, sizeof p, "%s/huge3.gz", dir); /* size unknown up front */
+        gzFile g = gzopen(p, "wb");
+        assert_non_null(g);
+        assert_int_equal(gzwrite(g, huge3, sizeof huge3), (int)sizeof huge3);
+        uint8_t rec[65536 + 100] = {0};
+        assert_int_equal(gzwrite(g, rec, sizeof rec), (int)sizeof rec); /* 1 record + 100 B */
+        gzclose(g);
+        assert_failed(idx_read(p, &a), p, "truncated: data ends in record 1 of 268435456");
+        assert_null(a.data);
+    }
+
     /* not IDX at all */
     make_idx_set(dir, 0);
     snprintf(p, sizeof p, "%s/train-labels", dir);
@@ -453,7 +512,11 @@ static void test_folder(void **state)
     /* a truncated PNG, and a truncated PGM */
     snprintf(p, sizeof p, "%s/cat/c04.png", dir);
     assert_int_equal(truncate(p, 40), 0);
-    assert_failed(import_folder(&t, dir, &o), p, "corrupt PNG");
+    assert_failed(import_folder(&t, dir, &o), p, "corrupt PNG: truncated");
+    /* cut inside the pixel data (libpng fails in finish_read, not begin_read) */
+    write_png_gray(p, 7, 5, 100);
+    assert_int_equal(truncate(p, 60), 0);
+    assert_failed(import_folder(&t, dir, &o), p, "corrupt PNG: truncated");
     write_png_gray(p, 7, 5, 100);
     snprintf(p, sizeof p, "%s/emu/e06.pgm", dir);
     assert_int_equal(truncate(p, 30), 0);
@@ -584,6 +647,33 @@ static void test_command_errors(void **state)
     printf("  command said: %s", log);
     assert_non_null(strstr(log, "train-labels: truncated"));
     assert_non_null(strstr(log, "record 20"));
+    assert_no_temp(dir);
+
+    /* a gzipped file cut in its trailer: an error on one line, exit non-zero,
+     * no output (it used to import with exit 0) */
+    make_idx_set(dir, 1);
+    snprintf(p, sizeof p, "%s/train-images.gz", dir);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(truncate(p, st.st_size - 8), 0);
+    snprintf(cmd, sizeof cmd,
+             "TADIST_QUIET=1 %s data import-idx --train-images %s --train-labels "
+             "%s/train-labels.gz --test-images %s/test-images --test-labels %s/test-labels "
+             "-o %s/out.h5 > %s/log 2>&1",
+             TADIST_BIN, p, dir, dir, dir, dir, dir);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) != 0);
+    snprintf(p, sizeof p, "%s/out.h5", dir);
+    assert_false(exists(p));
+    snprintf(p, sizeof p, "%s/log", dir);
+    f = fopen(p, "r");
+    assert_non_null(f);
+    n = fread(log, 1, sizeof log - 1, f);
+    fclose(f);
+    log[n] = 0;
+    printf("  command said: %s", log);
+    assert_non_null(strstr(log, "train-images.gz: corrupt gzip stream: truncated"));
+    assert_ptr_equal(strchr(log, '\n'), log + n - 1); /* one line */
     assert_no_temp(dir);
 
     /* the good set through the command, then summary and sheet */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -762,6 +763,55 @@ static void test_checksum_mismatch(void **state)
     td_error_clear();
 }
 
+/* An edited `layers` attribute (56322: 11 GB of parameters) is found out
+ * against the datasets before the model is allocated: the read runs in a
+ * child whose address space allows 1 GiB more than it has, so an early
+ * allocation would fail as "out of memory" instead of naming the file. */
+static void test_header_claims_checked_first(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/mio_layers.h5", TADIST_TEST_OUT);
+    VitModel m;
+    make_tiny(&m, 5);
+    assert_int_equal(model_write(path, &m), TD_OK);
+    model_free(&m);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t at = H5Aopen(f, "layers", H5P_DEFAULT);
+    int layers = 56322;
+    assert_true(at >= 0 && H5Awrite(at, H5T_NATIVE_INT, &layers) >= 0);
+    H5Aclose(at);
+    H5Fclose(f);
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        long pages = 0;
+        FILE *st = fopen("/proc/self/statm", "r");
+        if (!st || fscanf(st, "%ld", &pages) != 1)
+            _exit(3);
+        fclose(st);
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1ul << 30);
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(3);
+        VitModel back;
+        TdStatus s = model_read(path, &back);
+        const char *msg = td_error_message();
+        printf("layers 56322: %s\n", msg);
+        fflush(stdout);
+        _exit(s != TD_OK && strstr(msg, "mio_layers.h5") && strstr(msg, "missing") &&
+                      strstr(msg, "56322 layers") && !strchr(msg, '\n')
+                  ? 0
+                  : 1);
+    }
+    int rc;
+    assert_int_equal(waitpid(pid, &rc, 0), pid);
+    assert_true(WIFEXITED(rc));
+    assert_int_equal(WEXITSTATUS(rc), 0);
+}
+
 /* A write that fails at the rename must remove its temporary file. */
 static void test_write_failure_cleans_up(void **state)
 {
@@ -846,6 +896,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_checksum_mismatch),
+        cmocka_unit_test(test_header_claims_checked_first),
         cmocka_unit_test(test_write_failure_cleans_up),
         cmocka_unit_test(test_import_fixtures),
         cmocka_unit_test(test_import_inferred),

@@ -19,13 +19,25 @@ void image_buf_free(ImageBuf *img)
 
 /* ---- PNG ---- */
 
+/* libpng's stdio reader says only "Read Error" when fread comes up short:
+ * the file ends early (or the disk fails). Say so; other libpng messages
+ * ("IHDR: CRC error", "bad adaptive filter value") are specific already. */
+static const char *png_reason(const char *msg)
+{
+    if (!msg || !*msg)
+        return "unreadable (libpng gave no reason)";
+    if (strcmp(msg, "Read Error") == 0)
+        return "truncated or unreadable file (libpng: Read Error)";
+    return msg;
+}
+
 static TdStatus read_png(const char *path, ImageBuf *img)
 {
     png_image pi;
     memset(&pi, 0, sizeof pi);
     pi.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_file(&pi, path))
-        return td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: %s", path, pi.message);
+        return td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: %s", path, png_reason(pi.message));
     int color = (pi.format & PNG_FORMAT_FLAG_COLOR) != 0;
     pi.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
     if (pi.width < 1 || pi.height < 1 || pi.width > 16384 || pi.height > 16384) {
@@ -42,7 +54,7 @@ static TdStatus read_png(const char *path, ImageBuf *img)
     }
     /* without a background colour libpng composites alpha onto black */
     if (!png_image_finish_read(&pi, NULL, img->px, 0, NULL)) {
-        TdStatus s = td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: %s", path, pi.message);
+        TdStatus s = td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: %s", path, png_reason(pi.message));
         image_buf_free(img);
         return s;
     }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "task_import.h"
@@ -12,32 +13,80 @@ void idx_free(IdxArray *a)
     memset(a, 0, sizeof *a);
 }
 
-/* Reads exactly n bytes; a short read is "truncated" with the record reached. */
-static TdStatus gz_exact(gzFile g, void *buf, int64_t n, const char *path, const char *what,
-                         int64_t record_bytes)
+/* A gzip stream gzread could not finish: the trailer's CRC or length does
+ * not match, the file is cut, or the deflate data is damaged. zlib's own
+ * message ("incorrect data check") is kept in brackets, without the path
+ * that gzerror puts in front of it. */
+static TdStatus gz_corrupt(gzFile g, const char *path)
 {
-    int64_t got = 0;
-    while (got < n) {
-        unsigned chunk = (unsigned)((n - got) > (1 << 30) ? (1 << 30) : (n - got));
-        int r = gzread(g, (char *)buf + got, chunk);
-        if (r < 0) {
-            int errnum;
-            const char *msg = gzerror(g, &errnum);
-            return td_fail(TD_ERR_FORMAT, "%s: corrupt gzip stream in %s at record %lld: %s", path,
-                           what, record_bytes ? (long long)(got / record_bytes) : 0LL, msg);
+    int errnum;
+    const char *msg = gzerror(g, &errnum);
+    size_t len = strlen(path);
+    if (msg && strncmp(msg, path, len) == 0 && strncmp(msg + len, ": ", 2) == 0)
+        msg += len + 2;
+    if (!msg || !*msg)
+        msg = "unexpected end of file";
+    const char *what = strstr(msg, "data check")     ? "CRC mismatch"
+                       : strstr(msg, "length check") ? "length mismatch"
+                       : strstr(msg, "end of file")  ? "truncated file"
+                                                     : "damaged data";
+    return td_fail(TD_ERR_FORMAT, "%s: corrupt gzip stream: %s (%s)", path, what, msg);
+}
+
+/* Reads exactly n bytes into buf (a header field: small, fixed size). */
+static TdStatus gz_exact(gzFile g, void *buf, int n, const char *path, const char *what)
+{
+    int r = gzread(g, buf, (unsigned)n);
+    if (r < 0)
+        return gz_corrupt(g, path);
+    if (r < n)
+        return td_fail(TD_ERR_FORMAT, "%s: truncated %s (%d of %d bytes)", path, what, r, n);
+    return TD_OK;
+}
+
+/* "truncated" with the record the data ends in, for both plain and gzipped files. */
+static TdStatus data_truncated(const IdxArray *a, const char *path, int64_t got, int64_t n)
+{
+    return td_fail(TD_ERR_FORMAT,
+                   "%s: truncated: data ends in record %lld of %lld (%lld of %lld bytes)", path,
+                   (long long)(got / a->record), (long long)a->count, (long long)got,
+                   (long long)n);
+}
+
+/* Reads the n data bytes the header claims. The buffer grows with what the
+ * stream really holds (doubling from 1 MiB), so a gzipped header claiming
+ * terabytes costs no more memory than its real contents before it is found
+ * truncated; plain files were checked against their size already. */
+static TdStatus read_data(gzFile g, const char *path, IdxArray *a, int64_t n)
+{
+    int64_t cap = n < (1 << 20) ? n : (1 << 20), got = 0;
+    TD_ALLOC(a->data, cap > 0 ? cap : 1);
+    for (;;) {
+        while (got < cap) {
+            int64_t want = cap - got > (1 << 30) ? (1 << 30) : cap - got;
+            int r = gzread(g, a->data + got, (unsigned)want);
+            if (r < 0)
+                return gz_corrupt(g, path);
+            if (r == 0)
+                break;
+            got += r;
         }
-        if (r == 0)
+        if (got < cap || cap == n)
             break;
-        got += r;
+        int64_t grown = cap > n / 2 ? n : 2 * cap;
+        uint8_t *p = realloc(a->data, (size_t)grown);
+        if (!p)
+            return td_fail(TD_ERR_NOMEM, "%s: out of memory reading %lld bytes of IDX data", path,
+                           (long long)grown);
+        a->data = p;
+        cap = grown;
     }
     if (got < n) {
-        if (record_bytes)
-            return td_fail(TD_ERR_FORMAT,
-                           "%s: truncated: %s ends in record %lld of %lld (%lld of %lld bytes)",
-                           path, what, (long long)(got / record_bytes),
-                           (long long)(n / record_bytes), (long long)got, (long long)n);
-        return td_fail(TD_ERR_FORMAT, "%s: truncated %s (%lld of %lld bytes)", path, what,
-                       (long long)got, (long long)n);
+        int errnum;
+        gzerror(g, &errnum);
+        if (errnum != Z_OK) /* the gzip stream itself ended early */
+            return gz_corrupt(g, path);
+        return data_truncated(a, path, got, n);
     }
     return TD_OK;
 }
@@ -45,7 +94,7 @@ static TdStatus gz_exact(gzFile g, void *buf, int64_t n, const char *path, const
 static TdStatus idx_read_open(gzFile g, const char *path, IdxArray *a)
 {
     unsigned char hdr[4];
-    TD_TRY(gz_exact(g, hdr, 4, path, "header", 0));
+    TD_TRY(gz_exact(g, hdr, 4, path, "header"));
     if (hdr[0] != 0 || hdr[1] != 0)
         return td_fail(TD_ERR_FORMAT, "%s: not an IDX file (magic %02x %02x %02x %02x)", path,
                        hdr[0], hdr[1], hdr[2], hdr[3]);
@@ -59,7 +108,7 @@ static TdStatus idx_read_open(gzFile g, const char *path, IdxArray *a)
         return td_fail(TD_ERR_FORMAT, "%s: IDX with %d dimensions (1 to 4 supported)", path,
                        a->ndim);
     unsigned char d[16];
-    TD_TRY(gz_exact(g, d, 4 * a->ndim, path, "dimensions", 0));
+    TD_TRY(gz_exact(g, d, 4 * a->ndim, path, "dimensions"));
     a->record = a->esize;
     for (int i = 0; i < a->ndim; i++) {
         uint32_t v = (uint32_t)d[4 * i] << 24 | (uint32_t)d[4 * i + 1] << 16 |
@@ -68,15 +117,36 @@ static TdStatus idx_read_open(gzFile g, const char *path, IdxArray *a)
             return td_fail(TD_ERR_FORMAT, "%s: implausible IDX dimension %d = %u", path, i, v);
         a->dims[i] = (int)v;
         if (i > 0)
-            a->record *= v;
+            a->record *= v; /* at most 4 * 65536^3 = 2^50: no overflow */
     }
     a->count = a->dims[0];
-    TD_ALLOC(a->data, a->count * a->record);
-    TD_TRY(gz_exact(g, a->data, a->count * a->record, path, "data", a->record));
+    /* count (up to 2^28) times record (up to 2^50) can overflow int64 */
+    int64_t n;
+    if (__builtin_mul_overflow(a->count, a->record, &n))
+        return td_fail(TD_ERR_FORMAT, "%s: IDX header claims %lld records of %lld bytes: more "
+                       "than any file holds", path, (long long)a->count, (long long)a->record);
+    /* A plain file's size is known: a header claiming more (or less) than the
+     * file holds is an error before anything is allocated. gzdirect is valid
+     * after the first read. */
+    struct stat st;
+    if (gzdirect(g) && stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+        int64_t have = (int64_t)st.st_size - (4 + 4 * a->ndim);
+        if (have < n)
+            return data_truncated(a, path, have, n);
+        if (have > n)
+            return td_fail(TD_ERR_FORMAT, "%s: trailing bytes after %lld records", path,
+                           (long long)a->count);
+    }
+    TD_TRY(read_data(g, path, a, n));
     unsigned char extra;
-    if (gzread(g, &extra, 1) > 0)
+    int r = gzread(g, &extra, 1); /* also makes zlib check the gzip trailer (CRC, length) */
+    if (r > 0)
         return td_fail(TD_ERR_FORMAT, "%s: trailing bytes after %lld records", path,
                        (long long)a->count);
+    int errnum;
+    gzerror(g, &errnum);
+    if (r < 0 || errnum != Z_OK) /* Z_BUF_ERROR: the stream ended inside the trailer */
+        return gz_corrupt(g, path);
     return TD_OK;
 }
 
@@ -87,7 +157,7 @@ TdStatus idx_read(const char *path, IdxArray *a)
     if (!g)
         return td_fail(TD_ERR_IO, "%s: cannot open IDX file", path);
     TdStatus s = idx_read_open(g, path, a);
-    gzclose(g);
+    gzclose(g); /* its only error (a cut stream) was checked in idx_read_open */
     if (s != TD_OK)
         idx_free(a);
     return s;

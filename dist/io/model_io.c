@@ -39,10 +39,27 @@ TdStatus model_arch_check(const char *what, const VitArch *a)
     return TD_OK;
 }
 
+/* Any vision tower tadist can train fits (ViT-bigG has 1.8e9 parameters);
+ * architecture fields that pass model_arch_check can still multiply out to
+ * far more (56322 layers of width 768 is 11 GB), which is a corrupt file. */
+#define MODEL_MAX_PARAMS ((size_t)1 << 32)
+
+static TdStatus check_total(const char *what, const ParamTable *t)
+{
+    if (t->total > MODEL_MAX_PARAMS)
+        return td_fail(TD_ERR_FORMAT, "%s: architecture has %zu parameters, more than the %zu "
+                       "allowed", what, t->total, MODEL_MAX_PARAMS);
+    return TD_OK;
+}
+
 TdStatus model_alloc(VitModel *m, const VitArch *a)
 {
     memset(m, 0, sizeof *m);
     TD_TRY(params_table_build(a, &m->table));
+    if (check_total("model", &m->table) != TD_OK) {
+        params_table_free(&m->table);
+        return td_error_code();
+    }
     m->arch = *a;
     m->params = td_aligned_calloc(m->table.total * sizeof(float));
     if (!m->params) {
@@ -185,6 +202,7 @@ static TdStatus check_tensor_space(hid_t ds, const char *path, const ParamInfo *
     return TD_OK;
 }
 
+/* Opens tensor p's dataset and checks its type and shape; x NULL: only that. */
 static TdStatus read_tensor(hid_t f, const char *path, const ParamInfo *p, float *x)
 {
     if (H5Lexists(f, p->name, H5P_DEFAULT) <= 0)
@@ -193,9 +211,31 @@ static TdStatus read_tensor(hid_t f, const char *path, const ParamInfo *p, float
     if (ds < 0)
         return td_fail(TD_ERR_FORMAT, "%s: '%s' is not a dataset", path, p->name);
     TdStatus s = check_tensor_space(ds, path, p);
-    if (s == TD_OK && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+    if (s == TD_OK && x && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
         s = td_fail(TD_ERR_HDF5, "%s: cannot read tensor '%s'", path, p->name);
     H5Dclose(ds);
+    return s;
+}
+
+/* The shapes the header's attributes claim against the datasets the file
+ * holds, before anything the size of the model is allocated: an edited
+ * `layers` must not cost gigabytes of zeroed memory to be found out. */
+static TdStatus check_tensors(hid_t f, const char *path, const VitArch *a)
+{
+    ParamTable t;
+    TD_TRY(params_table_build(a, &t));
+    TdStatus s = check_total(path, &t);
+    for (int i = 0; s == TD_OK && i < t.count; i++)
+        s = read_tensor(f, path, &t.info[i], NULL);
+    params_table_free(&t);
+    if (s != TD_OK) { /* say which attributes the datasets contradict */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", td_error_message());
+        td_error_clear();
+        s = td_fail(s, "%s (the attributes claim width %d, %d layers, mlp %d, patch %d, "
+                    "image %d, out_dim %d)", msg, a->width, a->layers, a->mlp, a->patch,
+                    a->image, a->out_dim);
+    }
     return s;
 }
 
@@ -215,6 +255,8 @@ TdStatus model_read(const char *path, VitModel *m)
     char source[sizeof m->source], stored[40] = "";
     int has_checksum = 0;
     TdStatus s = read_header(f, path, &a, source, sizeof source, stored, &has_checksum);
+    if (s == TD_OK)
+        s = check_tensors(f, path, &a);
     if (s == TD_OK)
         s = model_alloc(m, &a);
     for (int i = 0; s == TD_OK && i < m->table.count; i++)
