@@ -73,7 +73,8 @@ static TdStatus run_loader(MPI_Comm comm, const LoaderOpts *o, int steps, Global
         if (s != TD_OK)
             break;
         g[st].n = b.nglobal;
-        memcpy(g[st].idx, b.indices, sizeof(int64_t) * (size_t)b.nglobal);
+        if (b.nglobal > 0) /* the end of an eval pass has no indices (NULL) */
+            memcpy(g[st].idx, b.indices, sizeof(int64_t) * (size_t)b.nglobal);
         int off = b.offset, nl = b.nlocal;
         MPI_Gather(&nl, 1, MPI_INT, cnt, 1, MPI_INT, 0, comm);
         MPI_Gather(&off, 1, MPI_INT, dsp, 1, MPI_INT, 0, comm);
