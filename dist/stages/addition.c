@@ -453,13 +453,8 @@ TdStatus addition_stage(const TdConfig *cfg)
     for (int k = 0; k < cfg->finetune.modes.count && s == TD_OK; k++) {
         ModeRun r;
         SingleAcc sa;
-        s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
-        if (s == TD_OK)
-            s = runtime_agree(g_rt.comm, mode_tasks(&r));
-        if (s == TD_OK)
-            s = mode_ft_heads_load(&r);
-        if (s == TD_OK) /* the normalisers: from the single stage's journal when it ran */
-            s = single_measure(&r, &sa);
+        /* the normalisers: from the single stage's journal when it ran */
+        s = single_open(&r, cfg, cfg->finetune.modes.item[k], &sa);
         for (int i = 0; i < cfg->merge.methods.count && s == TD_OK; i++)
             s = addition_method(&r, cfg->merge.methods.item[i], &sa);
         mode_free(&r);

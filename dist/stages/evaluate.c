@@ -45,7 +45,7 @@ static TdStatus pass_open(EvalPass *p, MPI_Comm comm, const EvalEncoder *enc, co
                           int split, int batch, int64_t limit)
 {
     memset(p, 0, sizeof *p);
-    p->mb = g_rt.micro_batch > 0 ? g_rt.micro_batch : TD_MICRO_BATCH_DEFAULT;
+    p->mb = g_rt.micro_batch;
     /* ranks take whole micro-batches, each embedded alone at its full size,
      * and a batch is whole micro-batches, so micro-batch k is always images
      * [k mb, (k+1) mb) of the split: an image's features depend neither on the

@@ -111,4 +111,9 @@ TdStatus mode_ft_heads_load(ModeRun *r);
  * mode_tasks and mode_ft_heads_load; collective, agreed. */
 TdStatus single_measure(ModeRun *r, SingleAcc *sa);
 
+/* mode_open, mode_tasks, mode_ft_heads_load and single_measure: mode r ready
+ * to be scored, with its single-task accuracies in sa. Collective, agreed;
+ * mode_free r afterwards whatever the status. */
+TdStatus single_open(ModeRun *r, const TdConfig *cfg, const char *mode, SingleAcc *sa);
+
 #endif

@@ -213,19 +213,25 @@ TdStatus single_measure(ModeRun *r, SingleAcc *sa)
     return runtime_agree(g_rt.comm, g_rt.rank == 0 ? single_record(r, sa) : TD_OK);
 }
 
+TdStatus single_open(ModeRun *r, const TdConfig *cfg, const char *mode, SingleAcc *sa)
+{
+    TdStatus s = mode_open(r, cfg, mode);
+    if (s == TD_OK)
+        s = runtime_agree(g_rt.comm, mode_tasks(r));
+    if (s == TD_OK)
+        s = mode_ft_heads_load(r);
+    if (s == TD_OK)
+        s = single_measure(r, sa);
+    return s;
+}
+
 TdStatus single_stage(const TdConfig *cfg)
 {
     TdStatus s = TD_OK;
     for (int k = 0; k < cfg->finetune.modes.count && s == TD_OK; k++) {
         ModeRun r;
         SingleAcc sa;
-        s = mode_open(&r, cfg, cfg->finetune.modes.item[k]);
-        if (s == TD_OK)
-            s = runtime_agree(g_rt.comm, mode_tasks(&r));
-        if (s == TD_OK)
-            s = mode_ft_heads_load(&r);
-        if (s == TD_OK)
-            s = single_measure(&r, &sa);
+        s = single_open(&r, cfg, cfg->finetune.modes.item[k], &sa);
         mode_free(&r);
     }
     return s;

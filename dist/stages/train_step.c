@@ -111,7 +111,7 @@ static TdStatus trainer_alloc(DpTrainer *T, const DpSpec *p)
 TdStatus dp_trainer_open(DpTrainer *T, MPI_Comm comm, const LoaderOpts *lo, const DpSpec *spec)
 {
     memset(T, 0, sizeof *T);
-    T->mb = g_rt.micro_batch > 0 ? g_rt.micro_batch : TD_MICRO_BATCH_DEFAULT;
+    T->mb = g_rt.micro_batch;
     LoaderOpts o = *lo;
     o.unit = T->mb; /* ranks take whole micro-batches */
     TD_TRY(loader_open(&T->L, comm, &o));
