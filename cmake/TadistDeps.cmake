@@ -19,6 +19,7 @@ tadist_require_pkg(png libpng libpng-dev)
 tadist_require_pkg(xxhash libxxhash libxxhash-dev)
 tadist_require_pkg(zlib zlib zlib1g-dev)
 tadist_require_pkg(freetype freetype2 libfreetype-dev)
+tadist_require_pkg(nlopt nlopt libnlopt-dev)
 
 # The HDF5 found must be the MPI-IO build: task vectors are written collectively.
 include(CheckSymbolExists)

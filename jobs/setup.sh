@@ -19,6 +19,7 @@ pkgs=(
   libfreetype-dev fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf  # glyph tasks of the embedded suite
   dataset-fashion-mnist                  # Fashion-MNIST IDX files (embedded suite)
   libcmocka-dev                          # unit tests
+  libnlopt-dev                           # black-box coefficient searches (BOBYQA, Sbplx, CRS2)
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(python3-torch python3-h5py)     # reference peer for benchmarks only

@@ -1091,6 +1091,34 @@ double op_xent_fwd_bwd(float *dlogits, const float *logits, const int *labels, i
     return total / N;
 }
 
+double op_entropy_fwd_bwd(float *dlogits, const float *logits, int N, int K)
+{
+    double total = 0.0;
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * K;
+        double m = z[0];
+        for (int k = 1; k < K; k++)
+            m = z[k] > m ? z[k] : m;
+        double se = 0.0;
+        for (int k = 0; k < K; k++)
+            se += exp(z[k] - m);
+        double lse = m + log(se), h = 0.0;
+        for (int k = 0; k < K; k++) { /* log p_k = z_k - lse */
+            double lp = z[k] - lse;
+            h -= exp(lp) * lp;
+        }
+        total += h;
+        if (dlogits) {
+            float *dz = dlogits + (size_t)n * K;
+            for (int k = 0; k < K; k++) {
+                double lp = z[k] - lse;
+                dz[k] = (float)(-exp(lp) * (lp + h) / N);
+            }
+        }
+    }
+    return total / N;
+}
+
 /* ------------------------------------------------------- fused layer pairs */
 
 /* Linear layers with the elementwise pass that follows (or precedes) them run

@@ -115,6 +115,13 @@ void op_logits_fwd(float *logits, const float *xn, const float *head, float scal
 void op_logits_bwd(float *dxn, float *dhead, const float *dlogits, const float *xn,
                    const float *head, float scale, int N, int E, int K);
 
+/* ---- mean prediction entropy ----
+ * Returns mean_n H(softmax(z_n)), H(p) = -sum_k p_k log p_k (accumulated in
+ * double); writes dlogits = dL/dlogits when not NULL (already divided by N):
+ * dH/dz_k = -p_k (log p_k + H). Labels are never needed (AdaMerging's
+ * test-time objective). */
+double op_entropy_fwd_bwd(float *dlogits, const float *logits, int N, int K);
+
 /* ---- mean cross-entropy with label smoothing eps (0 = none) ----
  * Returns the loss (accumulated in double); writes dlogits = dL/dlogits when
  * not NULL (already divided by N). A label outside [0, K) gives NaN: callers

@@ -620,6 +620,17 @@ void vit_head_free(VitHead *h)
     memset(h, 0, sizeof *h);
 }
 
+/* The head's shared tail: dL/dembeds (and dL/dhead) from h->dlogits. */
+static void head_backward(VitHead *h, const float *head, float scale, int B, int C,
+                          float *dembeds, float *dhead)
+{
+    const int E = h->E;
+    float *dxn = dembeds ? zeroed(h->dxn, (size_t)B * E) : NULL;
+    op_logits_bwd(dxn, dhead, h->dlogits, h->xn, head, scale, B, E, C);
+    if (dembeds)
+        op_l2norm_bwd(zeroed(dembeds, (size_t)B * E), dxn, h->xn, h->norm, B, E);
+}
+
 double vit_head_loss(VitHead *h, const float *embeds, const float *head, float scale,
                      const int *labels, int B, int C, float *logits, float *dembeds,
                      float *dhead)
@@ -630,11 +641,20 @@ double vit_head_loss(VitHead *h, const float *embeds, const float *head, float s
     op_logits_fwd(lg, h->xn, head, scale, B, E, C);
     const int need = dembeds || dhead;
     double loss = op_xent_fwd_bwd(need ? h->dlogits : NULL, lg, labels, B, C, h->smoothing);
-    if (!need)
-        return loss;
-    float *dxn = dembeds ? zeroed(h->dxn, (size_t)B * E) : NULL;
-    op_logits_bwd(dxn, dhead, h->dlogits, h->xn, head, scale, B, E, C);
+    if (need)
+        head_backward(h, head, scale, B, C, dembeds, dhead);
+    return loss;
+}
+
+double vit_head_entropy(VitHead *h, const float *embeds, const float *head, float scale, int B,
+                        int C, float *logits, float *dembeds)
+{
+    const int E = h->E;
+    float *lg = logits ? logits : h->logits;
+    op_l2norm_fwd(h->xn, h->norm, embeds, B, E);
+    op_logits_fwd(lg, h->xn, head, scale, B, E, C);
+    double loss = op_entropy_fwd_bwd(dembeds ? h->dlogits : NULL, lg, B, C);
     if (dembeds)
-        op_l2norm_bwd(zeroed(dembeds, (size_t)B * E), dxn, h->xn, h->norm, B, E);
+        head_backward(h, head, scale, B, C, dembeds, NULL);
     return loss;
 }

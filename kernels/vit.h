@@ -179,4 +179,9 @@ double vit_head_loss(VitHead *h, const float *embeds, const float *head, float s
                      const int *labels, int B, int C, float *logits, float *dembeds,
                      float *dhead);
 
+/* As vit_head_loss, with the mean prediction entropy of the logits
+ * (op_entropy_fwd_bwd) as the loss: no labels. */
+double vit_head_entropy(VitHead *h, const float *embeds, const float *head, float scale, int B,
+                        int C, float *logits, float *dembeds);
+
 #endif

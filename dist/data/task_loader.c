@@ -161,7 +161,20 @@ static TdStatus read_rows(TaskLoader *L, int m)
     return s;
 }
 
+static TdStatus next_units(TaskLoader *L, int u0, int u1, float *x, int32_t *y, LoaderBatch *b);
+
 TdStatus loader_next(TaskLoader *L, float *x, int32_t *y, LoaderBatch *b)
+{
+    return next_units(L, -1, -1, x, y, b);
+}
+
+TdStatus loader_next_units(TaskLoader *L, int u0, int u1, float *x, int32_t *y, LoaderBatch *b)
+{
+    return next_units(L, u0 < 0 ? 0 : u0, u1 < u0 ? u0 : u1, x, y, b);
+}
+
+/* u0 < 0: this rank's share of the units, else units [u0, u1). */
+static TdStatus next_units(TaskLoader *L, int u0, int u1, float *x, int32_t *y, LoaderBatch *b)
 {
     int B = L->o.global_batch;
     if (L->batch >= L->batches) {
@@ -181,6 +194,10 @@ TdStatus loader_next(TaskLoader *L, float *x, int32_t *y, LoaderBatch *b)
     int u = loader_unit(L), units = (ng + u - 1) / u;
     int lo = (int)((int64_t)units * L->rank / L->size) * u,
         hi = (int)((int64_t)units * (L->rank + 1) / L->size) * u;
+    if (u0 >= 0) {
+        lo = u0 * u;
+        hi = u1 * u;
+    }
     lo = lo < ng ? lo : ng;
     hi = hi < ng ? hi : ng;
     b->epoch = L->epoch;

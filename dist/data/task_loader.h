@@ -86,4 +86,10 @@ void loader_seek(TaskLoader *L, int epoch, int64_t batch);
  * Local (not collective): agree (runtime_agree) before the next collective. */
 TdStatus loader_next(TaskLoader *L, float *x, int32_t *y, LoaderBatch *b);
 
+/* As loader_next, but reads units [u0, u1) of the next global batch
+ * (clamped to the batch), whatever the communicator: for a caller that
+ * deals the units of several loaders over its ranks itself. x and y must
+ * hold u1 - u0 units; a loader opened on MPI_COMM_SELF has room for all. */
+TdStatus loader_next_units(TaskLoader *L, int u0, int u1, float *x, int32_t *y, LoaderBatch *b);
+
 #endif

@@ -147,13 +147,38 @@ typedef double TdCfgNum3[3];
       "mean = weight average, ties, dare (then sum), dare_ties (DARE, then TIES)")            \
     X(merge, INT, stop_after, "0", "[0,inf)",                                                   \
       "testing: end a coefficient search after N evaluations as if killed (resume test); 0 = off") \
-    X(merge, ENUM, coef_search, "none", "none|random|coordinate",                               \
-      "per-task coefficients theta0 + sum_t alpha_t tau_t, each alpha_t on the merge.alpha grid, " \
-      "after the uniform search: random = merge.coef_budget seeded random vectors, coordinate = " \
-      "sweeps of one task's coefficient at a time from the best uniform alpha")               \
-    X(merge, INT, coef_budget, "20", "[1,inf)",                                                 \
-      "coefficient vectors the per-task search may evaluate (each on every task's val split)")  \
-    X(merge, INT, coef_seed, "0", "[0,2147483647]", "seed of the random per-task search")
+    X(merge, CHOICES, search, "none",                                                         \
+      "none|random|coordinate|adamerging|bobyqa|sbplx|crs2|cmaes",                             \
+      "coefficient searches run after the uniform alpha grid, each for every "                  \
+      "merge.coefficients structure: random = merge.budget seeded vectors on the merge.alpha "  \
+      "grid; coordinate = one coefficient swept over that grid at a time; adamerging = "        \
+      "coefficients learned by gradient (merge.adamerging); bobyqa, sbplx, crs2 = NLopt's "     \
+      "optimisers; cmaes = CMA-ES, each population evaluated in parallel; none alone = off")    \
+    X(merge, CHOICES, coefficients, "task", "uniform|task|block",                               \
+      "coefficient structures of merge.search: theta0 + sum_t sum_g a[t,g] tau[t,g] with one " \
+      "a for all (uniform), one per task (task), or one per task and transformer block plus "   \
+      "one per task for the other tensors (block)")                                             \
+    X(merge, NUM2, bounds, "0,1", NULL,                                                         \
+      "box of every coefficient: the black-box searches' bounds, AdaMerging's clamp")          \
+    X(merge, ENUM, objective, "norm_acc", "norm_acc|val_ce",                                    \
+      "what the black-box searches optimise on val: mean normalised accuracy (frozen heads) "   \
+      "or the mean cross-entropy")                                                              \
+    X(merge, INT, budget, "20", "[1,inf)",                                                      \
+      "coefficient vectors a black-box search may evaluate (each on every task's val split)")   \
+    X(merge, INT, seed, "0", "[0,2147483647]", "seed of the random, crs2 and cmaes searches")
+
+#define TD_CONFIG_MERGE_ADAMERGING(X)                                                           \
+    X(merge.adamerging, ENUM, objective, "entropy", "entropy|val_ce",                           \
+      "entropy = mean entropy of the merged model's predictions on each task's test inputs, "   \
+      "labels never read (test-time adaptation, as the paper); val_ce = cross-entropy on val")  \
+    X(merge.adamerging, FLOAT, lr, "1e-3", "(0,inf)", "Adam learning rate of the coefficients")  \
+    X(merge.adamerging, FLOAT, init, "0.3", NULL, "initial value of every coefficient")         \
+    X(merge.adamerging, INT, batch, "16", "[1,inf)", "images per task per step, over all ranks") \
+    X(merge.adamerging, INT, steps, "500", "[1,inf)", "Adam steps")                             \
+    X(merge.adamerging, INT, checkpoint_every, "50", "[0,inf)",                                 \
+      "save the coefficients and Adam's moments every N steps, so that a killed run resumes; " \
+      "0 = none")                                                                               \
+    X(merge.adamerging, INT, log_every, "50", "[1,inf)", "progress line every N steps")
 
 #define TD_CONFIG_MERGE_ALPHA(X)                                                                \
     X(merge.alpha, FLOAT, start, "0", NULL, "first scaling coefficient of the search grid")     \
@@ -249,11 +274,13 @@ typedef struct { TD_CONFIG_FINETUNE(TD_CFG_FIELD) } TdFinetuneConfig;
 typedef struct { TD_CONFIG_MERGE_ALPHA(TD_CFG_FIELD) } TdMergeAlphaConfig;
 typedef struct { TD_CONFIG_MERGE_TIES(TD_CFG_FIELD) } TdMergeTiesConfig;
 typedef struct { TD_CONFIG_MERGE_DARE(TD_CFG_FIELD) } TdMergeDareConfig;
+typedef struct { TD_CONFIG_MERGE_ADAMERGING(TD_CFG_FIELD) } TdMergeAdamergingConfig;
 typedef struct {
     TD_CONFIG_MERGE(TD_CFG_FIELD)
     TdMergeAlphaConfig alpha;
     TdMergeTiesConfig ties;
     TdMergeDareConfig dare;
+    TdMergeAdamergingConfig adamerging;
 } TdMergeConfig;
 typedef struct { TD_CONFIG_EVAL(TD_CFG_FIELD) } TdEvalConfig;
 typedef struct { TD_CONFIG_NEGATION(TD_CFG_FIELD) } TdNegationConfig;

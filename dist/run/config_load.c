@@ -36,6 +36,7 @@ const CfgRow k_rows[] = {
     TD_CONFIG_MERGE_ALPHA(CFG_ROW)
     TD_CONFIG_MERGE_TIES(CFG_ROW)
     TD_CONFIG_MERGE_DARE(CFG_ROW)
+    TD_CONFIG_MERGE_ADAMERGING(CFG_ROW)
     TD_CONFIG_EVAL(CFG_ROW)
     TD_CONFIG_NEGATION(CFG_ROW)
     TD_CONFIG_DISENTANGLE(CFG_ROW)
@@ -930,6 +931,10 @@ static TdStatus check_cross(const Loader *L)
                           "start %g is after stop %g", c->merge.alpha.start, c->merge.alpha.stop);
     if ((c->merge.alpha.stop - c->merge.alpha.start) / c->merge.alpha.step > 10000)
         return cross_fail(L, "merge.alpha.step", NULL, "more than 10000 grid points");
+    if (!(c->merge.bounds[0] <= c->merge.bounds[1]))
+        return cross_fail(L, "merge.bounds", NULL, "the first entry is above the second");
+    if (c->merge.search.count > 1 && config_names_contains(&c->merge.search, "none"))
+        return cross_fail(L, "merge.search", NULL, "\"none\" cannot be listed with searches");
     if (!(c->disentangle.min < c->disentangle.max))
         return cross_fail(L, "disentangle.min", "disentangle.max", "min %g is not below max %g",
                           c->disentangle.min, c->disentangle.max);

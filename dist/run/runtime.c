@@ -295,6 +295,53 @@ TdStatus runtime_agree(MPI_Comm comm, TdStatus s)
     return td_fail((TdStatus)code, "%s", msg);
 }
 
+TdStatus runtime_shared_alloc(MPI_Comm comm, size_t bytes, SharedBuf *b)
+{
+    memset(b, 0, sizeof *b);
+    b->win = MPI_WIN_NULL;
+    b->node = MPI_COMM_NULL;
+    TdStatus s = TD_OK;
+    if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &b->node) !=
+        MPI_SUCCESS)
+        s = td_fail(TD_ERR_MPI, "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) failed");
+    if (s == TD_OK) {
+        MPI_Comm_rank(b->node, &b->node_rank);
+        MPI_Aint mine = b->node_rank == 0 ? (MPI_Aint)(bytes ? bytes : 1) : 0;
+        void *base = NULL;
+        if (MPI_Win_allocate_shared(mine, 1, MPI_INFO_NULL, b->node, &base, &b->win) !=
+            MPI_SUCCESS)
+            s = td_fail(TD_ERR_NOMEM, "cannot allocate a shared buffer of %zu bytes on this node",
+                        bytes);
+    }
+    if (s == TD_OK) {
+        MPI_Aint sz;
+        int disp;
+        MPI_Win_shared_query(b->win, 0, &sz, &disp, &b->base);
+        b->bytes = bytes;
+        if (b->node_rank == 0)
+            memset(b->base, 0, bytes);
+        runtime_shared_sync(b);
+    }
+    return runtime_agree(comm, s);
+}
+
+void runtime_shared_sync(SharedBuf *b)
+{
+    /* the unified memory model: a fence orders the node's loads and stores */
+    MPI_Win_fence(0, b->win);
+}
+
+void runtime_shared_free(SharedBuf *b)
+{
+    if (b->win != MPI_WIN_NULL)
+        MPI_Win_free(&b->win);
+    if (b->node != MPI_COMM_NULL)
+        MPI_Comm_free(&b->node);
+    memset(b, 0, sizeof *b);
+    b->win = MPI_WIN_NULL;
+    b->node = MPI_COMM_NULL;
+}
+
 int runtime_finish(TdStatus s)
 {
     if (s == TD_OK) {

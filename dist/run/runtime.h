@@ -103,6 +103,26 @@ _Noreturn void runtime_abort(TdStatus code);
  * ranks that did not fail learn the first failing rank's message. */
 TdStatus runtime_agree(MPI_Comm comm, TdStatus s);
 
+/* One buffer per node, shared by the ranks of a communicator that run on
+ * that node (an MPI-3 shared-memory window): the node's first rank allocates
+ * it, the others map the same memory. Large read-mostly data (the task
+ * vectors of a coefficient search) is then held once per node, not once per
+ * rank. Writers must be ordered by runtime_shared_sync. */
+typedef struct {
+    MPI_Comm node;  /* the ranks of comm on this node */
+    int node_rank;  /* 0: the rank that allocated the memory */
+    MPI_Win win;
+    void *base;
+    size_t bytes;
+} SharedBuf;
+
+/* Collective over comm; the status is agreed. Zeroed memory. */
+TdStatus runtime_shared_alloc(MPI_Comm comm, size_t bytes, SharedBuf *b);
+/* Collective over the node: every write made before is visible after. */
+void runtime_shared_sync(SharedBuf *b);
+/* Collective over comm (the communicator of the alloc). */
+void runtime_shared_free(SharedBuf *b);
+
 /* Ends the program: on success finalizes and returns 0; on failure prints the
  * message once (from the lowest failing rank) and returns an exit code. The
  * status must already be agreed across ranks (runtime_agree). */

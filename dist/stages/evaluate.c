@@ -213,15 +213,51 @@ TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
     return TD_OK;
 }
 
+/* The cross-entropy of the logits scale * f @ head^T against label, in
+ * double (a running log-sum-exp: one pass over the classes). */
+static double row_ce(const float *f, const float *head, int C, int E, double scale, int label)
+{
+    double m = -INFINITY, se = 0, zl = 0;
+    for (int c = 0; c < C; c++) {
+        double z = 0;
+        for (int k = 0; k < E; k++)
+            z += (double)f[k] * head[(size_t)c * E + k];
+        z *= scale;
+        if (c == label)
+            zl = z;
+        if (z > m) {
+            se = se * exp(m - z) + 1.0;
+            m = z;
+        } else {
+            se += exp(z - m);
+        }
+    }
+    return m + log(se) - zl;
+}
+
 TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
                        int batch, int64_t limit, const float *head, int C, double *acc)
+{
+    return eval_scores(comm, enc, task_path, split, batch, limit, head, C, 1.0, acc, NULL);
+}
+
+TdStatus eval_scores(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
+                     int batch, int64_t limit, const float *head, int C, double scale,
+                     double *acc, double *ce)
 {
     if (cacheable(enc)) { /* theta0: through its kept features */
         float *F;
         int32_t *Y;
         int64_t n;
+        const int E = enc->model->arch.out_dim;
         TD_TRY(eval_features(comm, enc, task_path, split, batch, limit, &F, &Y, &n));
-        *acc = eval_head_accuracy(F, Y, n, enc->model->arch.out_dim, head, C);
+        *acc = eval_head_accuracy(F, Y, n, E, head, C);
+        if (ce) {
+            double sum = 0;
+            for (int64_t i = 0; i < n; i++)
+                sum += row_ce(F + i * E, head, C, E, scale, Y[i]);
+            *ce = n ? sum / (double)n : 0.0;
+        }
         free(F);
         free(Y);
         return TD_OK;
@@ -229,6 +265,7 @@ TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
     EvalPass p;
     TD_TRY(pass_open(&p, comm, enc, task_path, split, batch, limit));
     long long cnt[2] = {0, 0}; /* correct, seen */
+    double cesum = 0;          /* summed in image order within a rank */
     TdStatus s = TD_OK;
     for (;;) {
         LoaderBatch b;
@@ -236,15 +273,22 @@ TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
         s = runtime_agree(comm, pass_next(&p, enc, &b, &stop));
         if (s != TD_OK || stop)
             break;
-        for (int i = 0; i < b.nlocal; i++)
-            cnt[0] += argmax_row(p.emb + (size_t)i * p.E, head, C, p.E) == p.y[i];
+        for (int i = 0; i < b.nlocal; i++) {
+            const float *f = p.emb + (size_t)i * p.E;
+            cnt[0] += argmax_row(f, head, C, p.E) == p.y[i];
+            if (ce)
+                cesum += row_ce(f, head, C, p.E, scale, p.y[i]);
+        }
         cnt[1] += b.nlocal;
     }
     pass_close(&p);
     TD_TRY(s);
-    if (MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_LONG_LONG, MPI_SUM, comm) != MPI_SUCCESS)
+    if (MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_LONG_LONG, MPI_SUM, comm) != MPI_SUCCESS ||
+        (ce && MPI_Allreduce(MPI_IN_PLACE, &cesum, 1, MPI_DOUBLE, MPI_SUM, comm) != MPI_SUCCESS))
         return td_fail(TD_ERR_MPI, "eval_accuracy: MPI_Allreduce failed");
     *acc = cnt[1] ? (double)cnt[0] / (double)cnt[1] : 0.0;
+    if (ce)
+        *ce = cnt[1] ? cesum / (double)cnt[1] : 0.0;
     return TD_OK;
 }
 

@@ -36,6 +36,13 @@ TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
 TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
                        int batch, int64_t limit, const float *head, int C, double *acc);
 
+/* eval_accuracy, and also *ce: the mean cross-entropy of the logits
+ * scale * feat @ head^T against the labels (NULL: not computed). Collective
+ * over comm; the values and the status are agreed. */
+TdStatus eval_scores(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
+                     int batch, int64_t limit, const float *head, int C, double scale,
+                     double *acc, double *ce);
+
 /* Keeps the features of theta0 itself (an EvalEncoder with params == NULL,
  * no ntk delta, and a model whose checksum is checksum) in dir, one file per
  * task file, split and limit, and reads them back in every later call of any

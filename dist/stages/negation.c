@@ -115,7 +115,7 @@ static TdStatus negate_one(ModeRun *r, int j, double c0_val, double c0_test)
     double *val = calloc((size_t)A * 2, sizeof *val);
     TdStatus s = runtime_agree(g_rt.comm, val ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
     NegCtx nc = {r, j};
-    PoolSpec ps = {journal, key, A * 2, cfg->merge.stop_after};
+    PoolSpec ps = {.journal = journal, .key = key, .nitems = A * 2, .stop_after = cfg->merge.stop_after};
     if (s == TD_OK)
         s = search_pool(g_rt.comm, &ps, item_neg, &nc, val);
     if (s != TD_OK) {

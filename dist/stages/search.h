@@ -45,16 +45,9 @@
  *             per grid point, each with its own alpha search (journal
  *             addition_<mode>_<method>_g<i>, grids /<mode>/addition/<method>/g<i>),
  *             and the best (point, alpha) on val is scored on test.
- *             merge.coef_search then searches per-task coefficients
- *             theta0 + merge(coef alpha_t) at that point, each alpha_t on the
- *             merge.alpha grid, starting from the uniform choice: random
- *             (coef_budget seeded vectors, one pool) or coordinate (one task's
- *             coefficient swept over the grid at a time, best kept, rounds
- *             until a round improves nothing or coef_budget vectors are spent;
- *             one pool and journal per sweep). Item = vector x task; a rank
- *             merges each vector it meets on its own (MPI_COMM_SELF). Results:
- *             modes.<mode>.addition.<method>_coef, grids
- *             /<mode>/addition/<method>_coef/{val_acc,val_norm,coef}
+ *             merge.search then searches per-task or per-block
+ *             coefficients for the method at that point (coef_search.h):
+ *             results modes.<mode>.coef_search.<method>.<search>_<structure>
  *   negation  per target: theta0 - alpha tau_t, alpha minimising target val
  *             accuracy with control val accuracy >= negation.threshold times
  *             theta0's (the smallest on ties; none: alpha 0, alpha_index -1);
@@ -78,10 +71,15 @@ typedef struct {
     const char *key;     /* identity of the search (no quotes or newlines) */
     int nitems;
     int stop_after;      /* > 0: stop after this many items of this run, as if killed */
+    int first, count;    /* run items [first, first + count) only; count 0: all */
+    int quiet;           /* no balance line (a caller that logs its own progress) */
 } PoolSpec;
 
-/* Runs every item not already in the journal; values (nitems) on every rank.
- * Collective over comm; the status is agreed. */
+/* Runs every item of the range not already in the journal; values (nitems,
+ * of which the range is filled) on every rank. A search that decides its
+ * next items from the values of the last ones (a sequential optimiser) calls
+ * it once per batch on one journal of all its items. Collective over comm;
+ * the status is agreed. */
 TdStatus search_pool(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
                      double *values);
 

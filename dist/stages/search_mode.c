@@ -31,7 +31,6 @@ TdStatus mode_open(ModeRun *r, const TdConfig *cfg, const char *mode)
     r->mode = mode;
     r->ntk = strcmp(mode, "ntk") == 0;
     r->cur = NAN;
-    r->cand = -1;
     r->tau_task = -1;
     r->sign = 1;
     merge_run_dir(cfg, r->run_dir, sizeof r->run_dir);
@@ -293,4 +292,35 @@ TdStatus mode_ft_heads_load(ModeRun *r)
         td_log("%s: fine-tuned heads of %d of %d task(s) from %s", r->mode, n, r->ntasks, path);
     }
     return s;
+}
+
+/* The "heads" object of a result at the encoder mode_encoder(r, c): every
+ * head set of eval.heads, each normalised by its own single-task test
+ * accuracy (rank 0; NULL elsewhere). Collective. */
+TdStatus mode_heads_result(ModeRun *r, double c, const SingleAcc *sa, const char *what,
+                             cJSON **out)
+{
+    int refit = config_names_contains(&r->cfg->eval.heads, "refit");
+    HeadScores hs;
+    *out = NULL;
+    TD_TRY(mode_score_heads(r, c, refit, &hs));
+    if (g_rt.rank != 0)
+        return TD_OK;
+    cJSON *h = cJSON_CreateObject();
+    for (int k = 0; k < HS_N; k++) {
+        if (k == HS_REFIT && !refit)
+            continue;
+        if (k == HS_FINETUNED && !r->ft_found) {
+            cJSON_AddStringToObject(h, k_head_set[k], "not trained");
+            continue;
+        }
+        cJSON *o = mode_head_json(r, k, hs.abs[k], sa->acc[k][1]);
+        td_log("addition %s/%s: test abs %.4f norm %.4f (%s heads, over their own single-task "
+               "accuracy)",
+               r->mode, what, cJSON_GetObjectItem(o, "abs_test")->valuedouble,
+               cJSON_GetObjectItem(o, "norm_test")->valuedouble, k_head_set[k]);
+        cJSON_AddItemToObject(h, k_head_set[k], o);
+    }
+    *out = h;
+    return TD_OK;
 }

@@ -29,7 +29,7 @@ typedef struct {
     int ntk;
     float *tau;       /* (table total) merged direction */
     float *buf;       /* (table total) theta or the ntk delta for the current coefficient */
-    double cur;       /* coefficient buf was built for (NaN: none) */
+    double cur;       /* coefficient buf was built for (NaN: none, or tau changed) */
     double sign;      /* +1 addition, -1 negation */
     int item_batch;   /* per-rank batch of a single-rank evaluation */
     /* the item layout of the current search */
@@ -37,10 +37,6 @@ typedef struct {
     char paths[TV_MAX_TASKS + 1][600];
     const float *head[TV_MAX_TASKS + 1];
     int classes[TV_MAX_TASKS + 1];
-    /* the per-task coefficient search: candidate rows of alpha grid indices */
-    const MergeSpec *cspec; /* the merge the coefficients go into */
-    const int *cidx;        /* (candidates x ntasks) rows of the current pool */
-    int cand;               /* candidate tau was merged for (-1: none) */
     float *ft[TV_MAX_TASKS]; /* fine-tuned heads (heads_<mode>.h5), NULL where none */
     int ft_found;            /* the file exists */
     int tau_task;            /* single-task pool: the task whose own tau_t tau holds (-1: none) */
@@ -93,6 +89,13 @@ TdStatus mode_score_heads(ModeRun *r, double alpha, int refit, HeadScores *hs);
  * single-task accuracy is 0 has no normalised accuracy (null), and then
  * neither has the mean. */
 cJSON *mode_head_json(const ModeRun *r, int set, const double *abs, const double *single);
+
+/* The "heads" object of a result at the encoder mode_encoder(r, c): every
+ * head set of eval.heads scored on test, each normalised by its own
+ * single-task test accuracy (rank 0; NULL elsewhere), logged as what.
+ * Collective. */
+TdStatus mode_heads_result(ModeRun *r, double c, const SingleAcc *sa, const char *what,
+                           cJSON **out);
 
 /* The task layout of data.tasks: paths, frozen heads, classes. */
 TdStatus mode_tasks(ModeRun *r);

@@ -113,7 +113,7 @@ static TdStatus pool_work(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void 
         close(fd);
     s = runtime_agree(comm, s); /* before the collective close */
     workqueue_close(&q);
-    if (s == TD_OK && npending > 0) { /* the balance: items and busy seconds per rank */
+    if (s == TD_OK && npending > 0 && !p->quiet) { /* the balance: items and busy seconds per rank */
         double lo[2] = {count, busy}, hi[2] = {count, busy};
         MPI_Allreduce(MPI_IN_PLACE, lo, 2, MPI_DOUBLE, MPI_MIN, comm);
         MPI_Allreduce(MPI_IN_PLACE, hi, 2, MPI_DOUBLE, MPI_MAX, comm);
@@ -139,12 +139,18 @@ TdStatus search_pool(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
         MPI_Bcast(done, p->nitems, MPI_DOUBLE, 0, comm);
         MPI_Bcast(&ndone, 1, MPI_INT, 0, comm);
     }
-    int npending = 0;
-    for (int i = 0; s == TD_OK && i < p->nitems; i++)
+    int npending = 0, lo = p->count > 0 ? p->first : 0;
+    int hi = p->count > 0 ? p->first + p->count : p->nitems, ndone_range = 0;
+    for (int i = lo; s == TD_OK && i < hi; i++) {
         if (isnan(done[i]))
             pending[npending++] = i;
-    if (s == TD_OK && ndone > 0)
+        else
+            ndone_range++;
+    }
+    if (s == TD_OK && ndone_range > 0 && p->count == 0)
         td_log("journal %s: %d of %d items already done, resuming", p->journal, ndone, p->nitems);
+    else if (s == TD_OK && ndone_range > 0 && p->first == 0)
+        td_log("journal %s: %d items already done, resuming", p->journal, ndone);
     int stopped = 0;
     if (s == TD_OK)
         s = pool_work(comm, p, fn, ctx, pending, npending, mine, &stopped);
@@ -161,7 +167,7 @@ TdStatus search_pool(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
                                             "if killed; rerun to resume from %s",
                                             p->stop_after, p->journal));
     }
-    for (int i = 0; s == TD_OK && i < p->nitems; i++)
+    for (int i = lo; s == TD_OK && i < hi; i++)
         values[i] = isnan(done[i]) ? mine[i] : done[i];
     free(done);
     free(mine);

@@ -94,7 +94,6 @@ static TdStatus single_key(ModeRun *r, const SingleCtx *c, char out[40])
     }
     r->cur = NAN;
     r->tau_task = -1;
-    r->cand = -1;
     TD_TRY(merge_collective(g_rt.comm, &r->tv, &r->m, &sp, r->tau));
     char buf[4096];
     int n = snprintf(buf, sizeof buf, "single|%s|%s|%d", r->mode, r->m.checksum,
@@ -180,7 +179,7 @@ TdStatus single_measure(ModeRun *r, SingleAcc *sa)
     TdStatus s = single_key(r, &c, key);
     double *v = calloc((size_t)c.nrows * 2 + 1, sizeof *v);
     s = runtime_agree(g_rt.comm, s == TD_OK && !v ? td_fail(TD_ERR_NOMEM, "out of memory") : s);
-    PoolSpec ps = {journal, key, c.nrows * 2, cfg->merge.stop_after};
+    PoolSpec ps = {.journal = journal, .key = key, .nitems = c.nrows * 2, .stop_after = cfg->merge.stop_after};
     double t0 = td_wall();
     if (s == TD_OK)
         s = search_pool(g_rt.comm, &ps, item_single, &c, v);

@@ -284,21 +284,21 @@ static TdStatus merge_tensor(const MergeRun *r, int i, MergeBufs *b, float *out)
     return TD_OK;
 }
 
-TdStatus merge_collective(MPI_Comm comm, const TvInfo *tv, const VitModel *theta0,
-                          const MergeSpec *spec, float *tau)
+/* Opens r for spec over comm (base checksum, file, buffers); agreed. */
+static TdStatus merge_run_open(MergeRun *r, MergeBufs *b, MPI_Comm comm, const TvInfo *tv,
+                               const VitModel *theta0, const MergeSpec *spec)
 {
-    MergeRun r;
-    memset(&r, 0, sizeof r);
-    r.comm = comm;
-    MPI_Comm_rank(comm, &r.rank);
-    MPI_Comm_size(comm, &r.size);
-    r.tv = tv;
-    r.tab = &theta0->table;
-    r.sp = spec;
-    r.f = -1;
-    for (int j = r.rank; j < spec->ntasks; j += r.size)
-        r.own[r.nown++] = j;
-    memset(tau, 0, r.tab->total * sizeof *tau);
+    memset(r, 0, sizeof *r);
+    memset(b, 0, sizeof *b);
+    r->comm = comm;
+    MPI_Comm_rank(comm, &r->rank);
+    MPI_Comm_size(comm, &r->size);
+    r->tv = tv;
+    r->tab = &theta0->table;
+    r->sp = spec;
+    r->f = -1;
+    for (int j = r->rank; j < spec->ntasks; j += r->size)
+        r->own[r->nown++] = j;
     TdStatus s = TD_OK;
     if (strcmp(tv->base_checksum, theta0->checksum) != 0)
         s = td_fail(TD_ERR_FORMAT,
@@ -307,33 +307,136 @@ TdStatus merge_collective(MPI_Comm comm, const TvInfo *tv, const VitModel *theta
                     tv->path, tv->base_checksum, theta0->checksum);
     if (s == TD_OK && spec->ntasks < 1)
         s = td_fail(TD_ERR_ARG, "merge: no task to merge");
-    if (s == TD_OK && r.nown > 0) {
-        H5E_BEGIN_TRY { r.f = H5Fopen(tv->path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
-        if (r.f < 0)
+    if (s == TD_OK && r->nown > 0) {
+        H5E_BEGIN_TRY { r->f = H5Fopen(tv->path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+        if (r->f < 0)
             s = td_fail(TD_ERR_IO, "task-vector file '%s': cannot open", tv->path);
     }
     size_t maxn = 1;
-    for (int i = 0; i < r.tab->count; i++)
-        if (tv->mask[i] && r.tab->info[i].numel > maxn)
-            maxn = r.tab->info[i].numel;
-    MergeBufs b = {0};
+    for (int i = 0; i < r->tab->count; i++)
+        if (tv->mask[i] && r->tab->info[i].numel > maxn)
+            maxn = r->tab->info[i].numel;
     if (s == TD_OK) {
-        b.x = malloc(((size_t)r.nown + 1) * maxn * sizeof *b.x);
-        b.scr = malloc(maxn * sizeof *b.scr);
-        b.acc = malloc(3 * maxn * sizeof *b.acc);
-        if (!b.x || !b.scr || !b.acc)
+        b->x = malloc(((size_t)r->nown + 1) * maxn * sizeof *b->x);
+        b->scr = malloc(maxn * sizeof *b->scr);
+        b->acc = malloc(3 * maxn * sizeof *b->acc);
+        if (!b->x || !b->scr || !b->acc)
             s = td_fail(TD_ERR_NOMEM, "merge: out of memory");
     }
     s = runtime_agree(comm, s);
     if (s == TD_OK && spec->ties && spec->ties_global)
-        s = global_thresholds(&r);
+        s = global_thresholds(r);
+    return s;
+}
+
+static void merge_run_close(MergeRun *r, MergeBufs *b)
+{
+    if (r->f >= 0)
+        H5Fclose(r->f);
+    r->f = -1;
+    free(b->x);
+    free(b->scr);
+    free(b->acc);
+    memset(b, 0, sizeof *b);
+}
+
+TdStatus merge_collective(MPI_Comm comm, const TvInfo *tv, const VitModel *theta0,
+                          const MergeSpec *spec, float *tau)
+{
+    MergeRun r;
+    MergeBufs b;
+    memset(tau, 0, theta0->table.total * sizeof *tau);
+    TdStatus s = merge_run_open(&r, &b, comm, tv, theta0, spec);
     for (int i = 0; i < r.tab->count && s == TD_OK; i++)
         if (tv->mask[i])
             s = merge_tensor(&r, i, &b, params_at(r.tab, tau, i));
-    if (r.f >= 0)
-        H5Fclose(r.f);
-    free(b.x);
-    free(b.scr);
-    free(b.acc);
+    merge_run_close(&r, &b);
+    return s;
+}
+
+/* Tensor i of every task as its term of the merge (merge_rows): this rank's
+ * tasks into their rows of all (ntasks x n, zero elsewhere), then one sum
+ * over ranks, exact because each entry has one non-zero term. */
+static TdStatus rows_tensor(const MergeRun *r, int i, MergeBufs *b, float *all)
+{
+    const MergeSpec *sp = r->sp;
+    const size_t n = r->tab->info[i].numel;
+    TdStatus s = TD_OK;
+    memset(all, 0, (size_t)sp->ntasks * n * sizeof *all);
+    memset(b->acc, 0, n * sizeof *b->acc);
+    for (int k = 0; k < r->nown && s == TD_OK; k++) {
+        int j = r->own[k];
+        float *x = b->x + (size_t)k * n;
+        s = load_dropped(r, j, i, x);
+        if (s == TD_OK && sp->ties) {
+            float thr = sp->ties_global
+                            ? (float)r->thr[j]
+                            : merge_kth_largest_abs(x, n, merge_topk_count(n, sp->ties_k), b->scr);
+            merge_trim(x, n, thr);
+            merge_accum(b->acc, x, sp->coef[j], n);
+        }
+    }
+    TD_TRY(runtime_agree(r->comm, s));
+    double *cnt = b->acc + n;
+    if (sp->ties) { /* the elected sign, then the count of agreeing tasks */
+        if (MPI_Allreduce(MPI_IN_PLACE, b->acc, (int)n, MPI_DOUBLE, MPI_SUM, r->comm) !=
+            MPI_SUCCESS)
+            return runtime_agree(r->comm, td_fail(TD_ERR_MPI, "merge: MPI_Allreduce failed"));
+        memset(cnt, 0, 2 * n * sizeof *cnt);
+        for (int k = 0; k < r->nown; k++)
+            merge_ties_agree(cnt + n, cnt, b->acc, b->x + (size_t)k * n, sp->coef[r->own[k]], n);
+        if (MPI_Allreduce(MPI_IN_PLACE, cnt, (int)n, MPI_DOUBLE, MPI_SUM, r->comm) != MPI_SUCCESS)
+            return runtime_agree(r->comm, td_fail(TD_ERR_MPI, "merge: MPI_Allreduce failed"));
+    }
+    for (int k = 0; k < r->nown; k++) {
+        int j = r->own[k];
+        const float *x = b->x + (size_t)k * n;
+        float *out = all + (size_t)j * n;
+        double w = sp->coef[j];
+        for (size_t e = 0; e < n; e++) {
+            double v = w * (double)x[e];
+            if (sp->ties) {
+                int agree = v != 0 && b->acc[e] != 0 && (v > 0) == (b->acc[e] > 0);
+                v = !agree ? 0.0 : sp->mean ? v / cnt[e] : v;
+            } else if (sp->mean) {
+                v /= sp->ntasks;
+            }
+            out[e] = (float)v;
+        }
+    }
+    if (MPI_Allreduce(MPI_IN_PLACE, all, (int)((size_t)sp->ntasks * n), MPI_FLOAT, MPI_SUM,
+                      r->comm) != MPI_SUCCESS)
+        return runtime_agree(r->comm, td_fail(TD_ERR_MPI, "merge: MPI_Allreduce failed"));
+    return TD_OK;
+}
+
+TdStatus merge_rows(MPI_Comm comm, const TvInfo *tv, const VitModel *theta0,
+                    const MergeSpec *spec, float *rows, int write)
+{
+    MergeRun r;
+    MergeBufs b;
+    TdStatus s = merge_run_open(&r, &b, comm, tv, theta0, spec);
+    size_t n = 0, maxn = 1;
+    for (int i = 0; i < theta0->table.count; i++)
+        if (tv->mask[i]) {
+            n += theta0->table.info[i].numel;
+            if (theta0->table.info[i].numel > maxn)
+                maxn = theta0->table.info[i].numel;
+        }
+    float *all = s == TD_OK ? malloc((size_t)spec->ntasks * maxn * sizeof *all) : NULL;
+    if (s == TD_OK)
+        s = runtime_agree(comm, all ? TD_OK : td_fail(TD_ERR_NOMEM, "merge: out of memory"));
+    size_t off = 0;
+    for (int i = 0; i < r.tab->count && s == TD_OK; i++) {
+        if (!tv->mask[i])
+            continue;
+        const size_t m = r.tab->info[i].numel;
+        s = rows_tensor(&r, i, &b, all);
+        for (int j = 0; s == TD_OK && write && j < spec->ntasks; j++)
+            memcpy(rows + (size_t)j * n + off, all + (size_t)j * m, m * sizeof *rows);
+        off += m;
+    }
+    free(all);
+    merge_run_close(&r, &b);
     return s;
 }

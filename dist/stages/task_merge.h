@@ -68,4 +68,17 @@ TdStatus merge_spec_from_config(const TdConfig *cfg, const char *method, const T
 TdStatus merge_collective(MPI_Comm comm, const TvInfo *tv, const VitModel *theta0,
                           const MergeSpec *spec, float *tau);
 
+/* The per-task terms of merge(spec), for searches over per-task (and
+ * per-block) coefficients (kernels/coef.h): row j (spec task j) is that task
+ * vector packed over tv->mask (table order), with DARE applied, for TIES
+ * trimmed and kept only where it agrees with the elected sign (divided by the
+ * number of agreeing tasks with combine = mean), divided by ntasks for mean,
+ * times spec->coef[j]. So sum_j rows[j] is merge_collective(spec) up to
+ * rounding, and a coefficient a_j scales task j's share of that merge (the
+ * AdaMerging++ order: TIES and DARE first). rows (spec->ntasks x n floats,
+ * n = the mask's elements) is written on the ranks with write != 0 (one per
+ * node, for a shared buffer); collective over comm, the status agreed. */
+TdStatus merge_rows(MPI_Comm comm, const TvInfo *tv, const VitModel *theta0,
+                    const MergeSpec *spec, float *rows, int write);
+
 #endif
