@@ -35,7 +35,9 @@ struct CmaEs {
     long gen;
     int asked;
     double *lo, *hi; /* NULL when unbounded */
-    double *x;       /* lambda x n candidates of this generation (projected) */
+    double *al, *au; /* margins of the boundary transformation */
+    double *xg;      /* lambda x n samples of this generation (search space) */
+    double *x;       /* the same mapped into the box: the candidates */
     double *y;       /* lambda x n steps (x - m) / sigma, in tell */
     int *order;
     double *t1, *t2, *t3, *A; /* scratch: n, n, n, n x n */
@@ -205,6 +207,51 @@ static void decompose(CmaEs *es)
     es->cond = dmax / dmin;
 }
 
+/* ---- boundary transformation (Hansen's, as in c-cmaes and pycma) ---- */
+
+/* Maps a search-space coordinate into [lb, ub]: periodic with period
+ * 2 (ub - lb + al + au) when both bounds are finite, mirrored at lb - al and
+ * ub + au, quadratic on [lb - al, lb + al] and [ub - au, ub + au] (so lb and ub
+ * are attained, at lb - al and ub + au), the identity in between. */
+static double to_box(double x, double lb, double ub, double al, double au)
+{
+    int has_lb = isfinite(lb), has_ub = isfinite(ub);
+    if (has_lb && has_ub) {
+        double xlow = lb - 2.0 * al - (ub - lb) / 2.0, xup = ub + 2.0 * au + (ub - lb) / 2.0;
+        double r = 2.0 * (ub - lb + al + au);
+        if (x < xlow)
+            x += r * (1.0 + floor((xlow - x) / r));
+        if (x > xup)
+            x -= r * (1.0 + floor((x - xup) / r));
+    }
+    if (has_lb && x < lb - al)
+        x = 2.0 * (lb - al) - x;
+    if (has_ub && x > ub + au)
+        x = 2.0 * (ub + au) - x;
+    if (has_lb && x < lb + al) {
+        double d = x - (lb - al);
+        x = lb + d * d / (4.0 * al);
+    } else if (has_ub && x > ub - au) {
+        double d = x - (ub + au);
+        x = ub - d * d / (4.0 * au);
+    }
+    if (x < lb) /* rounding */
+        x = lb;
+    if (x > ub)
+        x = ub;
+    return x;
+}
+
+/* A search-space point that to_box maps to x in [lb, ub]. */
+static double from_box(double x, double lb, double ub, double al, double au)
+{
+    if (isfinite(lb) && x < lb + al)
+        return (lb - al) + 2.0 * sqrt(al * (x - lb));
+    if (isfinite(ub) && x > ub - au)
+        return (ub + au) - 2.0 * sqrt(au * (ub - x));
+    return x;
+}
+
 /* ---- creation ---- */
 
 TdStatus cmaes_create(CmaEs **out, int n, const double *x0, double sigma0, int lambda,
@@ -234,6 +281,11 @@ TdStatus cmaes_create(CmaEs **out, int n, const double *x0, double sigma0, int l
                 return td_fail(TD_ERR_ARG, "cmaes: bound %d is NaN", i);
             if (lo[i] > hi[i])
                 return td_fail(TD_ERR_ARG, "cmaes: lo[%d] = %g > hi[%d] = %g", i, lo[i], i, hi[i]);
+            if (lo[i] == hi[i])
+                return td_fail(TD_ERR_ARG,
+                               "cmaes: lo[%d] == hi[%d] = %g: a fixed coordinate has nothing to "
+                               "search, leave it out of x",
+                               i, i, lo[i]);
             if (x0[i] < lo[i] || x0[i] > hi[i])
                 return td_fail(TD_ERR_ARG, "cmaes: x0[%d] = %g outside [lo, hi] = [%g, %g]", i,
                                x0[i], lo[i], hi[i]);
@@ -269,13 +321,16 @@ TdStatus cmaes_create(CmaEs **out, int n, const double *x0, double sigma0, int l
     es->wo = calloc((size_t)lambda, sizeof(double));
     es->best_x = calloc((size_t)n, sizeof(double));
     es->fhist = calloc((size_t)es->fhist_len, sizeof(double));
+    es->xg = calloc(ln, sizeof(double));
     if (lo) {
         es->lo = calloc((size_t)n, sizeof(double));
         es->hi = calloc((size_t)n, sizeof(double));
+        es->al = calloc((size_t)n, sizeof(double));
+        es->au = calloc((size_t)n, sizeof(double));
     }
     if (!es->w || !es->m || !es->ps || !es->pc || !es->C || !es->B || !es->A || !es->D ||
         !es->x || !es->y || !es->order || !es->t1 || !es->t2 || !es->t3 || !es->wo || !es->best_x || !es->fhist ||
-        (lo && (!es->lo || !es->hi))) {
+        !es->xg || (lo && (!es->lo || !es->hi || !es->al || !es->au))) {
         cmaes_free(es);
         return td_fail(TD_ERR_NOMEM, "cmaes: out of memory (n = %d, lambda = %d)", n, lambda);
     }
@@ -334,6 +389,17 @@ TdStatus cmaes_create(CmaEs **out, int n, const double *x0, double sigma0, int l
 
     es->sigma0 = es->sigma = sigma0;
     memcpy(es->m, x0, (size_t)n * sizeof(double));
+    if (lo) {
+        memcpy(es->lo, lo, (size_t)n * sizeof(double));
+        memcpy(es->hi, hi, (size_t)n * sizeof(double));
+        for (int i = 0; i < n; i++) {
+            double half = (hi[i] - lo[i]) / 2.0; /* may be +INFINITY */
+            double a = (1.0 + fabs(lo[i])) / 20.0, b = (1.0 + fabs(hi[i])) / 20.0;
+            es->al[i] = a < half ? a : half;
+            es->au[i] = b < half ? b : half;
+            es->m[i] = from_box(x0[i], lo[i], hi[i], es->al[i], es->au[i]);
+        }
+    }
     memcpy(es->best_x, x0, (size_t)n * sizeof(double));
     for (int i = 0; i < n; i++) {
         es->C[(size_t)i * n + i] = 1.0;
@@ -342,10 +408,6 @@ TdStatus cmaes_create(CmaEs **out, int n, const double *x0, double sigma0, int l
     }
     es->cond = 1.0;
     es->decay = (1.0 - es->cs) * (1.0 - es->cs);
-    if (lo) {
-        memcpy(es->lo, lo, (size_t)n * sizeof(double));
-        memcpy(es->hi, hi, (size_t)n * sizeof(double));
-    }
     rng_seed(&es->rng, seed);
     es->best_f = INFINITY;
     es->tol_fun = 1e-12;
@@ -376,8 +438,11 @@ void cmaes_free(CmaEs *es)
     free(es->wo);
     free(es->best_x);
     free(es->fhist);
+    free(es->xg);
     free(es->lo);
     free(es->hi);
+    free(es->al);
+    free(es->au);
     free(es);
 }
 
@@ -400,7 +465,8 @@ double cmaes_condition(const CmaEs *es) { return es->cond; }
 
 void cmaes_mean(const CmaEs *es, double *m)
 {
-    memcpy(m, es->m, (size_t)es->n * sizeof(double));
+    for (int i = 0; i < es->n; i++)
+        m[i] = es->lo ? to_box(es->m[i], es->lo[i], es->hi[i], es->al[i], es->au[i]) : es->m[i];
 }
 
 double cmaes_best(const CmaEs *es, double *x)
@@ -419,20 +485,14 @@ static void sample(CmaEs *es)
     for (int k = 0; k < es->lambda; k++) {
         for (int i = 0; i < n; i++)
             z[i] = es->D[i] * det_normal(es);
-        double *xk = es->x + (size_t)k * n;
+        double *xk = es->x + (size_t)k * n, *gk = es->xg + (size_t)k * n;
         for (int r = 0; r < n; r++) {
             const double *br = es->B + (size_t)r * n;
             double yr = 0.0;
             for (int c = 0; c < n; c++)
                 yr += br[c] * z[c];
-            double v = es->m[r] + es->sigma * yr;
-            if (es->lo) {
-                if (v < es->lo[r])
-                    v = es->lo[r];
-                if (v > es->hi[r])
-                    v = es->hi[r];
-            }
-            xk[r] = v;
+            gk[r] = es->m[r] + es->sigma * yr;
+            xk[r] = es->lo ? to_box(gk[r], es->lo[r], es->hi[r], es->al[r], es->au[r]) : gk[r];
         }
     }
     es->asked = 1;
@@ -511,10 +571,10 @@ void cmaes_tell(CmaEs *es, const double *f)
         es->last_max = fmax;
     }
 
-    /* steps of the evaluated (projected) points, and their weighted mean */
+    /* steps of the samples (in the search space), and their weighted mean */
     for (int k = 0; k < lambda; k++)
         for (int i = 0; i < n; i++)
-            es->y[(size_t)k * n + i] = (es->x[(size_t)k * n + i] - es->m[i]) / es->sigma;
+            es->y[(size_t)k * n + i] = (es->xg[(size_t)k * n + i] - es->m[i]) / es->sigma;
     double *yw = es->t1;
     for (int i = 0; i < n; i++) {
         double s = 0.0;
@@ -522,16 +582,8 @@ void cmaes_tell(CmaEs *es, const double *f)
             s += es->w[r] * es->y[(size_t)ord[r] * n + i];
         yw[i] = s;
     }
-    for (int i = 0; i < n; i++) {
-        double v = es->m[i] + es->cm * es->sigma * yw[i];
-        if (es->lo) { /* rounding only: m is a convex combination of points in the box */
-            if (v < es->lo[i])
-                v = es->lo[i];
-            if (v > es->hi[i])
-                v = es->hi[i];
-        }
-        es->m[i] = v;
-    }
+    for (int i = 0; i < n; i++)
+        es->m[i] += es->cm * es->sigma * yw[i];
 
     /* step-size path, h_sigma, covariance path */
     double *cy = es->t3;

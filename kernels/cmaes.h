@@ -24,11 +24,19 @@
  *   E||N(0,I)|| ~ sqrt(n) (1 - 1/(4n) + 1/(21 n^2)).
  * C is decomposed every generation (cyclic Jacobi).
  *
- * Bounds [lo, hi] (both NULL: unbounded; an entry may be -/+INFINITY): the
- * sample x_k is projected onto the box, coordinate by coordinate; ask returns
- * the projected point, and tell updates with that same point (the one that
- * was evaluated): y_k = (proj(x_k) - m) / sigma. The mean, a convex combination
- * of projected points (positive weights sum to 1, c_m = 1), stays in the box.
+ * Bounds [lo, hi] (both NULL: unbounded; lo_i < hi_i; an entry may be
+ * -/+INFINITY): Hansen's boundary transformation (as in c-cmaes's
+ * boundary_transformation.c and pycma's BoundTransform). The strategy searches
+ * an unbounded space; each coordinate is mapped into [lo_i, hi_i] by a map that
+ * is the identity on [lo_i + a_l, hi_i - a_u], quadratic on the margins
+ * (a_l = min((hi_i - lo_i) / 2, (1 + |lo_i|) / 20), a_u likewise with hi_i),
+ * so that the bounds themselves are attained, and mirrored (periodic when both
+ * bounds are finite) beyond. ask returns the mapped points, which are what the
+ * caller evaluates; the update uses their unmapped samples, so the step-size
+ * and covariance adaptation see an unconstrained problem and an optimum on a
+ * bound is approached at the usual linear rate. x0 is mapped back (inverse of
+ * the margin map); cmaes_mean reports the mapped mean. A fixed coordinate
+ * (lo_i == hi_i) is an error: leave it out of x.
  *
  * Determinism: no BLAS/LAPACK and no libm transcendentals. Normals come from
  * xoshiro256** (rng.h, rng_uniform) through Marsaglia's polar method with this
@@ -66,7 +74,7 @@ enum {
 /* Creates the strategy: dimension n >= 1, mean x0 (n values, inside the box
  * when bounded), initial step size sigma0 > 0, population lambda (0: the
  * default 4 + floor(3 ln n); otherwise >= 2), seed of the normal stream, and
- * either both bounds lo, hi (n values each, lo_i <= hi_i) or both NULL. Errors
+ * either both bounds lo, hi (n values each, lo_i < hi_i) or both NULL. Errors
  * (TD_ERR_ARG) name the bad argument. */
 TdStatus cmaes_create(CmaEs **es, int n, const double *x0, double sigma0, int lambda,
                       uint64_t seed, const double *lo, const double *hi);
@@ -93,8 +101,9 @@ long cmaes_evaluations(const CmaEs *es);
 /* The lowest told f so far (+INFINITY before the first tell; the first of
  * equal values wins) and, when x is not NULL, its candidate (x0 before). */
 double cmaes_best(const CmaEs *es, double *x);
-/* The current mean (n values), step size sigma, and the condition number of
- * C (largest over smallest eigenvalue, as of the last decomposition). */
+/* The current mean (n values; mapped into the box when bounded), step size
+ * sigma, and the condition number of C (largest over smallest eigenvalue, as
+ * of the last decomposition); sigma and C live in the search space. */
 void cmaes_mean(const CmaEs *es, double *m);
 double cmaes_sigma(const CmaEs *es);
 double cmaes_condition(const CmaEs *es);

@@ -2,3 +2,71 @@
 # the structure's numerics and the entropy objective against direct
 # computations (test_coef).
 tadist_unit_test(test_coef test_coef.c)
+
+add_executable(test_learn test_learn.c)
+target_link_libraries(test_learn PRIVATE tadist_dist)
+
+# End to end, on the task vectors of the tiny two-task fine-tuning of
+# tests/search.cmake (fixture se_base: attn and ntk, tasks quad and stripes).
+set(CO ${TADIST_TEST_OUT}/coef)
+set(CO_FT ${TADIST_TEST_OUT}/ft)
+set(CO_CFG ${CMAKE_CURRENT_SOURCE_DIR}/finetune/tiny.cfg)
+set(CO_SETS --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5
+            --set run.out_dir=${TADIST_TEST_OUT}/search/base)
+set(CO_BIN $<TARGET_FILE:tadist>)
+set(CO_LEARN $<TARGET_FILE:test_learn>)
+set(CO_MPI "${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG}")
+
+# The coefficient gradient against central differences of the objective, for
+# every structure, both objectives and both kinds of task vector (attn: the
+# model itself; ntk: the linearised model), and through TIES rows.
+foreach(mode attn ntk)
+  foreach(obj entropy val_ce)
+    foreach(st uniform task block)
+      tadist_mpi_test(co_fd_np2_${mode}_${obj}_${st} 2 ${CO_LEARN} fd ${CO_CFG} ${mode} sum ${st}
+                      ${CO_SETS} --set merge.adamerging.objective=${obj})
+      set_tests_properties(co_fd_np2_${mode}_${obj}_${st} PROPERTIES FIXTURES_REQUIRED se_base
+                           TIMEOUT 60)
+    endforeach()
+  endforeach()
+endforeach()
+tadist_mpi_test(co_fd_np2_attn_ties_block 2 ${CO_LEARN} fd ${CO_CFG} attn ties block ${CO_SETS}
+                --set merge.ties.k=30)
+set_tests_properties(co_fd_np2_attn_ties_block PROPERTIES FIXTURES_REQUIRED se_base TIMEOUT 60)
+
+# The chosen coefficients at 1 and 4 ranks: the same bits (adamerging: the
+# exact per-micro-batch sum; black-box: one rank per item), for the learned
+# and two black-box searches, attn and ntk, task and block coefficients.
+set(CO_RUN --set run.stages=addition --set merge.methods=sum
+    --set merge.search=adamerging,cmaes,bobyqa --set merge.coefficients=task,block
+    --set merge.budget=20 --set merge.adamerging.steps=40 --set merge.adamerging.log_every=20)
+string(REPLACE ";" " " CO_RUN "${CO_RUN}")
+set(script "set -e")
+foreach(np 1 4)
+  string(APPEND script "; rm -rf ${CO}/np${np} && mkdir -p ${CO} && cp -r ${TADIST_TEST_OUT}/search/base ${CO}/np${np}; ${CO_MPI} ${np} --oversubscribe ${CO_BIN} ${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${CO}/np${np} ${CO_RUN}")
+endforeach()
+foreach(mode attn ntk)
+  foreach(name adamerging_task adamerging_block cmaes_task cmaes_block bobyqa_task bobyqa_block)
+    string(APPEND script "; ${CO_LEARN} same-coef ${CO}/np1/tiny ${CO}/np4/tiny ${mode} sum ${name}")
+  endforeach()
+endforeach()
+add_test(NAME co_same_np1_np4 COMMAND sh -c "${script}")
+set_tests_properties(co_same_np1_np4 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base FIXTURES_SETUP co_np1 TIMEOUT 240)
+
+# A learned search stopped after 12 steps (checkpoints every 5: resumes at 10)
+# and a black-box one after 25 items (merge.stop_after counts the run's pool
+# items: the uniform grid runs to completion first), rerun: the same
+# coefficients as the uninterrupted run above.
+set(run ${CO}/stop)
+add_test(NAME co_stop_resume COMMAND sh -c
+         "rm -rf ${run} && cp -r ${TADIST_TEST_OUT}/search/base ${run}; A='${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${run} --set run.stages=addition --set finetune.modes=attn --set merge.methods=sum --set merge.coefficients=block --set merge.budget=20 --set merge.adamerging.steps=40 --set merge.adamerging.checkpoint_every=5'; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A > ${run}0.log 2>&1 || { cat ${run}0.log; exit 1; }; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A --set merge.search=adamerging --set merge.stop_after=12 > ${run}.log 2>&1; rc=$?; cat ${run}.log; [ $rc -ne 0 ] && grep -q 'as if killed' ${run}.log || exit 1; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A --set merge.search=adamerging > ${run}2.log 2>&1 || { cat ${run}2.log; exit 1; }; cat ${run}2.log; grep -q 'resuming at step 10 of 40' ${run}2.log || exit 1; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A --set merge.search=cmaes --set merge.stop_after=25 > ${run}3.log 2>&1; grep -q 'as if killed' ${run}3.log || { cat ${run}3.log; exit 1; }; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A --set merge.search=cmaes > ${run}4.log 2>&1 || { cat ${run}4.log; exit 1; }; grep -q 'items already done' ${run}4.log || exit 1; ${CO_LEARN} same-coef ${CO}/np1/tiny ${run}/tiny attn sum adamerging_block && ${CO_LEARN} same-coef ${CO}/np1/tiny ${run}/tiny attn sum cmaes_block")
+set_tests_properties(co_stop_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "se_base;co_np1" TIMEOUT 180)
+
+# A real kill (SIGKILL to every rank at a random moment), then a rerun.
+add_test(NAME co_kill_resume COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/coef/kill_resume.sh
+         ${MPIEXEC_EXECUTABLE} ${CO_BIN} ${CO_LEARN} ${CO_CFG} ${CO_FT}/data ${CO_FT}/theta0.h5
+         ${TADIST_TEST_OUT}/search/base ${CO}/kill)
+set_tests_properties(co_kill_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 300 RUN_SERIAL TRUE)

@@ -365,12 +365,13 @@ static void addition_tables(Rep *r, const Names *ms)
                             h->string, cJSON_IsString(h) ? h->valuestring : "not run");
                     continue;
                 }
-                double a = jnum(jget(h, "abs_test", NULL)), nn = jnum(jget(h, "norm_test", NULL));
+                ReportHeads hr;
+                report_heads_read(h, &hr);
+                double a = hr.abs_test, nn = hr.norm_test;
                 /* the key of the denominators, as the stage recorded it; a run
                  * made before it was recorded divided by the finetune stage's
                  * own figures whatever the head set */
-                const cJSON *by = jget(h, "normalised_by", NULL);
-                const char *bys = cJSON_IsString(by) ? by->valuestring : NULL;
+                const char *bys = hr.normalised_by;
                 char byc[300];
                 if (bys)
                     snprintf(byc, sizeof byc, "%s heads (`%s`)", h->string, bys);
@@ -393,6 +394,15 @@ static void addition_tables(Rep *r, const Names *ms)
     fprintf(r->md, "\n");
     if (csv)
         fclose(csv);
+}
+
+int report_heads_read(const cJSON *h, ReportHeads *out)
+{
+    const cJSON *by = jget(h, "normalised_by", NULL);
+    out->abs_test = jnum(jget(h, "abs_test", NULL));
+    out->norm_test = jnum(jget(h, "norm_test", NULL));
+    out->normalised_by = cJSON_IsString(by) ? by->valuestring : NULL;
+    return cJSON_IsObject(h);
 }
 
 /* Per-task normalised accuracy, one bar per mode/method with the first head set. */
@@ -753,6 +763,7 @@ static TdStatus write_report(const TdConfig *cfg)
     sec_train_time(&r);
     sec_single(&r);
     sec_addition(&r);
+    r.figures += report_coef_section(r.md, r.dir, r.modes);
     sec_negation(&r);
     sec_disentangle(&r);
     sec_kernel(&r);

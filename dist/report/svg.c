@@ -214,14 +214,17 @@ static int cmp_by_x(const void *a, const void *b)
     return (p[0] > q[0]) - (p[0] < q[0]);
 }
 
-TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlabel,
-                           const char *ylabel, const SvgPoints *series, int ns)
+/* Points of each series: sorted by x, joined, marked and with error bars
+ * (frontier = 1), or joined in the given order, unmarked (a trace). */
+static TdStatus points_chart(const char *path, const char *title, const char *xlabel,
+                             const char *ylabel, const SvgPoints *series, int ns, int frontier)
 {
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int k = 0; k < ns; k++)
         for (int i = 0; i < series[k].n; i++) {
             double x = series[k].x[i], y = series[k].y[i];
-            double e = series[k].yerr && isfinite(series[k].yerr[i]) ? series[k].yerr[i] : 0;
+            const double *ye = frontier ? series[k].yerr : NULL;
+            double e = ye && isfinite(ye[i]) ? ye[i] : 0;
             if (!isfinite(x) || !isfinite(y))
                 continue;
             xlo = fmin(xlo, x), xhi = fmax(xhi, x);
@@ -251,10 +254,11 @@ TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlab
                 continue;
             pt[3 * m] = series[k].x[i];
             pt[3 * m + 1] = series[k].y[i];
-            pt[3 * m + 2] = series[k].yerr ? series[k].yerr[i] : NAN;
+            pt[3 * m + 2] = frontier && series[k].yerr ? series[k].yerr[i] : NAN;
             m++;
         }
-        qsort(pt, (size_t)m, 3 * sizeof *pt, cmp_by_x);
+        if (frontier)
+            qsort(pt, (size_t)m, 3 * sizeof *pt, cmp_by_x);
         const char *c = svg_palette(k);
         for (int i = 0; i < m; i++) {
             px[i] = f.L + f.W * (pt[3 * i] - xlo) / (xhi - xlo);
@@ -268,7 +272,7 @@ TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlab
             }
         }
         svg_polyline(&s, px, py, m, c, 1.5);
-        for (int i = 0; i < m; i++)
+        for (int i = 0; i < m && frontier; i++)
             svg_circle(&s, px[i], py[i], 3, c);
         double ly = f.T + 10 + 18 * k;
         svg_line(&s, f.L + f.W + 16, ly, f.L + f.W + 36, ly, c, 3);
@@ -276,6 +280,18 @@ TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlab
         free(pt), free(px), free(py);
     }
     return svg_close(&s);
+}
+
+TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlabel,
+                           const char *ylabel, const SvgPoints *series, int ns)
+{
+    return points_chart(path, title, xlabel, ylabel, series, ns, 1);
+}
+
+TdStatus svg_trace_chart(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, const SvgPoints *series, int ns)
+{
+    return points_chart(path, title, xlabel, ylabel, series, ns, 0);
 }
 
 TdStatus svg_bar_chart(const char *path, const char *title, const char *ylabel,
@@ -311,17 +327,29 @@ TdStatus svg_bar_chart(const char *path, const char *title, const char *ylabel,
     return svg_close(&s);
 }
 
-TdStatus svg_heatmap(const char *path, const char *title, const double *z, int n1, int n2,
-                     const double *x1, const double *x2, const char *xlabel,
-                     const char *ylabel, double zmin, double zmax, const char *zlabel)
+/* Heat map body: labels from l1/l2 when given (all shown, the left margin
+ * and the x labels' angle fitted to them), else the numbers x1/x2 (thinned
+ * to about 7). The cells sit in one <g class="cells"> group. */
+static TdStatus heatmap_draw(const char *path, const char *title, const double *z, int n1,
+                             int n2, const double *x1, const double *x2,
+                             const char *const *l1, const char *const *l2, const char *xlabel,
+                             const char *ylabel, double zmin, double zmax, const char *zlabel)
 {
     Svg s;
     double side = 300, cw = side / (n1 > 0 ? n1 : 1), ch = side / (n2 > 0 ? n2 : 1);
-    double L = 64, T = 36;
-    TD_TRY(svg_open(&s, path, L + side + 140, T + side + 56));
+    size_t w1 = 0, w2 = 0; /* longest label, characters */
+    for (int i = 0; l1 && i < n1; i++)
+        w1 = strlen(l1[i]) > w1 ? strlen(l1[i]) : w1;
+    for (int j = 0; l2 && j < n2; j++)
+        w2 = strlen(l2[j]) > w2 ? strlen(l2[j]) : w2;
+    double lw = 6.2 * (double)w2, L = l2 && lw + 30 > 64 ? lw + 30 : 64, T = 36;
+    int tilt = l1 && 6.2 * (double)w1 > cw - 4; /* x labels would overlap */
+    double xb = tilt ? 0.6 * 6.2 * (double)w1 : 0; /* their extra height */
+    TD_TRY(svg_open(&s, path, L + side + 140, T + side + 56 + xb));
     range_fix(&zmin, &zmax);
     svg_text(&s, L + side / 2, 22, 13, "middle", 0, "%s", title);
     char col[8];
+    fputs("<g class=\"cells\">\n", s.f);
     for (int i = 0; i < n1; i++)
         for (int j = 0; j < n2; j++) {
             double v = z[(size_t)i * n2 + j];
@@ -329,15 +357,27 @@ TdStatus svg_heatmap(const char *path, const char *title, const double *z, int n
             svg_rect(&s, L + i * cw, T + (n2 - 1 - j) * ch, cw + 0.3, ch + 0.3,
                      isfinite(v) ? col : "#cccccc", NULL);
         }
+    fputs("</g>\n", s.f);
     svg_rect(&s, L, T, side, side, NULL, "#333333");
-    int every = n1 > 8 ? (n1 + 6) / 7 : 1;
-    for (int i = 0; i < n1; i += every)
-        svg_text(&s, L + (i + 0.5) * cw, T + side + 15, 10, "middle", 0, "%.3g", x1[i]);
-    every = n2 > 8 ? (n2 + 6) / 7 : 1;
-    for (int j = 0; j < n2; j += every)
-        svg_text(&s, L - 5, T + (n2 - 1 - j + 0.5) * ch + 4, 10, "end", 0, "%.3g", x2[j]);
-    svg_text(&s, L + side / 2, T + side + 34, 12, "middle", 0, "%s", xlabel);
-    svg_text(&s, L - 40, T + side / 2, 12, "middle", -90, "%s", ylabel);
+    int every = !l1 && n1 > 8 ? (n1 + 6) / 7 : 1;
+    for (int i = 0; i < n1; i += every) {
+        double x = L + (i + 0.5) * cw, y = T + side + 15;
+        if (l1)
+            svg_text(&s, tilt ? x + 3 : x, y, 10, tilt ? "end" : "middle", tilt ? -35 : 0, "%s",
+                     l1[i]);
+        else
+            svg_text(&s, x, y, 10, "middle", 0, "%.3g", x1[i]);
+    }
+    every = !l2 && n2 > 8 ? (n2 + 6) / 7 : 1;
+    for (int j = 0; j < n2; j += every) {
+        double y = T + (n2 - 1 - j + 0.5) * ch + 4;
+        if (l2)
+            svg_text(&s, L - 5, y, 10, "end", 0, "%s", l2[j]);
+        else
+            svg_text(&s, L - 5, y, 10, "end", 0, "%.3g", x2[j]);
+    }
+    svg_text(&s, L + side / 2, T + side + 34 + xb, 12, "middle", 0, "%s", xlabel);
+    svg_text(&s, l2 ? L - lw - 16 : L - 40, T + side / 2, 12, "middle", -90, "%s", ylabel);
     /* colour bar */
     double bx = L + side + 24, bh = side;
     for (int k = 0; k < 64; k++) {
@@ -352,4 +392,21 @@ TdStatus svg_heatmap(const char *path, const char *title, const double *z, int n
     }
     svg_text(&s, bx + 62, T + bh / 2, 11, "middle", -90, "%s", zlabel);
     return svg_close(&s);
+}
+
+TdStatus svg_heatmap(const char *path, const char *title, const double *z, int n1, int n2,
+                     const double *x1, const double *x2, const char *xlabel,
+                     const char *ylabel, double zmin, double zmax, const char *zlabel)
+{
+    return heatmap_draw(path, title, z, n1, n2, x1, x2, NULL, NULL, xlabel, ylabel, zmin, zmax,
+                        zlabel);
+}
+
+TdStatus svg_heatmap_labels(const char *path, const char *title, const double *z, int n1,
+                            int n2, const char *const *l1, const char *const *l2,
+                            const char *xlabel, const char *ylabel, double zmin, double zmax,
+                            const char *zlabel)
+{
+    return heatmap_draw(path, title, z, n1, n2, NULL, NULL, l1, l2, xlabel, ylabel, zmin, zmax,
+                        zlabel);
 }

@@ -1,5 +1,5 @@
-/* svg: a small SVG writer and the three charts the report draws (lines
- * against alpha, grouped bars, heat maps with a colour bar). Plain SVG 1.1
+/* svg: a small SVG writer and the charts the report draws (lines against
+ * alpha, frontiers, traces, grouped bars, heat maps with a colour bar). Plain SVG 1.1
  * text, no scripts, no external program or font file; text is XML-escaped.
  * Files are written under a temporary name and renamed. Single-process. */
 #ifndef TD_SVG_H
@@ -56,6 +56,11 @@ typedef struct {
 TdStatus svg_scatter_chart(const char *path, const char *title, const char *xlabel,
                            const char *ylabel, const SvgPoints *series, int ns);
 
+/* Each series' points joined in the order given, without markers or error
+ * bars (yerr is ignored): an objective against iteration; axes fit every point. */
+TdStatus svg_trace_chart(const char *path, const char *title, const char *xlabel,
+                         const char *ylabel, const SvgPoints *series, int ns);
+
 /* Grouped bars: values (ng, ns), NaN = missing bar; one colour per series. */
 TdStatus svg_bar_chart(const char *path, const char *title, const char *ylabel,
                        const char *const *groups, int ng, const char *const *series, int ns,
@@ -66,5 +71,13 @@ TdStatus svg_bar_chart(const char *path, const char *title, const char *ylabel,
 TdStatus svg_heatmap(const char *path, const char *title, const double *z, int n1, int n2,
                      const double *x1, const double *x2, const char *xlabel,
                      const char *ylabel, double zmin, double zmax, const char *zlabel);
+
+/* The same with categorical axes: row i is labelled l1[i] (horizontal axis),
+ * column j l2[j] (vertical axis, j = 0 at the bottom); every label is shown.
+ * Both heat maps put their cells in one <g class="cells"> group. */
+TdStatus svg_heatmap_labels(const char *path, const char *title, const double *z, int n1,
+                            int n2, const char *const *l1, const char *const *l2,
+                            const char *xlabel, const char *ylabel, double zmin, double zmax,
+                            const char *zlabel);
 
 #endif
