@@ -70,3 +70,12 @@ add_test(NAME co_kill_resume COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/coef/kill_re
          ${TADIST_TEST_OUT}/search/base ${CO}/kill)
 set_tests_properties(co_kill_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base TIMEOUT 300 RUN_SERIAL TRUE)
+
+# tadist merge --search: the encoder of a saved search (per-task CMA-ES on
+# attn) against tadist merge --coef with the same coefficients through the
+# collective merge: the same model to float rounding, moved from theta0.
+set(run ${CO}/merge_saved)
+add_test(NAME co_merge_saved COMMAND sh -c
+         "set -e; rm -rf ${run} && mkdir -p ${run}; A='${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${CO}/np1 --mode attn --method sum'; ${CO_BIN} merge $A --search cmaes_task -o ${run}/saved.h5; c=$(python3 -c \"import json; o=json.load(open('${CO}/np1/tiny/results.json'))['modes']['attn']['coef_search']['sum']['cmaes_task']['coef']; print(','.join(repr(o[t][0]) for t in ('quad','stripes')))\"); echo coefficients $c; ${CO_BIN} merge $A --coef $c --alpha 1 -o ${run}/coef.h5; ${CO_LEARN} close-model ${run}/saved.h5 ${run}/coef.h5 1e-6 ${CO_FT}/theta0.h5; ${CO_BIN} merge $A --search nosuch -o ${run}/x.h5 > ${run}/err.log 2>&1 && exit 1; grep -q 'no coefficient search modes.attn.coef_search.sum.nosuch' ${run}/err.log")
+set_tests_properties(co_merge_saved PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "se_base;co_np1" TIMEOUT 60)

@@ -14,7 +14,13 @@
  *
  *   test_learn same-coef RUN_A RUN_B MODE METHOD NAME
  *     results.json modes.MODE.coef_search.METHOD.NAME.coef of two runs are
- *     the same bits (and their traces in grids.h5). */
+ *     the same bits (and their traces in grids.h5).
+ *
+ *   test_learn close-model A.h5 B.h5 TOL THETA0.h5
+ *     Two model files of one architecture whose parameters differ by at most
+ *     TOL * (1 + |a|) each (tadist merge --search against --coef: rows
+ *     combined in double against the collective merge), and both moved from
+ *     THETA0 by more than 100 TOL somewhere. Prints the largest. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,12 +149,39 @@ static int same_coef(char **a)
     return bad;
 }
 
+static int close_model(char **a)
+{
+    VitModel x = {0}, y = {0};
+    if (model_read(a[0], &x) != TD_OK || model_read(a[1], &y) != TD_OK)
+        return fail("model");
+    double tol = atof(a[2]), worst = 0;
+    int bad = x.table.total != y.table.total;
+    for (size_t i = 0; !bad && i < x.table.total; i++) {
+        double d = fabs((double)x.params[i] - y.params[i]) / (1 + fabs((double)x.params[i]));
+        worst = d > worst ? d : worst;
+    }
+    printf("largest relative difference %.3g (tolerance %.3g)\n", worst, tol);
+    bad |= !(worst <= tol);
+    double moved = 0; /* and the two are not theta0 itself: a[3] is theta0 */
+    VitModel z = {0};
+    if (model_read(a[3], &z) != TD_OK || z.table.total != x.table.total)
+        return fail("theta0");
+    for (size_t i = 0; i < x.table.total; i++)
+        moved = fmax(moved, fabs((double)x.params[i] - z.params[i]));
+    printf("largest change from theta0 %.3g\n", moved);
+    bad |= !(moved > 100 * tol);
+    model_free(&x), model_free(&y), model_free(&z);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     runtime_init(&argc, &argv);
     int rc = 2;
     if (argc >= 6 && strcmp(argv[1], "fd") == 0 && (argc - 6) % 2 == 0)
         rc = fd(argc - 2, argv + 2);
+    else if (argc == 6 && strcmp(argv[1], "close-model") == 0)
+        rc = close_model(argv + 2);
     else if (argc == 7 && strcmp(argv[1], "same-coef") == 0)
         rc = same_coef(argv + 2);
     else

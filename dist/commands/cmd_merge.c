@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "coef.h"
 #include "commands.h"
 #include "config.h"
 #include "hf_names.h"
@@ -21,7 +22,7 @@
 /* ---- merge ---- */
 
 typedef struct {
-    const char *out, *mode, *method, *tv, *coef, *negate;
+    const char *out, *mode, *method, *tv, *coef, *negate, *search;
     double alpha;
 } MergeJob;
 
@@ -66,6 +67,94 @@ static TdStatus parse_coefs(const char *text, MergeSpec *spec)
     return TD_OK;
 }
 
+/* A coefficient search's result (--search NAME): the structure and a (T x G)
+ * of results.json modes.<mode>.coef_search.<method>.NAME, tasks in the
+ * order of spec (data.tasks). Rank 0. */
+static TdStatus saved_coefs(const TdConfig *cfg, const MergeJob *j, int *kind, double *a, int T,
+                            int maxg, int *G)
+{
+    char run_dir[600];
+    merge_run_dir(cfg, run_dir, sizeof run_dir);
+    cJSON *root = NULL;
+    TD_TRY(results_load(run_dir, &root));
+    const cJSON *o = root;
+    const char *keys[] = {"modes", j->mode, "coef_search", j->method, j->search};
+    for (int k = 0; k < 5 && o; k++)
+        o = cJSON_GetObjectItemCaseSensitive(o, keys[k]);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "coefficients");
+    const cJSON *co = cJSON_GetObjectItemCaseSensitive(o, "coef");
+    TdStatus s = o && cJSON_IsString(st) && cJSON_IsObject(co)
+                     ? TD_OK
+                     : td_fail(TD_ERR_ARG,
+                               "merge: no coefficient search modes.%s.coef_search.%s.%s in "
+                               "%s/results.json (run the addition stage with merge.search)",
+                               j->mode, j->method, j->search, run_dir);
+    if (s == TD_OK && (*kind = coef_kind_from_name(st->valuestring)) < 0)
+        s = td_fail(TD_ERR_FORMAT, "merge: unknown coefficient structure '%s'", st->valuestring);
+    *G = -1;
+    for (int t = 0; s == TD_OK && t < T; t++) {
+        const char *task = cfg->data.tasks.item[t];
+        const cJSON *row = cJSON_GetObjectItemCaseSensitive(co, task);
+        int n = cJSON_IsArray(row) ? cJSON_GetArraySize(row) : -1;
+        if (n < 1 || n > maxg || (*G >= 0 && n != *G)) {
+            s = td_fail(TD_ERR_FORMAT, "merge: %s/results.json: bad coefficients of task '%s'",
+                        run_dir, task);
+            break;
+        }
+        *G = n;
+        for (int g = 0; g < n; g++) {
+            const cJSON *v = cJSON_GetArrayItem(row, g);
+            if (!cJSON_IsNumber(v)) {
+                s = td_fail(TD_ERR_FORMAT, "merge: %s/results.json: task '%s': not a number",
+                            run_dir, task);
+                break;
+            }
+            a[t * n + g] = v->valuedouble;
+        }
+    }
+    cJSON_Delete(root);
+    return s;
+}
+
+/* theta = theta0 + sum_t sum_g a[t,g] tau[t,g] (coef.h) of a saved search,
+ * into m->params; collective. */
+static TdStatus apply_saved(const TdConfig *cfg, const MergeJob *j, const TvInfo *tv,
+                            const MergeSpec *spec, VitModel *m)
+{
+    enum { MAXG = 256 };
+    int kind = 0, G = 0, T = spec->ntasks;
+    double *a = calloc((size_t)T * MAXG, sizeof *a);
+    TdStatus s = a ? TD_OK : td_fail(TD_ERR_NOMEM, "merge: out of memory");
+    if (s == TD_OK && g_rt.rank == 0)
+        s = saved_coefs(cfg, j, &kind, a, T, MAXG, &G);
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    MPI_Bcast(&kind, 1, MPI_INT, 0, g_rt.comm);
+    MPI_Bcast(&G, 1, MPI_INT, 0, g_rt.comm);
+    MPI_Bcast(a, T * G, MPI_DOUBLE, 0, g_rt.comm);
+    CoefSpace cs;
+    s = coef_space_init(&cs, &m->table, tv->mask, kind, T);
+    if (s == TD_OK && cs.G != G)
+        s = td_fail(TD_ERR_FORMAT, "merge: the saved coefficients have %d group(s) per task, "
+                    "the model %d", G, cs.G);
+    size_t n = s == TD_OK ? coef_row_size(&cs) : 0;
+    float *rows = s == TD_OK ? malloc((size_t)T * n * sizeof *rows + 1) : NULL;
+    if (s == TD_OK && !rows)
+        s = td_fail(TD_ERR_NOMEM, "merge: out of memory for %d x %zu values", T, n);
+    s = runtime_agree(g_rt.comm, s);
+    if (s == TD_OK)
+        s = merge_rows(g_rt.comm, tv, m, spec, rows, 1);
+    if (s == TD_OK) {
+        const float *rp[TV_MAX_TASKS];
+        for (int t = 0; t < T; t++)
+            rp[t] = rows + (size_t)t * n;
+        coef_combine(&cs, rp, a, m->params, m->params);
+    }
+    free(rows);
+    free(a);
+    coef_space_free(&cs);
+    return s;
+}
+
 static TdStatus merge_spec(const TdConfig *cfg, const MergeJob *j, const TvInfo *tv,
                            MergeSpec *spec)
 {
@@ -96,7 +185,12 @@ static TdStatus merge_run(const TdConfig *cfg, MergeJob *j)
     else
         merge_tv_path(cfg, j->mode, tvp, sizeof tvp);
     TdStatus s = TD_OK;
-    if (isnan(j->alpha))
+    if (j->search && (!isnan(j->alpha) || j->coef || j->negate))
+        s = td_fail(TD_ERR_ARG, "merge: --search applies saved coefficients: not with --alpha, "
+                    "--coef or --negate");
+    else if (j->search)
+        j->alpha = 1.0;
+    if (s == TD_OK && isnan(j->alpha))
         s = g_rt.rank == 0 ? chosen_alpha(cfg, j, &j->alpha) : TD_OK;
     TD_TRY(runtime_agree(g_rt.comm, s));
     MPI_Bcast(&j->alpha, 1, MPI_DOUBLE, 0, g_rt.comm);
@@ -111,18 +205,28 @@ static TdStatus merge_run(const TdConfig *cfg, MergeJob *j)
     if (s == TD_OK && !tau)
         s = td_fail(TD_ERR_NOMEM, "merge: out of memory");
     s = runtime_agree(g_rt.comm, s);
-    if (s == TD_OK)
+    if (s == TD_OK && j->search)
+        s = apply_saved(cfg, j, &tv, &spec, &m);
+    else if (s == TD_OK)
         s = merge_collective(g_rt.comm, &tv, &m, &spec, tau);
     if (s == TD_OK && g_rt.rank == 0) {
-        for (size_t i = 0; i < m.table.total; i++)
-            m.params[i] += (float)j->alpha * tau[i];
-        snprintf(m.source, sizeof m.source, "merge:%.160s:%.16s:%.16s:alpha=%.9g", tvp, tv.mode,
-                 j->negate ? "negate" : j->method, j->alpha);
+        if (j->search) {
+            snprintf(m.source, sizeof m.source, "merge:%.160s:%.16s:%.16s:%.40s", tvp, tv.mode,
+                     j->method, j->search);
+        } else {
+            for (size_t i = 0; i < m.table.total; i++)
+                m.params[i] += (float)j->alpha * tau[i];
+            snprintf(m.source, sizeof m.source, "merge:%.160s:%.16s:%.16s:alpha=%.9g", tvp,
+                     tv.mode, j->negate ? "negate" : j->method, j->alpha);
+        }
         if (strcmp(tv.mode, "ntk") == 0)
             td_log("note: ntk task vectors are meant for the linearised model f0 + J tau; the "
                    "file holds the non-linear theta0 + alpha tau");
         s = model_write(j->out, &m);
-        if (s == TD_OK)
+        if (s == TD_OK && j->search)
+            td_log("merged %d task vector(s) of %s (%s, coefficients of search %s) -> %s",
+                   spec.ntasks, tvp, j->method, j->search, j->out);
+        else if (s == TD_OK)
             td_log("merged %d task vector(s) of %s (%s, alpha %.6g) -> %s", spec.ntasks, tvp,
                    j->negate ? "negation" : j->method, j->alpha, j->out);
     }
@@ -148,6 +252,9 @@ TdStatus cmd_merge(int argc, char **argv)
         {"tv", 0, CLI_STR, &j.tv, "task-vector file (default <run_dir>/task_vectors_<mode>.h5)"},
         {"coef", 0, CLI_STR, &j.coef, "per-task coefficients a,b,... in data.tasks order"},
         {"negate", 0, CLI_STR, &j.negate, "theta0 - alpha * tau of this one task"},
+        {"search", 0, CLI_STR, &j.search,
+         "coefficients a coefficient search saved (results.json modes.<mode>.coef_search."
+         "<method>.NAME, e.g. adamerging_block)"},
         {"help", 'h', CLI_FLAG, &help, "show this help"},
         {NULL, 0, 0, NULL, NULL}};
     const char *pos[1] = {NULL};
