@@ -114,7 +114,7 @@ add_test(NAME se_export_roundtrip COMMAND sh -c
 set_tests_properties(se_export_roundtrip PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base TIMEOUT 30)
 
-# Per-task coefficients (merge.coef_search) at 1 and 2 ranks against a serial
+# Per-task coefficients (merge.search, task coefficients) at 1 and 2 ranks against a serial
 # run of the same search in test_search (same grid, budget and seed), on a
 # coarser alpha grid (11 points). With ties (k 20) both searches find a vector
 # better on val than the uniform alpha, so the chosen vector is not the start.
@@ -127,7 +127,7 @@ foreach(np 1 2)
     list(GET f 2 seed)
     set(run ${SE}/coef_${search}_np${np})
     add_test(NAME se_coef_${search}_np${np} COMMAND sh -c
-             "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} ${np} --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.methods=ties --set merge.coef_search=${search} --set merge.coef_budget=${budget} --set merge.coef_seed=${seed}; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn ties 0 1 0.1 0 - 0 ${search} ${budget} ${seed}; grep -q '\"ties_coef\"' ${run}/tiny/results.json")
+             "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} ${np} --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.methods=ties --set merge.search=${search} --set merge.budget=${budget} --set merge.seed=${seed}; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn ties 0 1 0.1 0 - 0 ${search} ${budget} ${seed}; grep -q '\"${search}_task\"' ${run}/tiny/results.json")
     set_tests_properties(se_coef_${search}_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                          FIXTURES_REQUIRED se_base TIMEOUT 120)
   endforeach()
@@ -138,17 +138,17 @@ endforeach()
 # coefficients at that k.
 set(run ${SE}/ties_grid)
 add_test(NAME se_ties_grid COMMAND sh -c
-         "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.methods=ties --set merge.alpha.start=0.5 --set merge.ties.k_grid=10,30,60 --set merge.coef_search=coordinate --set merge.coef_budget=6; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn ties 0.5 1 0.1 0 10,30,60 0 coordinate 6 0; grep -q '\"param_grid\"' ${run}/tiny/results.json")
+         "set -e; rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.methods=ties --set merge.alpha.start=0.5 --set merge.ties.k_grid=10,30,60 --set merge.search=coordinate --set merge.budget=6; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn ties 0.5 1 0.1 0 10,30,60 0 coordinate 6 0; grep -q '\"param_grid\"' ${run}/tiny/results.json")
 set_tests_properties(se_ties_grid PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base TIMEOUT 120)
 
-# The random per-task search killed after 5 of its 12 evaluations (8
+# The random per-task search killed after 5 of its 14 items (start + 6 vectors, 2 tasks; 8
 # single-task items and 22 of the uniform grid first: merge.stop_after counts
 # the run's items), then resumed.
 set(run ${SE}/coef_resume)
-set(j ${run}/tiny/search/addition_attn_sum_coef_random.jsonl)
+set(j ${run}/tiny/search/coef_attn_sum_random_task.jsonl)
 add_test(NAME se_coef_resume COMMAND sh -c
-         "rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.coef_search=random --set merge.coef_budget=6 --set merge.stop_after=35 > ${run}.log 2>&1; rc=$?; cat ${run}.log; [ $rc -ne 0 ] || { echo 'FAIL: stop_after run exited 0'; exit 1; }; grep -q 'as if killed' ${run}.log || exit 1; n=$(grep -c item ${j}); [ $n -eq 5 ] || { echo \"FAIL: journal has $n items, expected 5\"; exit 1; }; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.coef_search=random --set merge.coef_budget=6 > ${run}2.log 2>&1 || { cat ${run}2.log; exit 1; }; cat ${run}2.log; grep -q '5 of 12 items already done' ${run}2.log || { echo 'FAIL: did not resume'; exit 1; }; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn sum 0 1 0.1 0 - 0 random 6 0")
+         "rm -rf ${run} && cp -r ${SE}/base ${run}; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.search=random --set merge.budget=6 --set merge.stop_after=35 > ${run}.log 2>&1; rc=$?; cat ${run}.log; [ $rc -ne 0 ] || { echo 'FAIL: stop_after run exited 0'; exit 1; }; grep -q 'as if killed' ${run}.log || exit 1; n=$(grep -c item ${j}); [ $n -eq 5 ] || { echo \"FAIL: journal has $n items, expected 5\"; exit 1; }; ${SE_MPI} 2 --oversubscribe ${SE_BIN} ${SE_CFG} ${SE_SETS} --set run.out_dir=${run} ${SE_COEF} --set merge.search=random --set merge.budget=6 > ${run}2.log 2>&1 || { cat ${run}2.log; exit 1; }; cat ${run}2.log; grep -q ': 5 items already done' ${run}2.log || { echo 'FAIL: did not resume'; exit 1; }; ${SE_TEST} check-coef ${run}/tiny ${SE_FT}/data ${SE_FT}/theta0.h5 attn sum 0 1 0.1 0 - 0 random 6 0")
 set_tests_properties(se_coef_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base TIMEOUT 120)
 

@@ -184,6 +184,9 @@ static int merge_ref(char **a)
     }
     printf("%s (%s): %zu of %zu entries of tau non-zero, |tau| %.4g, worst difference %.3g\n",
            a[2], a[3], nz, m.table.total, sqrt(norm), worst);
+    free(tau);
+    model_free(&m);
+    model_free(&got);
     if (norm == 0)
         return FAIL("the reference merge is zero: the test would prove nothing");
     if (bad)
@@ -396,6 +399,12 @@ static int check_search(char **a)
     const char *k2[] = {"modes", mode, "addition", method, "heads", "theta0", "abs_test"};
     double abs_test = json_num(root, k2, 7);
     cJSON_Delete(root);
+    free(got);
+    free(grid);
+    free(tau);
+    free(buf);
+    tv_info_free(&tv);
+    model_free(&m);
     double want = start + best * step;
     printf("%s/%s: serial alpha %g (mean normalised val %.4f), stage alpha %g, test %.4f; "
            "%d of %d grid values differ\n",
@@ -539,6 +548,7 @@ static int check_negation(char **a)
     free(w[0]);
     free(w[1]);
     tv_info_free(&tv);
+    model_free(&m);
     return bad;
 }
 
@@ -660,6 +670,7 @@ static int check_norm(char **a)
         bad = FAIL("refit and frozen heads have the same single-task accuracies: the test cannot "
                    "tell the normalisers apart");
     cJSON_Delete(root);
+    model_free(&m);
     printf("%s/%s: %d head set(s), each normalised by its own single-task accuracy: %s\n", mode,
            method, sets, bad ? "NO" : "yes");
     return bad;
@@ -810,6 +821,8 @@ static int same_model(char **a)
     if (memcmp(x.params, y.params, x.table.total * sizeof(float)) != 0)
         return FAIL("parameters differ");
     printf("%s and %s: identical (%s)\n", a[0], a[1], x.checksum);
+    model_free(&x);
+    model_free(&y);
     return 0;
 }
 
@@ -863,6 +876,16 @@ static int serial_open(Serial *S, const char *run, const char *data, const char 
     return 0;
 }
 
+static void serial_close(Serial *S)
+{
+    for (int t = 0; t < TV_MAX_TASKS; t++)
+        free(S->w[t]);
+    free(S->tau);
+    free(S->buf);
+    tv_info_free(&S->tv);
+    model_free(&S->m);
+}
+
 /* acc[t] of theta0 + alpha * merge(coef) on S->split. */
 static int serial_eval(Serial *S, const double *coef, double alpha, double *acc)
 {
@@ -897,8 +920,9 @@ static double serial_vec(Serial *S, const int *idx, double start, double step, d
 
 /* check-coef RUN DATA THETA0 MODE METHOD START STOP STEP LIMIT KGRID P SEARCH BUDGET SEED:
  * the (ties.k, alpha) the addition stage chose over KGRID ("-": k 20 alone) and,
- * SEARCH random|coordinate, the per-task vector, against a serial run of the
- * same search. */
+ * SEARCH random|coordinate, the per-task vector (merge.search, task
+ * coefficients: results.json modes.MODE.coef_search.METHOD.SEARCH_task),
+ * against a serial run of the same search. */
 static int check_coef(char **a)
 {
     const char *run = a[0], *mode = a[3], *method = a[4], *search = a[11];
@@ -954,6 +978,8 @@ static int check_coef(char **a)
         bad = FAIL("the stage chose ties.k %g, the serial search %g", kgot, ks[bk]);
     if (strcmp(search, "none") == 0) {
         cJSON_Delete(root);
+        free(grid);
+        serial_close(&S);
         return bad;
     }
     /* the per-task search from (ba, ..., ba) */
@@ -1007,17 +1033,22 @@ static int check_coef(char **a)
         }
     }
     char co[64];
-    snprintf(co, sizeof co, "%s_coef", method);
-    const char *kn[] = {"modes", mode, "addition", co, "norm_val"};
-    const char *ke[] = {"modes", mode, "addition", co, "evaluations"};
-    const char *kt[] = {"modes", mode, "addition", co, "heads", "theta0", "abs_test"};
-    double nv = json_num(root, kn, 5), ev = json_num(root, ke, 5), at = json_num(root, kt, 7);
+    snprintf(co, sizeof co, "%s_task", search);
+    const char *kn[] = {"modes", mode, "coef_search", method, co, "norm_val"};
+    const char *ke[] = {"modes", mode, "coef_search", method, co, "iterations"};
+    const char *kt[] = {"modes", mode, "coef_search", method, co, "heads", "theta0", "abs_test"};
+    /* the stage evaluates its start (the uniform choice) as its first vector */
+    double nv = json_num(root, kn, 6), ev = json_num(root, ke, 6) - 1, at = json_num(root, kt, 8);
     printf("%s per-task search (%d vectors, budget %d): serial mean normalised val %.6f, stage "
            "%.6f (%g vectors), test %.4f; uniform %.6f\n",
            search, n, budget, cur_v, nv, ev, at, bv);
     for (int t = 0; t < T; t++) {
-        const char *kc[] = {"modes", mode, "addition", co, "coef", S.tv.task[t]};
-        double got = json_num(root, kc, 6), want = start + cur[t] * step;
+        const char *kc[] = {"modes", mode, "coef_search", method, co, "coef", S.tv.task[t]};
+        const cJSON *row = root;
+        for (int i = 0; i < 7 && row; i++)
+            row = cJSON_GetObjectItemCaseSensitive(row, kc[i]);
+        const cJSON *v0 = cJSON_IsArray(row) ? cJSON_GetArrayItem(row, 0) : NULL;
+        double got = cJSON_IsNumber(v0) ? v0->valuedouble : NAN, want = start + cur[t] * step;
         printf("  %s: serial %g, stage %g\n", S.tv.task[t], want, got);
         if (!(fabs(got - want) < 1e-9))
             bad = FAIL("task %s: the stage chose %g, the serial search %g", S.tv.task[t], got,
@@ -1032,6 +1063,7 @@ static int check_coef(char **a)
     cJSON_Delete(root);
     free(rows);
     free(grid);
+    serial_close(&S);
     return bad;
 }
 

@@ -146,7 +146,8 @@ typedef double TdCfgNum3[3];
       "merges evaluated by the addition stage: sum = theta0 + alpha*sum(tau) (task arithmetic), " \
       "mean = weight average, ties, dare (then sum), dare_ties (DARE, then TIES)")            \
     X(merge, INT, stop_after, "0", "[0,inf)",                                                   \
-      "testing: end a coefficient search after N evaluations as if killed (resume test); 0 = off") \
+      "testing: end the run's searches after N work-pool items (AdaMerging: after N steps) as " \
+      "if killed (resume test); 0 = off")                                                       \
     X(merge, CHOICES, search, "none",                                                         \
       "none|random|coordinate|adamerging|bobyqa|sbplx|crs2|cmaes",                             \
       "coefficient searches run after the uniform alpha grid, each for every "                  \
@@ -169,8 +170,9 @@ typedef double TdCfgNum3[3];
 
 #define TD_CONFIG_MERGE_ADAMERGING(X)                                                           \
     X(merge.adamerging, ENUM, objective, "entropy", "entropy|val_ce",                           \
-      "entropy = mean entropy of the merged model's predictions on each task's test inputs, "   \
-      "labels never read (test-time adaptation, as the paper); val_ce = cross-entropy on val")  \
+      "entropy = sum over tasks of the mean entropy of the merged model's predictions on the "  \
+      "task's test inputs, labels never read (test-time adaptation, as the paper); val_ce = "   \
+      "the same sum of mean cross-entropies on val")                                            \
     X(merge.adamerging, FLOAT, lr, "1e-3", "(0,inf)", "Adam learning rate of the coefficients")  \
     X(merge.adamerging, FLOAT, init, "0.3", NULL, "initial value of every coefficient")         \
     X(merge.adamerging, INT, batch, "16", "[1,inf)", "images per task per step, over all ranks") \

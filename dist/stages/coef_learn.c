@@ -132,8 +132,8 @@ static void unit_step(CoefLearn *L, int t, const float *x, const int32_t *y, int
                                              L->demb)
                           : vit_head_loss(&L->h, L->emb, r->head[t], scale, y, rows, C, NULL,
                                           L->demb, NULL);
-    /* the objective: the mean over tasks of each task's mean over its batch */
-    const double frac = (double)rows / nglobal / L->T;
+    /* the objective: the sum over tasks of each task's mean over its batch */
+    const double frac = (double)rows / nglobal;
     for (size_t k = 0; k < (size_t)rows * E; k++)
         L->demb[k] = (float)(L->demb[k] * frac);
     memset(L->demb + (size_t)rows * E, 0, (size_t)(mb - rows) * E * sizeof(float));

@@ -30,9 +30,10 @@
  *
  * Learned coefficients (coef_learn.c, merge.search = adamerging; Yang et al.,
  * ICLR 2024): Adam on the coefficients, from merge.adamerging.init, clamped to
- * merge.bounds, minimising the mean over tasks of the entropy of the merged
- * model's predictions (each task's frozen head) on its TEST inputs, labels
- * never read (test-time adaptation), or of the cross-entropy on val. The
+ * merge.bounds, minimising the sum over tasks of the mean entropy of the
+ * merged model's predictions (each task's frozen head) on its TEST inputs,
+ * labels never read (test-time adaptation), or of the mean cross-entropy on
+ * val. The
  * gradient of every coefficient comes from one backward at the merged
  * weights: dL/da[t,g] = <dL/dtheta restricted to g, tau[t,g]>. A step takes
  * merge.adamerging.batch images of every task (a seeded shuffle, eval
