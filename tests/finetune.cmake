@@ -127,5 +127,5 @@ add_test(NAME ft_shipped_checkpoints COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fine
          $<TARGET_FILE:tadist> ${PROJECT_SOURCE_DIR}/config/demo.cfg ${PROJECT_SOURCE_DIR}/config/study.cfg)
 set_tests_properties(ft_shipped_checkpoints PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}" TIMEOUT 30)
 add_test(NAME ft_shipped_checkpoints_off COMMAND sh -c
-         "sed 's/^finetune = {/finetune = { checkpoint_every = 0;/' ${PROJECT_SOURCE_DIR}/config/demo.cfg > ${FT}_off.cfg; sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/shipped_checkpoints.sh $<TARGET_FILE:tadist> ${FT}_off.cfg > ${FT}_off.log 2>&1; rc=$?; cat ${FT}_off.log; [ $rc -ne 0 ] && grep -q 'turns checkpoints off' ${FT}_off.log")
+         "sed 's/checkpoint_every = 50;/checkpoint_every = 0;/' ${PROJECT_SOURCE_DIR}/config/demo.cfg > ${FT}_off.cfg; sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/shipped_checkpoints.sh $<TARGET_FILE:tadist> ${FT}_off.cfg > ${FT}_off.log 2>&1; rc=$?; cat ${FT}_off.log; [ $rc -ne 0 ] && grep -q 'turns checkpoints off' ${FT}_off.log")
 set_tests_properties(ft_shipped_checkpoints_off PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}" TIMEOUT 30)

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +207,54 @@ static void log_startup(void)
     }
 }
 
+/* ---- graceful stop ---- */
+
+static volatile sig_atomic_t g_stop_sig; /* the handler's only write */
+static int g_stop_agreed;                /* a runtime_stop_requested said yes */
+
+static void stop_handler(int sig) { g_stop_sig = sig; }
+
+static void stop_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = stop_handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* reads, writes and MPI's polls carry on */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+int runtime_stop_signal(void) { return (int)g_stop_sig; }
+
+bool runtime_stop_requested(MPI_Comm comm)
+{
+    /* the signal's number (SIGUSR1 10, SIGTERM 15), 1 = agreed before, 0 = none */
+    int mine = g_stop_sig ? (int)g_stop_sig : g_stop_agreed, any = 0, rank;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, comm);
+    if (any == 0)
+        return false;
+    MPI_Comm_rank(comm, &rank);
+    if (!g_stop_agreed && rank == 0)
+        td_log_rank("stop requested (%s): finishing the current step, then writing checkpoints",
+                    any == SIGTERM ? "SIGTERM" : any == SIGUSR1 ? "SIGUSR1" : "signal");
+    g_stop_agreed = 1;
+    return true;
+}
+
+TdStatus runtime_stop(const char *fmt, ...)
+{
+    char what[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    g_stop_agreed = 1;
+    int sig = (int)g_stop_sig;
+    return td_fail(TD_STOPPED, "stopped on %s %s; run the same command again to resume",
+                   sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal", what);
+}
+
 void runtime_init(int *argc, char ***argv)
 {
     runtime_blas_start(*argv);
@@ -222,6 +271,7 @@ void runtime_init(int *argc, char ***argv)
     MPI_Comm_size(node, &g_rt.node_size);
     MPI_Comm_free(&node);
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    stop_install(); /* after MPI_Init, so that these handlers are the ones in place */
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int def = (int)(cores / g_rt.node_size);
@@ -347,6 +397,19 @@ int runtime_finish(TdStatus s)
     if (s == TD_OK) {
         MPI_Finalize();
         return 0;
+    }
+    /* A stop anywhere in the job makes it a stopped run, whatever message
+     * travelled (a sweep reports its stopped runs as failed ones). */
+    int stopped = s == TD_STOPPED || g_stop_agreed;
+    MPI_Allreduce(MPI_IN_PLACE, &stopped, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (stopped) {
+        if (g_rt.world_rank == 0) {
+            fprintf(stderr, "tadist: %s%s (exit status %d)\n", s == TD_STOPPED ? "" : "stopped: ",
+                    td_error_message(), TD_EXIT_STOPPED);
+            fflush(stderr);
+        }
+        MPI_Finalize();
+        return TD_EXIT_STOPPED;
     }
     if (g_rt.rank == 0) {
         fprintf(stderr, "tadist: error: %s\n", td_error_message());

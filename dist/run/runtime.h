@@ -123,9 +123,38 @@ void runtime_shared_sync(SharedBuf *b);
 /* Collective over comm (the communicator of the alloc). */
 void runtime_shared_free(SharedBuf *b);
 
+/* ---- graceful stop: SIGTERM and SIGUSR1 --------------------------------------
+ * runtime_init installs handlers for SIGTERM (scancel, a batch system's time
+ * limit) and SIGUSR1 (Slurm's --signal=B:USR1@T warning, forwarded by the
+ * batch script) that only record the signal. The long stages ask at their
+ * safe points (between training steps, between work items of a search) with
+ * runtime_stop_requested, a collective that is true on every rank of comm
+ * once any of them got a signal. They then finish the step they are in, write
+ * their checkpoint and return runtime_stop(): every rank ends with
+ * TD_EXIT_STOPPED, and the same command run again resumes with nothing that
+ * was completed lost. */
+
+/* Exit status of a stopped run: EX_TEMPFAIL, "try again" (jobs/slurm_vit.sbatch
+ * requeues the job on it). */
+#define TD_EXIT_STOPPED 75
+/* The status of a stopped run, through the stages to runtime_finish (outside
+ * TdStatus's own codes, which run from 0 to 9). */
+#define TD_STOPPED ((TdStatus)75)
+
+/* This rank's signal (SIGTERM, SIGUSR1), 0 = none. Local, no MPI. */
+int runtime_stop_signal(void);
+/* Collective over comm: true on every rank when any rank of comm got a
+ * signal, or has already agreed on a stop. One MPI_Allreduce of an int. */
+bool runtime_stop_requested(MPI_Comm comm);
+/* Records the stop (TD_STOPPED, a message naming the signal and where the
+ * run stopped: printf-style) and returns TD_STOPPED. */
+TdStatus runtime_stop(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Ends the program: on success finalizes and returns 0; on failure prints the
- * message once (from the lowest failing rank) and returns an exit code. The
- * status must already be agreed across ranks (runtime_agree). */
+ * message once (from the lowest failing rank) and returns an exit code:
+ * TD_EXIT_STOPPED when the run stopped on a signal (on any rank of the job),
+ * else 1 + the code. The status must already be agreed across ranks
+ * (runtime_agree). */
 int runtime_finish(TdStatus s);
 
 /* Progress line from rank 0 of the run communicator, with elapsed time:

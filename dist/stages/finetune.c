@@ -17,11 +17,13 @@
 #include "rng.h"
 #include "runtime.h"
 #include "task_loader.h"
+#include "train_ckpt.h"
 #include "train_step.h"
 #include "trainable.h"
 #include "vit.h"
 
-enum { FT_OK = 0, FT_NAN = 1, FT_INTERRUPTED = 2 };
+/* FT_STOPPED: a signal stopped it (runtime.h), its checkpoint written */
+enum { FT_OK = 0, FT_NAN = 1, FT_INTERRUPTED = 2, FT_STOPPED = 3 };
 /* Per-task results, summed over WORLD from each group's rank 0. */
 enum {
     R_STATUS, R_STEPS, R_FAIL_STEP, R_ACC_VAL, R_ACC_TEST, R_LOSS, R_T0_VAL, R_T0_TEST,
@@ -82,37 +84,11 @@ static void config_hash(const FtRun *r, int t, char out[20])
     snprintf(out, 20, "%016llx", (unsigned long long)h);
 }
 
-/* ---- checkpoints (one writer: the group's rank 0; serial HDF5) ---- */
+/* ---- checkpoints (train_ckpt.h: written collectively by the group) ---- */
 
 static void ckpt_path(const FtRun *r, int t, char *buf, size_t n)
 {
     snprintf(buf, n, "%s/ckpt/%s_%s.h5", r->run_dir, r->mode, r->cfg->data.tasks.item[t]);
-}
-
-static herr_t write_vec(hid_t f, const char *name, const float *v, size_t n)
-{
-    hsize_t d = n;
-    hid_t sp = H5Screate_simple(1, &d, NULL);
-    hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t e = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
-    if (ds >= 0)
-        H5Dclose(ds);
-    H5Sclose(sp);
-    return e;
-}
-
-static herr_t read_vec(hid_t f, const char *name, float *v, size_t n)
-{
-    hid_t ds = -1;
-    H5E_BEGIN_TRY { ds = H5Dopen2(f, name, H5P_DEFAULT); } H5E_END_TRY;
-    if (ds < 0)
-        return -1;
-    hid_t sp = H5Dget_space(ds);
-    herr_t e = (size_t)H5Sget_simple_extent_npoints(sp) == n
-                   ? H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) : -1;
-    H5Sclose(sp);
-    H5Dclose(ds);
-    return e;
 }
 
 /* The trained head of one task (finetune.train_heads): its values, AdamW and a
@@ -126,100 +102,68 @@ typedef struct {
     size_t n;
 } FtHead;
 
-static TdStatus ckpt_save(const FtRun *r, int t, long step, const float *theta, const AdamW *o,
-                          const FtHead *hd, float *scratch)
+/* Collective over the group gcomm; *secs: the write's wall time. */
+static TdStatus ckpt_save(const FtRun *r, int t, MPI_Comm gcomm, long step, double loss,
+                          const float *theta, const AdamW *o, const FtHead *hd, float *scratch,
+                          double *secs)
 {
-    char path[700], tmp[720], hash[20];
+    char path[700], hash[20];
     ckpt_path(r, t, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     config_hash(r, t, hash);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        return td_fail(TD_ERR_IO, "cannot create checkpoint '%s'", tmp);
-    TdStatus s = h5u_attr_write_str(f, tmp, "config_hash", hash);
-    if (s == TD_OK)
-        s = h5u_attr_write_i64(f, tmp, "step", step);
-    herr_t e = 0;
-    if (s == TD_OK) {
-        dp_pack(&r->m->table, r->mask, theta, scratch);
-        e |= write_vec(f, "theta", scratch, r->ntrain);
-        dp_pack(&r->m->table, r->mask, o->m, scratch);
-        e |= write_vec(f, "adam_m", scratch, r->ntrain);
-        dp_pack(&r->m->table, r->mask, o->v, scratch);
-        e |= write_vec(f, "adam_v", scratch, r->ntrain);
-        if (hd) {
-            e |= write_vec(f, "head", hd->w, hd->n);
-            e |= write_vec(f, "head_adam_m", hd->o.m, hd->n);
-            e |= write_vec(f, "head_adam_v", hd->o.v, hd->n);
-        }
+    CkptWriter w;
+    ckpt_write_begin(&w, gcomm, path, hash, step);
+    ckpt_write_f64(&w, "loss", loss); /* the last step's, reported for a finished task */
+    const float *v[3] = {theta, o->m, o->v};
+    const char *nm[3] = {"theta", "adam_m", "adam_v"};
+    for (int k = 0; k < 3; k++) {
+        dp_pack(&r->m->table, r->mask, v[k], scratch);
+        ckpt_write_vec(&w, nm[k], scratch, r->ntrain);
     }
-    if (H5Fclose(f) < 0)
-        e = -1;
-    if (s != TD_OK || e < 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        /* an attribute's failure is already recorded, naming it */
-        return s != TD_OK ? s : td_fail(TD_ERR_IO, "cannot write checkpoint '%s'", path);
+    if (hd) {
+        ckpt_write_vec(&w, "head", hd->w, hd->n);
+        ckpt_write_vec(&w, "head_adam_m", hd->o.m, hd->n);
+        ckpt_write_vec(&w, "head_adam_v", hd->o.v, hd->n);
     }
-    return TD_OK;
+    return ckpt_write_end(&w, secs);
 }
 
 /* Resumes from the checkpoint when present and made with the same settings;
  * *step = 0 otherwise. Any rank of the group (independent reads). */
 static TdStatus ckpt_load(const FtRun *r, int t, float *theta, AdamW *o, FtHead *hd,
-                          float *scratch, long *step)
+                          float *scratch, long *step, double *loss)
 {
-    char path[700], hash[20], have[20];
+    char path[700], hash[20];
     *step = 0;
     ckpt_path(r, t, path, sizeof path);
-    if (access(path, F_OK) != 0)
-        return TD_OK;
     config_hash(r, t, hash);
-    hid_t f = -1;
-    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
-    if (f < 0)
-        return td_fail(TD_ERR_FORMAT, "checkpoint '%s' is unreadable; delete it to start over",
-                       path);
-    TdStatus s = TD_OK;
-    TdStatus hs = h5u_attr_read_str(f, path, "config_hash", have, sizeof have);
-    if (hs != TD_OK || strcmp(have, hash) != 0) {
-        if (hs != TD_OK) { /* not an error: the checkpoint is only skipped */
-            td_log_rank("checkpoint %s: ignored, starting over", td_error_message());
-            td_error_clear();
-        } else {
-            td_log_rank("checkpoint %s was made with other settings: ignored, starting over",
-                        path);
-        }
-        H5Fclose(f);
+    CkptReader rd;
+    long st = 0;
+    int found = 0;
+    TD_TRY(ckpt_read_open(&rd, path, hash, &st, &found));
+    if (!found)
         return TD_OK;
-    }
-    long long st = 0;
-    herr_t e = 0;
-    char why[1100] = "";
-    if (h5u_attr_read_i64(f, path, "step", &st) != TD_OK) {
-        snprintf(why, sizeof why, " (%s)", td_error_message());
-        td_error_clear(); /* reported below with the way out */
-        e = -1;
-    }
+    int e = st > r->cfg->finetune.steps ? -1 : 0;
     float *mv[3] = {theta, o->m, o->v};
     const char *nm[3] = {"theta", "adam_m", "adam_v"};
-    for (int k = 0; k < 3 && e >= 0; k++) {
-        e = read_vec(f, nm[k], scratch, r->ntrain);
-        if (e >= 0)
+    for (int k = 0; k < 3 && e == 0; k++) {
+        e = ckpt_read_vec(&rd, nm[k], scratch, r->ntrain);
+        if (e == 0)
             dp_unpack(&r->m->table, r->mask, scratch, mv[k]);
     }
-    if (hd && e >= 0)
-        e = read_vec(f, "head", hd->w, hd->n) < 0 || read_vec(f, "head_adam_m", hd->o.m, hd->n) < 0 ||
-                    read_vec(f, "head_adam_v", hd->o.v, hd->n) < 0
+    if (hd && e == 0)
+        e = ckpt_read_vec(&rd, "head", hd->w, hd->n) < 0 ||
+                    ckpt_read_vec(&rd, "head_adam_m", hd->o.m, hd->n) < 0 ||
+                    ckpt_read_vec(&rd, "head_adam_v", hd->o.v, hd->n) < 0
                 ? -1 : 0;
-    H5Fclose(f);
-    if (e < 0 || st < 0 || st > r->cfg->finetune.steps)
-        s = td_fail(TD_ERR_FORMAT, "checkpoint '%s' is damaged%s; delete it to start over", path,
-                    why);
+    ckpt_read_f64(&rd, "loss", loss); /* older checkpoints have none */
+    ckpt_read_close(&rd);
+    if (e < 0)
+        return td_fail(TD_ERR_FORMAT, "checkpoint '%s' is damaged; delete it to start over", path);
     *step = st;
     o->step = st;
     if (hd)
         hd->o.step = st;
-    return s;
+    return TD_OK;
 }
 
 /* ---- one task, one group ---- */
@@ -311,8 +255,9 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     if (s == TD_OK)
         s = runtime_agree(gcomm, trainer_alloc(&T, r, t, grank, head));
     long step = 0;
+    double loss = 0;
     if (s == TD_OK)
-        s = runtime_agree(gcomm, ckpt_load(r, t, theta, &T.o, hd, T.dp.packed, &step));
+        s = runtime_agree(gcomm, ckpt_load(r, t, theta, &T.o, hd, T.dp.packed, &step, &loss));
     if (s != TD_OK) {
         trainer_free(&T);
         return s;
@@ -322,10 +267,16 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
     loader_seek(&T.dp.L, (int)(step / T.dp.L.batches), step % T.dp.L.batches);
     res[R_STATUS] = FT_OK;
     double t_last = td_wall(), t_start = t_last;
-    long step_last = step, step_start = step;
-    double loss = 0, ckpt_secs = 0; /* the checkpoints' cost, logged at the end */
+    long step_last = step, step_start = step, saved = step;
+    double ckpt_secs = 0, ckpt_max = 0; /* the checkpoints' cost, logged at the end */
     int ckpts = 0;
+    CkptClock clk; /* finetune.checkpoint_every / checkpoint_minutes */
+    ckpt_clock_start(&clk, f->checkpoint_every, f->checkpoint_minutes);
     while (step < f->steps) {
+        if (runtime_stop_requested(gcomm)) { /* between steps: the agreed safe point */
+            res[R_STATUS] = FT_STOPPED;
+            break;
+        }
         s = dp_step(&T.dp, gcomm, &spec, theta, head ? head : r->heads->w[t],
                     (float)r->cfg->heads.logit_scale, &loss);
         if (s != TD_OK)
@@ -365,15 +316,20 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
             t_last = now;
             step_last = step;
         }
-        if (f->checkpoint_every > 0 && (step % f->checkpoint_every == 0 || step == f->steps)) {
-            double t0 = td_wall();
-            s = runtime_agree(gcomm, grank == 0
-                                         ? ckpt_save(r, t, step, theta, &T.o, hd, T.dp.packed)
-                                         : TD_OK);
+        if (ckpt_clock_due(&clk, gcomm, step, f->steps)) {
+            double secs = 0;
+            s = ckpt_save(r, t, gcomm, step, loss, theta, &T.o, hd, T.dp.packed, &secs);
             if (s != TD_OK)
                 break;
-            ckpt_secs += td_wall() - t0;
+            ckpt_clock_reset(&clk);
+            saved = step;
+            ckpt_secs += secs;
+            ckpt_max = secs > ckpt_max ? secs : ckpt_max;
             ckpts++;
+            if (grank == 0 && step != f->steps &&
+                !(f->checkpoint_every > 0 && step % f->checkpoint_every == 0))
+                td_log_rank("%s/%s: checkpoint at step %ld (finetune.checkpoint_minutes), "
+                            "written in %.3f s", r->mode, task, step, secs);
         }
         if (f->stop_after > 0 && step == f->stop_after && step < f->steps) {
             res[R_STATUS] = FT_INTERRUPTED;
@@ -383,10 +339,24 @@ static TdStatus train_task(const FtRun *r, int t, MPI_Comm gcomm, float *theta, 
             break;
         }
     }
+    if (s == TD_OK && res[R_STATUS] == FT_STOPPED) {
+        double secs = 0;
+        if (step > saved) /* a signal asks for one, checkpoints on or off */
+            s = ckpt_save(r, t, gcomm, step, loss, theta, &T.o, hd, T.dp.packed, &secs);
+        if (s == TD_OK && grank == 0)
+            td_log_rank("%s/%s: stopped at step %ld of %d; %s", r->mode, task, step, f->steps,
+                        step > saved ? "checkpoint written" : "its checkpoint is up to date");
+        if (s == TD_OK && step > saved) {
+            ckpt_secs += secs;
+            ckpt_max = secs > ckpt_max ? secs : ckpt_max;
+            ckpts++;
+        }
+    }
     if (grank == 0 && ckpts > 0)
-        td_log_rank("%s/%s: %d checkpoint(s), %.3f s writing them (%.1f%% of %.1f s)", r->mode,
-                    task, ckpts, ckpt_secs, 100.0 * ckpt_secs / (td_wall() - t_start + 1e-9),
-                    td_wall() - t_start);
+        td_log_rank("%s/%s: %d checkpoint(s), %.3f s writing them (at most %.3f s each; %.1f%% "
+                    "of %.1f s)",
+                    r->mode, task, ckpts, ckpt_secs, ckpt_max,
+                    100.0 * ckpt_secs / (td_wall() - t_start + 1e-9), td_wall() - t_start);
     res[R_STEPS] = (double)step;
     res[R_LOSS] = loss;
     trainer_free(&T);
