@@ -12,6 +12,14 @@
  *     a wrong sign, scale or group misses by far more.
  *     Also: the objective and gradient are the same bits when recomputed.
  *
+ *   test_learn sur-exact CFG MODE METHOD STRUCTURE [--set key=value ...]
+ *     The linear surrogate (dist/stages/sur_data.c) against the linearised
+ *     model: for three seeded random coefficient vectors in [0, 1], every val
+ *     image's logits h (f0 + sum_j a_j J tau_j) from the stored JVPs, against
+ *     h f_lin from vit_ntk_forward along theta0 + sum_j a_j tau_j itself.
+ *     Passes when the largest difference is within 1e-5 of the largest
+ *     logit (MODE ntk: exact; for attn/full it prints the first-order error).
+ *
  *   test_learn same-coef RUN_A RUN_B MODE METHOD NAME
  *     results.json modes.MODE.coef_search.METHOD.NAME.coef of two runs are
  *     the same bits (and their traces in grids.h5).
@@ -27,6 +35,9 @@
 #include <string.h>
 
 #include "coef_search.h"
+#include "sur_data.h"
+#include "task_loader.h"
+#include "vit.h"
 #include "results.h"
 
 static int fail(const char *what)
@@ -97,6 +108,121 @@ static int fd(int argc, char **argv)
     if (g_rt.rank == 0)
         printf("objective %.8f, largest |gradient| %.3e: %s\n", l, gmax, bad ? "FAIL" : "ok");
     coef_learn_close(L);
+    coef_run_close(&cr);
+    mode_free(&r);
+    return bad;
+}
+
+/* The logits of every val image of task k under the linearised model along
+ * r->tau (ntk) or the model theta0 + tau (else), unnormalised: z (n, C). */
+static int direct_logits(ModeRun *r, int k, double *z, int64_t n)
+{
+    const VitArch *A = &r->m.arch;
+    const int mb = g_rt.micro_batch, E = A->out_dim, S = A->image, C = r->classes[k];
+    const size_t plane = (size_t)3 * S * S;
+    LoaderOpts o = {r->paths[k], TASK_VAL, mb, S, 0, 0, 0, {0, 0}, r->cfg->eval.limit, mb};
+    TaskLoader L;
+    VitWork w;
+    if (loader_open(&L, MPI_COMM_SELF, &o) != TD_OK ||
+        vit_work_alloc(&w, A, &r->m.table, mb) != TD_OK)
+        return fail("loader");
+    float *x = calloc((size_t)mb * plane, sizeof *x), *emb = calloc((size_t)mb * E, sizeof *emb);
+    float *theta = malloc(r->m.table.total * sizeof *theta);
+    int32_t y[512];
+    for (size_t i = 0; i < r->m.table.total; i++)
+        theta[i] = r->m.params[i] + r->tau[i];
+    int64_t at = 0;
+    for (;;) {
+        LoaderBatch b;
+        if (loader_next(&L, x, y, &b) != TD_OK)
+            return fail("loader_next");
+        if (b.nglobal == 0)
+            break;
+        if (b.nlocal < mb)
+            memset(x + (size_t)b.nlocal * plane, 0, (size_t)(mb - b.nlocal) * plane * sizeof *x);
+        w.trainable = r->tv.mask;
+        w.no_grad = 0;
+        if (r->ntk)
+            vit_ntk_forward(r->m.params, &w, r->tau, r->tv.mask, x, mb, emb, NULL);
+        else
+            vit_forward(theta, &w, x, mb, emb);
+        for (int i = 0; i < b.nlocal && at < n; i++, at++)
+            for (int c = 0; c < C; c++) {
+                double s = 0;
+                for (int e = 0; e < E; e++)
+                    s += (double)emb[(size_t)i * E + e] * r->head[k][(size_t)c * E + e];
+                z[at * C + c] = s;
+            }
+    }
+    loader_close(&L);
+    vit_work_free(&w);
+    free(x), free(emb), free(theta);
+    return at == n ? 0 : fail("image count");
+}
+
+static int sur_exact(int argc, char **argv)
+{
+    const char *cfgp = argv[0], *mode = argv[1], *method = argv[2], *structure = argv[3];
+    CliList sets = {0};
+    for (int i = 4; i + 1 < argc && sets.count < 64; i += 2)
+        sets.items[sets.count++] = argv[i + 1];
+    TdConfig cfg;
+    if (config_load(cfgp, &sets, &cfg) != TD_OK)
+        return fail("config");
+    g_rt.micro_batch = cfg.blas.micro_batch;
+    ModeRun r;
+    MergeSpec spec;
+    CoefRun cr;
+    if (mode_open(&r, &cfg, mode) != TD_OK || mode_tasks(&r) != TD_OK ||
+        runtime_agree(g_rt.comm, merge_spec_from_config(&cfg, method, &r.tv, &spec)) != TD_OK ||
+        coef_run_open(&cr, &r, method, &spec) != TD_OK ||
+        coef_space_init(&cr.cs, &r.m.table, r.tv.mask, coef_kind_from_name(structure),
+                        r.ntasks) != TD_OK)
+        return fail("open");
+    SurData d;
+    char tag[200];
+    snprintf(tag, sizeof tag, "test_%s_%s_%s", mode, method, structure);
+    if (sur_data_get(&r, &cr.cs, cr.rows, TASK_VAL, cfg.eval.limit, tag, &d) != TD_OK)
+        return fail("surrogate");
+    const int K = cr.cs.K;
+    double c[512], worst = 0, zmax = 0;
+    uint64_t st = 12345;
+    int bad = 0;
+    for (int rep = 0; rep < 3 && !bad; rep++) {
+        for (int j = 0; j < K; j++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            c[j] = (double)(st >> 11) / 9007199254740992.0;
+        }
+        coef_apply(&cr, c);
+        for (int k = 0; k < r.ntasks && !bad; k++) {
+            const int C = r.classes[k];
+            const int64_t n = d.n[k];
+            float *p = NULL;
+            double *z = malloc((size_t)n * C * sizeof *z);
+            if (!z || sur_data_project(&d, &cr.cs, k, r.head[k], C, &p) != TD_OK ||
+                direct_logits(&r, k, z, n))
+                return fail("logits");
+            for (int64_t i = 0; i < n; i++)
+                for (int q = 0; q < C; q++) {
+                    const float *pi = p + (size_t)i * (1 + K) * C;
+                    double zs = pi[q];
+                    for (int j = 0; j < K; j++)
+                        zs += c[j] * pi[(size_t)(1 + j) * C + q];
+                    worst = fmax(worst, fabs(zs - z[i * C + q]));
+                    zmax = fmax(zmax, fabs(z[i * C + q]));
+                }
+            free(p);
+            free(z);
+        }
+    }
+    double rel = worst / (zmax > 0 ? zmax : 1);
+    if (g_rt.rank == 0)
+        printf("%s/%s/%s: surrogate logits against the %s model: largest difference %.3g, "
+               "largest logit %.3g, relative %.3g%s\n",
+               mode, method, structure, r.ntk ? "linearised" : "merged", worst, zmax, rel,
+               r.ntk ? (rel <= 1e-5 ? " (within 1e-5)" : " FAIL: above 1e-5") : "");
+    bad = r.ntk && !(rel <= 1e-5);
+    sur_data_free(&d);
     coef_run_close(&cr);
     mode_free(&r);
     return bad;
@@ -180,6 +306,8 @@ int main(int argc, char **argv)
     int rc = 2;
     if (argc >= 6 && strcmp(argv[1], "fd") == 0 && (argc - 6) % 2 == 0)
         rc = fd(argc - 2, argv + 2);
+    else if (argc >= 6 && strcmp(argv[1], "sur-exact") == 0 && (argc - 6) % 2 == 0)
+        rc = sur_exact(argc - 2, argv + 2);
     else if (argc == 6 && strcmp(argv[1], "close-model") == 0)
         rc = close_model(argv + 2);
     else if (argc == 7 && strcmp(argv[1], "same-coef") == 0)

@@ -134,9 +134,12 @@ typedef double TdCfgNum3[3];
     X(finetune, BOOL, train_heads, "false", NULL,                                                 \
       "train each task's head with the encoder (same AdamW lr and weight decay; the paper "     \
       "keeps them frozen); written to heads_<mode>.h5 in the run directory")                    \
-    X(finetune, INT, checkpoint_every, "50", "[0,inf)",                                         \
+    X(finetune, INT, checkpoint_every, "0", "[0,inf)",                                          \
       "save a checkpoint (trained tensors, AdamW moments, step) every N steps and at the last " \
-      "step, so that a killed run resumes; 0 = none")                                           \
+      "step, so that a killed run resumes; 0 = by time only (checkpoint_minutes)")             \
+    X(finetune, FLOAT, checkpoint_minutes, "10", "[0,inf)",                                     \
+      "also save one whenever this many minutes of training passed since the last (rank 0's "  \
+      "clock), and at the last step; a SIGTERM or SIGUSR1 always saves one; 0 = off")          \
     X(finetune, INT, log_every, "50", "[1,inf)", "log loss and throughput every N steps") \
     X(finetune, INT, stop_after, "0", "[0,inf)",                                                \
       "testing: end the run after N steps of each task as if killed (resume test); 0 = off")
@@ -149,12 +152,14 @@ typedef double TdCfgNum3[3];
       "testing: end the run's searches after N work-pool items (AdaMerging: after N steps) as " \
       "if killed (resume test); 0 = off")                                                       \
     X(merge, CHOICES, search, "none",                                                         \
-      "none|random|coordinate|adamerging|bobyqa|sbplx|crs2|cmaes",                             \
+      "none|random|coordinate|adamerging|bobyqa|sbplx|crs2|cmaes|surrogate",                   \
       "coefficient searches run after the uniform alpha grid, each for every "                  \
       "merge.coefficients structure: random = merge.budget seeded vectors on the merge.alpha "  \
       "grid; coordinate = one coefficient swept over that grid at a time; adamerging = "        \
       "coefficients learned by gradient (merge.adamerging); bobyqa, sbplx, crs2 = NLopt's "     \
-      "optimisers; cmaes = CMA-ES, each population evaluated in parallel; none alone = off")    \
+      "optimisers; cmaes = CMA-ES, each population evaluated in parallel; surrogate = a grid "  \
+      "screened through the linear surrogate, the best verified exactly (merge.surrogate); "   \
+      "none alone = off")                                                                       \
     X(merge, CHOICES, coefficients, "task", "uniform|task|block",                               \
       "coefficient structures of merge.search: theta0 + sum_t sum_g a[t,g] tau[t,g] with one " \
       "a for all (uniform), one per task (task), or one per task and transformer block plus "   \
@@ -167,6 +172,22 @@ typedef double TdCfgNum3[3];
     X(merge, INT, budget, "20", "[1,inf)",                                                      \
       "coefficient vectors a black-box search may evaluate (each on every task's val split)")   \
     X(merge, INT, seed, "0", "[0,2147483647]", "seed of the random, crs2 and cmaes searches")
+
+#define TD_CONFIG_MERGE_SURROGATE(X)                                                            \
+    X(merge.surrogate, NUMS, values, "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1", NULL,           \
+      "grid of every coefficient that merge.search = surrogate screens through the linear "    \
+      "surrogate f0 + sum_j a_j J tau_j on the val splits")                                    \
+    X(merge.surrogate, FLOAT, exhaustive_max, "1e10", "[1,inf)",                                \
+      "the largest grid (values^coefficients vectors) screened exhaustively, in Gray-code "    \
+      "order; a larger one (block coefficients) is sampled: merge.surrogate.samples vectors")  \
+    X(merge.surrogate, INT, samples, "20000", "[1,inf)",                                        \
+      "random grid vectors screened when the grid is too large to enumerate")                  \
+    X(merge.surrogate, INT, top_k, "100", "[1,inf)",                                            \
+      "best screened vectors re-evaluated exactly on val; the choice is the best of them")     \
+    X(merge.surrogate, BOOL, ntk, "true", NULL,                                                 \
+      "ntk task vectors: the alpha grid and the black-box searches score val through the "     \
+      "surrogate, exact for the linearised model (one JVP pass instead of a forward per "      \
+      "candidate)")
 
 #define TD_CONFIG_MERGE_ADAMERGING(X)                                                           \
     X(merge.adamerging, ENUM, objective, "entropy", "entropy|val_ce",                           \
@@ -277,12 +298,14 @@ typedef struct { TD_CONFIG_MERGE_ALPHA(TD_CFG_FIELD) } TdMergeAlphaConfig;
 typedef struct { TD_CONFIG_MERGE_TIES(TD_CFG_FIELD) } TdMergeTiesConfig;
 typedef struct { TD_CONFIG_MERGE_DARE(TD_CFG_FIELD) } TdMergeDareConfig;
 typedef struct { TD_CONFIG_MERGE_ADAMERGING(TD_CFG_FIELD) } TdMergeAdamergingConfig;
+typedef struct { TD_CONFIG_MERGE_SURROGATE(TD_CFG_FIELD) } TdMergeSurrogateConfig;
 typedef struct {
     TD_CONFIG_MERGE(TD_CFG_FIELD)
     TdMergeAlphaConfig alpha;
     TdMergeTiesConfig ties;
     TdMergeDareConfig dare;
     TdMergeAdamergingConfig adamerging;
+    TdMergeSurrogateConfig surrogate;
 } TdMergeConfig;
 typedef struct { TD_CONFIG_EVAL(TD_CFG_FIELD) } TdEvalConfig;
 typedef struct { TD_CONFIG_NEGATION(TD_CFG_FIELD) } TdNegationConfig;

@@ -330,6 +330,7 @@ static TdStatus bb_cmaes(BbEval *e, const double *x0, int budget)
 static void result_free(CoefResult *res)
 {
     free(res->c), free(res->trace), free(res->cand), free(res->vals);
+    cJSON_Delete(res->extra);
     memset(res, 0, sizeof *res);
 }
 
@@ -345,6 +346,19 @@ static TdStatus norm_val_of(CoefRun *cr, const double *c, const char *tag, doubl
         s = bb_eval(&e, c, 1, NULL);
     if (s == TD_OK)
         *nv = -e.loss[0];
+    bb_free(&e);
+    return s;
+}
+
+TdStatus coef_verify(CoefRun *cr, const double *X, int m, const char *tag, const char *what,
+                     double *norm_val)
+{
+    BbEval e;
+    TdStatus s = bb_open(&e, cr, 0, m, tag, what);
+    if (s == TD_OK)
+        s = bb_eval(&e, X, m, NULL);
+    for (int i = 0; s == TD_OK && i < m; i++)
+        norm_val[i] = -e.loss[i];
     bb_free(&e);
     return s;
 }
@@ -398,7 +412,7 @@ static TdStatus record(CoefRun *cr, const char *search, const CoefResult *res,
             snprintf(p, sizeof p, "%s/candidates", gp);
             s = results_grid_write(r->run_dir, p, res->cand, 2, cd, "evaluation,coefficient");
             snprintf(p, sizeof p, "%s/values", gp);
-            if (s == TD_OK)
+            if (s == TD_OK && res->vals)
                 s = results_grid_write(r->run_dir, p, res->vals, 2, vd, "evaluation,task");
         }
         cJSON *o = cJSON_CreateObject();
@@ -433,6 +447,8 @@ static TdStatus record(CoefRun *cr, const char *search, const CoefResult *res,
         if (cr->spec->dare_p > 0)
             cJSON_AddNumberToObject(o, "dare_p", cr->spec->dare_p);
         cJSON_AddStringToObject(o, "grid", gp);
+        for (cJSON *x = res->extra ? res->extra->child : NULL; x; x = x->next)
+            cJSON_AddItemReferenceToObject(o, x->string, x);
         cJSON_AddItemToObject(o, "heads", heads);
         heads = NULL;
         snprintf(kp, sizeof kp, "modes.%s.coef_search.%s.%s", r->mode, cr->method, name);
@@ -534,6 +550,8 @@ TdStatus coef_searches(ModeRun *r, const char *method, const MergeSpec *spec, do
                 if (s == TD_OK)
                     s = coef_learn_run(L, &res);
                 coef_learn_close(L);
+            } else if (!strcmp(search, "surrogate")) {
+                s = coef_screen(&cr, &res);
             } else {
                 s = blackbox(&cr, search, &res);
             }

@@ -79,6 +79,7 @@ typedef struct {
     double *cand;         /* black-box: (evaluations x K) every candidate, in order */
     double *vals;         /* black-box: (evaluations x T) their per-task values */
     double seconds;
+    cJSON *extra;         /* more fields of the record (moved into it), or NULL */
 } CoefResult;
 
 /* Every merge.search x merge.coefficients pair for one method, after its
@@ -94,6 +95,20 @@ void coef_apply(CoefRun *cr, const double *c);
 /* Opens the rows of spec (collective, agreed) / releases them. */
 TdStatus coef_run_open(CoefRun *cr, ModeRun *r, const char *method, const MergeSpec *spec);
 void coef_run_close(CoefRun *cr);
+
+/* The exact mean normalised val accuracy (frozen heads) of the m candidates X
+ * (m x K), through the work pool, journal search/coef_<mode>_<method>_<tag>.jsonl
+ * keyed by what. Collective, agreed. */
+TdStatus coef_verify(CoefRun *cr, const double *X, int m, const char *tag, const char *what,
+                     double *norm_val);
+
+/* ---- screening through the linear surrogate (coef_screen.c) ----
+ * merge.search = surrogate: the val tensors of the structure (sur_data.h),
+ * every vector of the merge.surrogate.values grid (Gray order, chunks dealt
+ * over the ranks through a one-sided counter, a journal of finished chunks) or
+ * merge.surrogate.samples random ones, the top_k re-evaluated exactly; the
+ * choice is the exact best. Records the screening's figures in res->extra. */
+TdStatus coef_screen(CoefRun *cr, CoefResult *res);
 
 /* ---- learned coefficients (coef_learn.c) ---- */
 

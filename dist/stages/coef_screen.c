@@ -1,0 +1,380 @@
+/* coef_screen: coefficient vectors screened through the linear surrogate,
+ * the best verified exactly (coef_search.h, merge.search = surrogate). */
+#include "coef_search.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sur_data.h"
+#include "surrogate.h"
+#include "workqueue.h"
+
+/* What the screening needs on every rank. */
+typedef struct {
+    CoefRun *cr;
+    int K, A, T, exhaustive;
+    const double *vals;
+    SurTask task[TV_MAX_TASKS];
+    float *p[TV_MAX_TASKS];
+    SurGrid *grid;
+    int fixed;             /* digits fixed per chunk (exhaustive) */
+    long nchunks, per;     /* chunks, candidates per chunk */
+    long samples;
+    int seed;
+} Screen;
+
+/* Candidate index -> coefficients. Exhaustive: grid digits; sampled: the
+ * sample number, each coefficient a seeded draw from the grid. */
+static void cand_coef(const Screen *S, uint64_t index, double *c)
+{
+    for (int j = 0; j < S->K; j++) {
+        int d = S->exhaustive ? (int)(index % (uint64_t)S->A)
+                              : search_random_coef(S->seed, (int)index, j, S->A);
+        if (S->exhaustive)
+            index /= (uint64_t)S->A;
+        c[j] = S->vals[d];
+    }
+}
+
+/* The sampled candidates [first, first + n): scored in double. */
+static uint64_t sample_chunk(Screen *S, long first, long n, SurCand *top, int k, int *ntop)
+{
+    double c[512];
+    for (long s = first; s < first + n && s < S->samples; s++) {
+        cand_coef(S, (uint64_t)s, c);
+        double score = 0;
+        for (int t = 0; t < S->T; t++)
+            score += (double)sur_correct(S->task[t].p, S->task[t].y, S->task[t].n, 1 + S->K,
+                                         S->task[t].C, c) /
+                     (double)S->task[t].n * S->task[t].weight;
+        sur_top_add(top, k, ntop, (SurCand){score, (uint64_t)s});
+    }
+    return (uint64_t)(first + n < S->samples ? n : S->samples - first);
+}
+
+/* ---- the journal of finished chunks: one line each, with its top ---- */
+
+static void journal_line(char **buf, size_t *cap, long chunk, uint64_t visited, const SurCand *top,
+                         int ntop)
+{
+    size_t need = 64 + (size_t)ntop * 64;
+    if (need > *cap) {
+        free(*buf);
+        *cap = need;
+        *buf = malloc(need);
+    }
+    if (!*buf)
+        return;
+    int n = snprintf(*buf, *cap, "{\"chunk\":%ld,\"visited\":%llu,\"top\":[", chunk,
+                     (unsigned long long)visited);
+    for (int i = 0; i < ntop; i++)
+        n += snprintf(*buf + n, *cap - (size_t)n, "%s[%llu,%.17g]", i ? "," : "",
+                      (unsigned long long)top[i].index, top[i].score);
+    snprintf(*buf + n, *cap - (size_t)n, "]}\n");
+}
+
+/* Rank 0: the chunks already done (done[c] = 1) and their tops merged into
+ * top; a missing or foreign journal is started over with the key line. */
+static TdStatus journal_read(const char *path, const char *key, char *done, long nchunks,
+                             SurCand *top, int k, int *ntop, uint64_t *visited)
+{
+    char want[200];
+    snprintf(want, sizeof want, "{\"key\":\"%s\"}\n", key);
+    FILE *f = fopen(path, "r");
+    int fresh = 1;
+    if (f) {
+        size_t cap = 1 << 16;
+        char *line = malloc(cap);
+        if (line && fgets(line, (int)cap, f) && strcmp(line, want) == 0) {
+            fresh = 0;
+            while (fgets(line, (int)cap, f)) {
+                size_t len = strlen(line);
+                if (len == 0 || line[len - 1] != '\n') /* cut by a kill: ignored */
+                    continue;
+                cJSON *o = cJSON_Parse(line);
+                const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "chunk");
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "visited");
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "top");
+                if (cJSON_IsNumber(c) && cJSON_IsNumber(v) && cJSON_IsArray(t) &&
+                    c->valuedouble >= 0 && c->valuedouble < nchunks && !done[(long)c->valuedouble]) {
+                    done[(long)c->valuedouble] = 1;
+                    *visited += (uint64_t)v->valuedouble;
+                    const cJSON *e;
+                    cJSON_ArrayForEach(e, t)
+                    {
+                        const cJSON *i = cJSON_GetArrayItem(e, 0), *sc = cJSON_GetArrayItem(e, 1);
+                        if (cJSON_IsNumber(i) && cJSON_IsNumber(sc))
+                            sur_top_add(top, k, ntop,
+                                        (SurCand){sc->valuedouble, (uint64_t)i->valuedouble});
+                    }
+                }
+                cJSON_Delete(o);
+            }
+        }
+        free(line);
+        fclose(f);
+    }
+    if (!fresh)
+        return TD_OK;
+    f = fopen(path, "w");
+    int ok = f && fputs(want, f) >= 0;
+    if (f)
+        ok = fclose(f) == 0 && ok;
+    return ok ? TD_OK : td_fail(TD_ERR_IO, "cannot write journal '%s': %s", path, strerror(errno));
+}
+
+/* Every chunk not in the journal, dealt over the ranks; the merged top on
+ * every rank, best first. */
+static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurCand *top, int k,
+                           int *ntop, uint64_t *visited, double *busy)
+{
+    char *done = calloc((size_t)S->nchunks + 1, 1);
+    SurCand *mine = malloc(((size_t)k + 1) * sizeof *mine), *ctop = malloc(((size_t)k + 1) *
+                                                                            sizeof *ctop);
+    TdStatus s = done && mine && ctop ? TD_OK : td_fail(TD_ERR_NOMEM, "screen: out of memory");
+    *ntop = 0;
+    *visited = 0;
+    uint64_t vjournal = 0;
+    if (s == TD_OK && g_rt.rank == 0)
+        s = journal_read(journal, key, done, S->nchunks, top, k, ntop, &vjournal);
+    s = runtime_agree(g_rt.comm, s);
+    long ndone = 0;
+    if (s == TD_OK) {
+        MPI_Bcast(done, (int)S->nchunks, MPI_CHAR, 0, g_rt.comm);
+        for (long c = 0; c < S->nchunks; c++)
+            ndone += done[c];
+        if (ndone)
+            td_log("surrogate screening: %ld of %ld chunks already in %s, resuming", ndone,
+                   S->nchunks, journal);
+    }
+    long *pending = malloc(((size_t)S->nchunks + 1) * sizeof *pending);
+    long np = 0;
+    for (long c = 0; pending && c < S->nchunks; c++)
+        if (!done[c])
+            pending[np++] = c;
+    int nm = 0;
+    uint64_t vmine = 0;
+    WorkQueue q;
+    int fd = -1;
+    if (s == TD_OK && !pending)
+        s = td_fail(TD_ERR_NOMEM, "screen: out of memory");
+    s = runtime_agree(g_rt.comm, s);
+    if (s == TD_OK)
+        s = workqueue_open(&q, g_rt.comm);
+    if (s == TD_OK) {
+        fd = open(journal, O_WRONLY | O_APPEND);
+        if (fd < 0)
+            s = td_fail(TD_ERR_IO, "cannot open journal '%s': %s", journal, strerror(errno));
+        char *line = NULL;
+        size_t cap = 0;
+        double t0 = td_wall(), last = t0;
+        while (s == TD_OK) {
+            long i = workqueue_next(&q);
+            if (i >= np)
+                break;
+            int nc = 0;
+            uint64_t v = S->exhaustive
+                             ? sur_grid_chunk(S->grid, (uint64_t)pending[i] * (uint64_t)S->per,
+                                              S->fixed, ctop, k, &nc)
+                             : sample_chunk(S, pending[i] * S->per, S->per, ctop, k, &nc);
+            vmine += v;
+            for (int j = 0; j < nc; j++)
+                sur_top_add(mine, k, &nm, ctop[j]);
+            journal_line(&line, &cap, pending[i], v, ctop, nc);
+            if (!line || write(fd, line, strlen(line)) != (ssize_t)strlen(line))
+                s = td_fail(TD_ERR_IO, "cannot append to journal '%s'", journal);
+            if (g_rt.rank == 0 && td_wall() - last > 30) {
+                last = td_wall();
+                td_log("surrogate screening: chunk %ld of %ld handed out, %.0f candidates/s on "
+                       "rank 0",
+                       i + ndone + 1, S->nchunks, (double)vmine / (last - t0));
+            }
+        }
+        *busy = td_wall() - t0;
+        free(line);
+        if (fd >= 0)
+            close(fd);
+        s = runtime_agree(g_rt.comm, s);
+        workqueue_close(&q);
+    }
+    /* every rank's top, merged in rank order (ties: the smaller index) */
+    SurCand *all = s == TD_OK && g_rt.rank == 0
+                       ? malloc((size_t)g_rt.size * k * sizeof *all + 1) : NULL;
+    int *counts = g_rt.rank == 0 ? calloc((size_t)g_rt.size, sizeof *counts) : NULL;
+    if (s == TD_OK) {
+        MPI_Gather(&nm, 1, MPI_INT, counts, 1, MPI_INT, 0, g_rt.comm);
+        for (int j = nm; j < k; j++)
+            mine[j] = (SurCand){-INFINITY, UINT64_MAX};
+        MPI_Gather(mine, (int)(k * sizeof *mine), MPI_BYTE, all, (int)(k * sizeof *mine),
+                   MPI_BYTE, 0, g_rt.comm);
+        for (int rk = 0; g_rt.rank == 0 && all && rk < g_rt.size; rk++)
+            for (int j = 0; j < counts[rk]; j++)
+                sur_top_add(top, k, ntop, all[(size_t)rk * k + j]);
+        MPI_Bcast(ntop, 1, MPI_INT, 0, g_rt.comm);
+        MPI_Bcast(top, (int)(*ntop * sizeof *top), MPI_BYTE, 0, g_rt.comm);
+        uint64_t vsum = 0;
+        MPI_Allreduce(&vmine, &vsum, 1, MPI_UINT64_T, MPI_SUM, g_rt.comm);
+        MPI_Bcast(&vjournal, 1, MPI_UINT64_T, 0, g_rt.comm);
+        *visited = vsum + vjournal;
+        sur_top_sort(top, *ntop);
+    }
+    free(all), free(counts), free(done), free(mine), free(ctop), free(pending);
+    return s;
+}
+
+static void screen_free(Screen *S)
+{
+    sur_grid_free(S->grid);
+    for (int t = 0; t < TV_MAX_TASKS; t++)
+        free(S->p[t]);
+}
+
+TdStatus coef_screen(CoefRun *cr, CoefResult *res)
+{
+    ModeRun *r = cr->r;
+    const TdConfig *cfg = r->cfg;
+    const TdMergeSurrogateConfig *sc = &cfg->merge.surrogate;
+    const char *kind = coef_kind_name(cr->cs.kind);
+    Screen S;
+    memset(&S, 0, sizeof S);
+    S.cr = cr;
+    S.K = cr->cs.K;
+    S.A = sc->values.count;
+    S.T = r->ntasks;
+    S.vals = sc->values.v;
+    S.seed = cfg->merge.seed;
+    if (S.A < 2 || S.K > 512)
+        return runtime_agree(g_rt.comm, td_fail(TD_ERR_CONFIG,
+                                                "merge.surrogate.values needs at least 2 values "
+                                                "(and at most 512 coefficients: %d)", S.K));
+    double t0 = td_wall();
+    char tag[600];
+    snprintf(tag, sizeof tag, "%s_%s_%s_val", r->mode, cr->method, kind);
+    SurData d;
+    TD_TRY(sur_data_get(r, &cr->cs, cr->rows, TASK_VAL, cfg->eval.limit, tag, &d));
+    double jvp_seconds = td_wall() - t0;
+    TdStatus s = TD_OK;
+    for (int t = 0; s == TD_OK && t < S.T; t++) {
+        s = sur_data_project(&d, &cr->cs, t, r->head[t], r->classes[t], &S.p[t]);
+        S.task[t] = (SurTask){d.n[t], r->classes[t], S.p[t], d.y[t], 1.0 / (S.T * cr->nval[t])};
+    }
+    double total = pow((double)S.A, (double)S.K);
+    S.exhaustive = total <= sc->exhaustive_max;
+    if (s == TD_OK && S.exhaustive) {
+        s = sur_grid_create(&S.grid, S.task, S.T, S.K, S.vals, S.A);
+        /* chunks: enough to balance the ranks, each a whole run of free digits */
+        S.fixed = 0;
+        S.nchunks = 1;
+        while (S.fixed < S.K && S.nchunks < 32L * g_rt.size) {
+            S.fixed++;
+            S.nchunks *= S.A;
+        }
+        S.per = (long)(total / (double)S.nchunks + 0.5);
+    } else if (s == TD_OK) {
+        S.samples = sc->samples;
+        S.per = 500;
+        S.nchunks = (S.samples + S.per - 1) / S.per;
+    }
+    s = runtime_agree(g_rt.comm, s);
+    const int k = sc->top_k;
+    SurCand *top = malloc(((size_t)k + 1) * sizeof *top);
+    if (s == TD_OK && !top)
+        s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "screen: out of memory"));
+    int ntop = 0;
+    uint64_t visited = 0;
+    double busy = 0, t1 = td_wall();
+    char journal[1200], key[40], what[900];
+    snprintf(journal, sizeof journal, "%s/search/surrogate_%s_%s_%s.jsonl", r->run_dir, r->mode,
+             cr->method, kind);
+    snprintf(what, sizeof what, "surrogate|%s|%d|%d|%.17g|%ld|%d|%d|%s", kind, S.A, S.exhaustive,
+             S.vals[0] + 7 * S.vals[S.A - 1], S.samples, S.seed, k, tag);
+    if (s == TD_OK) {
+        double *one = calloc((size_t)S.K, sizeof *one);
+        for (int j = 0; one && j < S.K; j++)
+            one[j] = 1.0;
+        if (one)
+            coef_apply(cr, one);
+        free(one);
+        mode_search_key(r, what, key);
+        td_log("coefficients %s/%s/surrogate_%s: screening %s %.4g candidates (%d values per "
+               "coefficient, %d coefficients) in %ld chunks",
+               r->mode, cr->method, kind, S.exhaustive ? "all" : "a sample of",
+               S.exhaustive ? total : (double)S.samples, S.A, S.K, S.nchunks);
+        s = screen_all(&S, journal, key, top, k, &ntop, &visited, &busy);
+    }
+    double screen_seconds = td_wall() - t1;
+    /* the top, verified exactly */
+    double *X = s == TD_OK ? malloc(((size_t)ntop + 1) * S.K * sizeof *X) : NULL;
+    double *exact = s == TD_OK ? malloc(((size_t)ntop + 1) * sizeof *exact) : NULL;
+    double *sur = s == TD_OK ? malloc(((size_t)ntop + 1) * sizeof *sur) : NULL;
+    if (s == TD_OK && (!X || !exact || !sur))
+        s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "screen: out of memory"));
+    for (int i = 0; s == TD_OK && i < ntop; i++) {
+        cand_coef(&S, top[i].index, X + (size_t)i * S.K);
+        sur[i] = top[i].score;
+    }
+    double t2 = td_wall();
+    char vtag[300];
+    snprintf(vtag, sizeof vtag, "surrogate_%s_verify", kind);
+    if (s == TD_OK)
+        s = coef_verify(cr, X, ntop, vtag, what, exact);
+    double verify_seconds = td_wall() - t2;
+    if (s == TD_OK) {
+        int b = 0;
+        for (int i = 1; i < ntop; i++)
+            if (exact[i] > exact[b])
+                b = i;
+        double rho = sur_spearman(sur, exact, ntop);
+        int agree = exact[0] >= exact[b];
+        res->c = malloc((size_t)S.K * sizeof *res->c);
+        res->trace = malloc((size_t)ntop * sizeof *res->trace);
+        res->cand = X;
+        res->vals = NULL;
+        X = NULL;
+        if (!res->c || !res->trace)
+            s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "out of memory"));
+        for (int i = 0; s == TD_OK && i < ntop; i++) /* the exact best so far, in screening order */
+            res->trace[i] = i == 0 || exact[i] > res->trace[i - 1] ? exact[i] : res->trace[i - 1];
+        if (s == TD_OK)
+            memcpy(res->c, res->cand + (size_t)b * S.K, (size_t)S.K * sizeof *res->c);
+        res->iterations = ntop;
+        res->objective = exact[b];
+        res->objective_name = "norm_acc";
+        res->split = "val";
+        res->seconds = td_wall() - t0;
+        double per_rank = busy > 0 ? (double)(visited) / g_rt.size / screen_seconds : 0;
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddStringToObject(x, "screening", S.exhaustive ? "exhaustive" : "sampled");
+        cJSON_AddNumberToObject(x, "candidates", (double)visited);
+        cJSON_AddNumberToObject(x, "values_per_coefficient", S.A);
+        cJSON_AddNumberToObject(x, "ranks", g_rt.size);
+        cJSON_AddNumberToObject(x, "jvp_seconds", jvp_seconds);
+        cJSON_AddNumberToObject(x, "surrogate_tensors_computed", d.seconds > 0);
+        cJSON_AddNumberToObject(x, "screen_seconds", screen_seconds);
+        cJSON_AddNumberToObject(x, "candidates_per_second_per_rank", per_rank);
+        cJSON_AddNumberToObject(x, "verified", ntop);
+        cJSON_AddNumberToObject(x, "verify_seconds", verify_seconds);
+        cJSON_AddNumberToObject(x, "spearman_verified", rho);
+        cJSON_AddBoolToObject(x, "surrogate_best_is_exact_best", agree);
+        cJSON_AddNumberToObject(x, "surrogate_best_norm_val_surrogate", sur[0]);
+        cJSON_AddNumberToObject(x, "surrogate_best_norm_val_exact", exact[0]);
+        cJSON_AddNumberToObject(x, "chosen_norm_val_surrogate", sur[b]);
+        cJSON_AddNumberToObject(x, "chosen_rank_in_screening", b + 1);
+        res->extra = x;
+        td_log("coefficients %s/%s/surrogate_%s: %.4g candidates screened in %.1fs (%.3g per s "
+               "per rank, %d rank(s)); top %d verified exactly in %.1fs: Spearman %.3f, surrogate "
+               "best %.4f (exact %.4f), chosen #%d exact %.4f",
+               r->mode, cr->method, kind, (double)visited, screen_seconds, per_rank, g_rt.size,
+               ntop, verify_seconds, rho, sur[0], exact[0], b + 1, exact[b]);
+    }
+    free(X), free(exact), free(sur), free(top);
+    screen_free(&S);
+    sur_data_free(&d);
+    return s;
+}

@@ -1,0 +1,42 @@
+/* sur_data: the linear surrogate's tensors (kernels/surrogate.h) of a task
+ * split, computed with the engine's JVP over the ranks and kept on disk.
+ *
+ * For directions j = t * G + g of a coefficient structure (coef.h) over rows
+ * (task t's packed vector, restricted to group g's tensors), every image x of
+ * every task of data.tasks gets U(x) = [f0(x); J(theta0) tau_j(x) ...]
+ * ((1 + T*G) x E). Images are dealt over the ranks in whole micro-batches
+ * (each run at its full size, so U does not depend on the rank count); every
+ * micro-batch costs one forward and T*G JVPs at theta0. Each rank writes its
+ * images' rows into <run_dir>/surrogate/<tag>.h5 (parallel HDF5, MPI-IO,
+ * /<task>/u (n, 1+T*G, E) and /<task>/labels), then every rank reads the
+ * whole file back. The file's attribute "key" hashes theta0's checksum, the
+ * rows, the structure, the split, the image limit and the task files; a later
+ * call (another stage, another run of the same run directory) with the same
+ * key reads the file instead of computing it. */
+#ifndef TD_SUR_DATA_H
+#define TD_SUR_DATA_H
+
+#include "coef.h"
+#include "search_mode.h"
+
+typedef struct {
+    int T, R, E;                    /* tasks, rows per image (1 + directions), embedding */
+    int64_t n[TV_MAX_TASKS];        /* images of each task */
+    float *u[TV_MAX_TASKS];         /* (n, R, E) */
+    int32_t *y[TV_MAX_TASKS];       /* (n) labels */
+    double seconds;                 /* computing them (0: read from disk) */
+} SurData;
+
+/* The tensors of split (limit images, eval.limit style) of every task of r,
+ * for rows in structure cs (cs->T rows). tag names the file. Collective over
+ * g_rt.comm, agreed. */
+TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, int split,
+                      int64_t limit, const char *tag, SurData *d);
+void sur_data_free(SurData *d);
+
+/* Task k's projections through head (C, E), with the directions tied to the
+ * K coefficients of cs summed: p (n, 1 + K, C). Local. */
+TdStatus sur_data_project(const SurData *d, const CoefSpace *cs, int k, const float *head, int C,
+                          float **p);
+
+#endif

@@ -1,0 +1,339 @@
+/* surrogate: the linear surrogate of a merged model (surrogate.h). */
+#include "surrogate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sur_project(const float *u, int64_t n, int R, int E, const float *head, int C, float *p)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int r = 0; r < R; r++) {
+            const float *x = u + ((size_t)i * R + r) * E;
+            float *o = p + ((size_t)i * R + r) * C;
+            for (int c = 0; c < C; c++) {
+                const float *h = head + (size_t)c * E;
+                double s = 0;
+                for (int e = 0; e < E; e++)
+                    s += (double)x[e] * h[e];
+                o[c] = (float)s;
+            }
+        }
+}
+
+int64_t sur_correct(const float *p, const int32_t *y, int64_t n, int R, int C, const double *a)
+{
+    int64_t ok = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *q = p + (size_t)i * R * C;
+        int best = 0;
+        double bv = -INFINITY;
+        for (int c = 0; c < C; c++) {
+            double z = q[c];
+            for (int r = 1; r < R; r++)
+                z += a[r - 1] * q[(size_t)r * C + c];
+            if (z > bv) {
+                bv = z;
+                best = c;
+            }
+        }
+        ok += best == y[i];
+    }
+    return ok;
+}
+
+/* ---- exhaustive screening ---- */
+
+typedef struct {
+    int64_t n;
+    int C;
+    double w;          /* weight / n */
+    const int32_t *y;
+    int32_t *L;        /* (C, n) current logits, class-major */
+    int32_t *Ly;       /* (n) the label's logit */
+    int32_t *Q0;       /* (C, n) every coefficient at v_0 */
+    int32_t *Q0y;      /* (n) */
+    int32_t *D;        /* (K, A-1, C, n) moving coefficient j from grid point a to a+1 */
+    int32_t *Dy;       /* (K, A-1, n) */
+    uint8_t *ok;       /* (n) */
+} GridTask;
+
+struct SurGrid {
+    int ntasks, K, A;
+    GridTask *t;
+    uint64_t *pow;     /* (K + 1) A^j */
+};
+
+void sur_grid_free(SurGrid *g)
+{
+    if (!g)
+        return;
+    for (int k = 0; k < g->ntasks && g->t; k++) {
+        GridTask *t = &g->t[k];
+        free(t->L), free(t->Ly), free(t->Q0), free(t->Q0y), free(t->D), free(t->Dy), free(t->ok);
+    }
+    free(g->t);
+    free(g->pow);
+    free(g);
+}
+
+static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *vals, int A)
+{
+    const int64_t n = s->n;
+    const int C = s->C, R = 1 + K;
+    t->n = n;
+    t->C = C;
+    t->w = n > 0 ? s->weight / (double)n : 0.0;
+    t->y = s->y;
+    size_t cn = (size_t)C * n, steps = (size_t)K * (A - 1);
+    t->L = malloc((cn + 1) * sizeof *t->L);
+    t->Ly = malloc(((size_t)n + 1) * sizeof *t->Ly);
+    t->Q0 = malloc((cn + 1) * sizeof *t->Q0);
+    t->Q0y = malloc(((size_t)n + 1) * sizeof *t->Q0y);
+    t->D = malloc((steps * cn + 1) * sizeof *t->D);
+    t->Dy = malloc((steps * n + 1) * sizeof *t->Dy);
+    t->ok = malloc((size_t)n + 1);
+    if (!t->L || !t->Ly || !t->Q0 || !t->Q0y || !t->D || !t->Dy || !t->ok)
+        return td_fail(TD_ERR_NOMEM, "surrogate grid: out of memory (%zu steps x %zu logits)",
+                       steps, cn);
+    /* the scale: no reachable logit can exceed 2^30 in magnitude */
+    double bound = 1e-30;
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const float *q = s->p + (size_t)i * R * C + c;
+            double b = fabs(q[0]);
+            for (int j = 0; j < K; j++)
+                b += fabs(vals[0] * q[(size_t)(1 + j) * C]) +
+                     fabs((vals[A - 1] - vals[0]) * q[(size_t)(1 + j) * C]);
+            bound = b > bound ? b : bound;
+        }
+    const double scale = ldexp(1.0, (int)floor(log2(ldexp(1.0, 29) / bound)));
+    for (int64_t i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const float *q = s->p + (size_t)i * R * C + c;
+            double z = q[0];
+            for (int j = 0; j < K; j++)
+                z += vals[0] * q[(size_t)(1 + j) * C];
+            int32_t v = (int32_t)llround(z * scale);
+            t->Q0[(size_t)c * n + i] = v;
+            if (c == s->y[i])
+                t->Q0y[i] = v;
+            for (int j = 0; j < K; j++)
+                for (int a = 0; a + 1 < A; a++) {
+                    size_t st = (size_t)j * (A - 1) + a;
+                    int32_t d = (int32_t)llround((vals[a + 1] - vals[a]) * q[(size_t)(1 + j) * C] *
+                                                 scale);
+                    t->D[st * cn + (size_t)c * n + i] = d;
+                    if (c == s->y[i])
+                        t->Dy[st * n + i] = d;
+                }
+        }
+    return TD_OK;
+}
+
+TdStatus sur_grid_create(SurGrid **out, const SurTask *tasks, int ntasks, int K, const double *vals,
+                         int A)
+{
+    *out = NULL;
+    if (K < 1 || K > 64 || A < 2 || ntasks < 1)
+        return td_fail(TD_ERR_ARG, "surrogate grid: %d coefficient(s), %d value(s), %d task(s)", K,
+                       A, ntasks);
+    for (int a = 0; a + 1 < A; a++)
+        if (!(vals[a] < vals[a + 1]))
+            return td_fail(TD_ERR_ARG, "surrogate grid: the values must increase");
+    double total = pow((double)A, (double)K);
+    if (total > 1.8e19)
+        return td_fail(TD_ERR_ARG, "surrogate grid: %d^%d candidates do not fit 64 bits", A, K);
+    SurGrid *g = calloc(1, sizeof *g);
+    if (!g)
+        return td_fail(TD_ERR_NOMEM, "surrogate grid: out of memory");
+    g->ntasks = ntasks;
+    g->K = K;
+    g->A = A;
+    g->t = calloc((size_t)ntasks, sizeof *g->t);
+    g->pow = malloc(((size_t)K + 1) * sizeof *g->pow);
+    TdStatus s = g->t && g->pow ? TD_OK : td_fail(TD_ERR_NOMEM, "surrogate grid: out of memory");
+    for (int j = 0; s == TD_OK && j <= K; j++)
+        g->pow[j] = j == 0 ? 1 : g->pow[j - 1] * (uint64_t)A;
+    for (int k = 0; s == TD_OK && k < ntasks; k++)
+        s = grid_task(&g->t[k], &tasks[k], K, vals, A);
+    if (s != TD_OK) {
+        sur_grid_free(g);
+        return s;
+    }
+    *out = g;
+    return TD_OK;
+}
+
+/* Adds (sign +1) or subtracts step st's differences to every task's logits. */
+static void grid_move(SurGrid *g, size_t st, int sign)
+{
+    for (int k = 0; k < g->ntasks; k++) {
+        GridTask *t = &g->t[k];
+        const size_t cn = (size_t)t->C * t->n;
+        const int32_t *d = t->D + st * cn, *dy = t->Dy + st * t->n;
+        int32_t *L = t->L, *Ly = t->Ly;
+        if (sign > 0) {
+            for (size_t i = 0; i < cn; i++)
+                L[i] += d[i];
+            for (int64_t i = 0; i < t->n; i++)
+                Ly[i] += dy[i];
+        } else {
+            for (size_t i = 0; i < cn; i++)
+                L[i] -= d[i];
+            for (int64_t i = 0; i < t->n; i++)
+                Ly[i] -= dy[i];
+        }
+    }
+}
+
+/* The score of the current logits: argmax (first on ties) against the label. */
+static double grid_score(SurGrid *g)
+{
+    double score = 0;
+    for (int k = 0; k < g->ntasks; k++) {
+        GridTask *t = &g->t[k];
+        const int64_t n = t->n;
+        uint8_t *ok = t->ok;
+        const int32_t *Ly = t->Ly, *y = t->y;
+        for (int64_t i = 0; i < n; i++)
+            ok[i] = 1;
+        for (int c = 0; c < t->C; c++) {
+            const int32_t *Lc = t->L + (size_t)c * n;
+            /* correct iff the label's logit beats every class before it and
+             * is not below any after it (argmax takes the first maximum) */
+            for (int64_t i = 0; i < n; i++)
+                ok[i] &= (uint8_t)((Ly[i] > Lc[i]) | ((c >= y[i]) & (Ly[i] == Lc[i])));
+        }
+        int64_t cnt = 0;
+        for (int64_t i = 0; i < n; i++)
+            cnt += ok[i];
+        score += (double)cnt * t->w;
+    }
+    return score;
+}
+
+static int cand_better(SurCand a, SurCand b)
+{
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+void sur_top_add(SurCand *top, int k, int *ntop, SurCand c)
+{
+    int n = *ntop;
+    if (n == k && !cand_better(c, top[n - 1]))
+        return;
+    int at = n < k ? n : k - 1; /* sorted best first: insert, dropping the worst when full */
+    while (at > 0 && cand_better(c, top[at - 1])) {
+        top[at] = top[at - 1];
+        at--;
+    }
+    top[at] = c;
+    if (n < k)
+        *ntop = n + 1;
+}
+
+static int cmp_cand(const void *pa, const void *pb)
+{
+    SurCand a = *(const SurCand *)pa, b = *(const SurCand *)pb;
+    return cand_better(a, b) ? -1 : cand_better(b, a) ? 1 : 0;
+}
+
+void sur_top_sort(SurCand *top, int ntop) { qsort(top, (size_t)ntop, sizeof *top, cmp_cand); }
+
+uint64_t sur_grid_chunk(SurGrid *g, uint64_t prefix, int fixed, SurCand *top, int k, int *ntop)
+{
+    const int K = g->K, A = g->A, free_digits = K - fixed;
+    int d[64], o[64];
+    /* the start: free digits 0, fixed digits from prefix; logits from scratch */
+    uint64_t index = 0;
+    for (int j = 0; j < K; j++) {
+        d[j] = j < free_digits ? 0 : (int)((prefix / g->pow[j]) % (uint64_t)A);
+        o[j] = 1;
+        index += (uint64_t)d[j] * g->pow[j];
+    }
+    for (int t = 0; t < g->ntasks; t++) {
+        GridTask *gt = &g->t[t];
+        memcpy(gt->L, gt->Q0, (size_t)gt->C * gt->n * sizeof *gt->L);
+        memcpy(gt->Ly, gt->Q0y, (size_t)gt->n * sizeof *gt->Ly);
+    }
+    for (int j = 0; j < K; j++)
+        for (int a = 0; a < d[j]; a++)
+            grid_move(g, (size_t)j * (A - 1) + a, +1);
+    uint64_t visited = 0;
+    for (;;) {
+        SurCand c = {grid_score(g), index};
+        sur_top_add(top, k, ntop, c);
+        visited++;
+        int j = 0; /* the reflected Gray step: the lowest free digit that can move */
+        while (j < free_digits && (d[j] + o[j] < 0 || d[j] + o[j] >= A)) {
+            o[j] = -o[j];
+            j++;
+        }
+        if (j == free_digits)
+            break;
+        if (o[j] > 0) {
+            grid_move(g, (size_t)j * (A - 1) + d[j], +1);
+            index += g->pow[j];
+        } else {
+            grid_move(g, (size_t)j * (A - 1) + d[j] - 1, -1);
+            index -= g->pow[j];
+        }
+        d[j] += o[j];
+    }
+    return visited;
+}
+
+/* ---- rank correlation ---- */
+
+typedef struct {
+    double v;
+    int i;
+} Ranked;
+
+static int cmp_ranked(const void *pa, const void *pb)
+{
+    const Ranked *a = pa, *b = pb;
+    return a->v < b->v ? -1 : a->v > b->v ? 1 : a->i - b->i;
+}
+
+static void ranks(const double *x, int n, double *r, Ranked *s)
+{
+    for (int i = 0; i < n; i++)
+        s[i] = (Ranked){x[i], i};
+    qsort(s, (size_t)n, sizeof *s, cmp_ranked);
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n && s[j + 1].v == s[i].v)
+            j++;
+        for (int m = i; m <= j; m++)
+            r[s[m].i] = 0.5 * (i + j) + 1;
+        i = j + 1;
+    }
+}
+
+double sur_spearman(const double *x, const double *y, int n)
+{
+    if (n < 2)
+        return NAN;
+    double *rx = malloc((size_t)n * sizeof *rx), *ry = malloc((size_t)n * sizeof *ry);
+    Ranked *s = malloc((size_t)n * sizeof *s);
+    double out = NAN;
+    if (rx && ry && s) {
+        ranks(x, n, rx, s);
+        ranks(y, n, ry, s);
+        double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
+        for (int i = 0; i < n; i++) {
+            mx += rx[i] / n;
+            my += ry[i] / n;
+        }
+        for (int i = 0; i < n; i++) {
+            sxy += (rx[i] - mx) * (ry[i] - my);
+            sxx += (rx[i] - mx) * (rx[i] - mx);
+            syy += (ry[i] - my) * (ry[i] - my);
+        }
+        out = sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
+    }
+    free(rx), free(ry), free(s);
+    return out;
+}
