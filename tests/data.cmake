@@ -23,3 +23,17 @@ add_test(NAME test_data_suite_cmd
 set_tests_properties(test_data_suite_cmd PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      LABELS data TIMEOUT 120
                      PASS_REGULAR_EXPRESSION "letters +26 .*shapes +8 .*counting +6 ")
+
+# A paper configuration whose task files are not there (config/vit_b32.cfg,
+# data.dir data/paper8, run from an empty folder): the error names the first
+# missing file and points to docs/TASK_DATA.md, where converting is described.
+set(TADIST_PAPER_EMPTY ${TADIST_TEST_OUT}/paper_missing)
+file(MAKE_DIRECTORY ${TADIST_PAPER_EMPTY})
+add_test(NAME data_paper_task_missing
+         COMMAND $<TARGET_FILE:tadist> ${PROJECT_SOURCE_DIR}/config/vit_b32.cfg
+                 --set run.out_dir=${TADIST_PAPER_EMPTY}/runs
+         WORKING_DIRECTORY ${TADIST_PAPER_EMPTY})
+set_tests_properties(data_paper_task_missing PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     LABELS data TIMEOUT 60
+                     PASS_REGULAR_EXPRESSION
+                     "data/paper8/cars\\.h5: cannot read task file: No such file or directory \\(task files are made by `tadist data`, and docs/TASK_DATA\\.md says how")

@@ -17,6 +17,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <hdf5.h>
+
+#include "h5util.h"
 #include "task_import.h"
 #include "task_io.h"
 
@@ -518,6 +521,26 @@ static void test_folder(void **state)
     assert_int_equal(truncate(p, 60), 0);
     assert_failed(import_folder(&t, dir, &o), p, "corrupt PNG: truncated");
     write_png_gray(p, 7, 5, 100);
+    /* the IEND chunk cut off (the last 12 bytes): the pixels decode whole, but
+     * the file is not, and it used to import */
+    {
+        struct stat st;
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(truncate(p, st.st_size - 12), 0);
+        assert_failed(import_folder(&t, dir, &o), p, "corrupt PNG: truncated: no IEND chunk");
+        ImageBuf img;
+        assert_failed(image_read_file(p, &img), p, "no IEND");
+        assert_null(img.px);
+        /* what follows IEND is ignored, as libpng does */
+        write_png_gray(p, 7, 5, 100);
+        FILE *f = fopen(p, "ab");
+        assert_non_null(f);
+        fputs("trailing bytes", f);
+        fclose(f);
+        assert_int_equal(image_read_file(p, &img), TD_OK);
+        image_buf_free(&img);
+    }
+    write_png_gray(p, 7, 5, 100);
     snprintf(p, sizeof p, "%s/emu/e06.pgm", dir);
     assert_int_equal(truncate(p, 30), 0);
     assert_failed(import_folder(&t, dir, &o), p, "pixel");
@@ -572,7 +595,62 @@ static void test_task_file_errors(void **state)
     assert_failed(task_read_header(path, &u), path, NULL);
     write_text(path, "not hdf5");
     assert_failed(task_read(path, &u), path, NULL);
-    assert_failed(task_read(OUT "/taskfile/missing.h5", &u), "missing.h5", NULL);
+    /* a missing file: named, with where to read how task files are made */
+    assert_failed(task_read(OUT "/taskfile/missing.h5", &u), "missing.h5", "docs/TASK_DATA.md");
+    assert_failed(task_read_header(OUT "/taskfile/missing.h5", &u), "missing.h5",
+                  "No such file");
+
+    /* the values' checksum: one pixel changed through HDF5 (and the file
+     * resealed, so that only the checksum can tell) */
+    assert_int_equal(task_write(path, &t), TD_OK);
+    {
+        hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        assert_true(f >= 0);
+        hid_t d = H5Dopen2(f, "train/images", H5P_DEFAULT);
+        assert_true(d >= 0);
+        uint8_t *px = malloc((size_t)t.split[TASK_TRAIN].n);
+        assert_non_null(px);
+        assert_true(H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, px) >= 0);
+        px[17] ^= 1;
+        assert_true(H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, px) >= 0);
+        free(px);
+        H5Dclose(d);
+        H5Fclose(f);
+    }
+    assert_int_equal(h5u_seal(path), TD_OK);
+    assert_failed(task_read(path, &u), path, "checksum mismatch: the file says");
+    assert_null(u.split[TASK_TRAIN].images);
+    assert_int_equal(task_read_header(path, &u), TD_OK); /* no values read, no values checked */
+    task_free(&u);
+
+    /* the seal: one byte flipped in the middle of the file is found before
+     * libhdf5 opens it, by the header read too */
+    assert_int_equal(task_write(path, &t), TD_OK);
+    assert_int_equal(stat(path, &st), 0);
+    {
+        FILE *f = fopen(path, "r+b");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
+        int c = fgetc(f);
+        assert_int_equal(fseek(f, st.st_size / 2, SEEK_SET), 0);
+        fputc(c ^ 0x10, f);
+        fclose(f);
+    }
+    assert_failed(task_read_header(path, &u), path, "checksum mismatch: its seal says");
+    assert_failed(task_read(path, &u), path, "(corrupted or edited)");
+    /* and bytes appended are found, before the hash */
+    assert_int_equal(task_write(path, &t), TD_OK);
+    {
+        FILE *f = fopen(path, "ab");
+        assert_non_null(f);
+        fputs("appended", f);
+        fclose(f);
+    }
+    assert_failed(task_read_header(path, &u), path, "8 bytes more than its seal says");
+
+    /* a task file written before seals and checksums still reads */
+    assert_int_equal(task_read(TADIST_FIXTURES "/../fuzz/task_h5/corpus/tiny_idx", &u), TD_OK);
+    task_free(&u);
     task_free(&t);
     assert_no_temp(dir);
 }

@@ -247,6 +247,8 @@ static int attn_only(const char *tvp, const char *modelp)
         H5Gclose(g);
     }
     H5Fclose(f);
+    free(mask);
+    model_free(&m);
     return bad || tasks.n == 0;
 }
 
@@ -300,6 +302,9 @@ static int ntk_check(const char *tvp, const char *modelp, const char *headsp, co
     }
     H5Fclose(f);
     H5Fclose(hf);
+    free(delta);
+    free(mask);
+    model_free(&m);
     return bad || tasks.n == 0;
 }
 
@@ -418,6 +423,7 @@ static int heads_check(const char *tvp, const char *trainedp, const char *initp,
     H5Fclose(f);
     H5Fclose(hf);
     H5Fclose(hi);
+    model_free(&m);
     return bad ? 1 : 0;
 }
 

@@ -1,9 +1,11 @@
-/* dist/h5util: attribute round trips, the messages of failed reads, mkdir -p. */
+/* dist/h5util: attribute round trips, the messages of failed reads, the
+ * checks before libhdf5 opens a file (superblock, size, seal), mkdir -p. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <cmocka.h>
@@ -97,6 +99,139 @@ static void test_attrs(void **state)
     H5Fclose(f);
 }
 
+/* ---- h5u_check_file, h5u_seal: the checks before libhdf5 opens a file ---- */
+
+#define PLAIN_H5 DIR "/plain.h5"
+#define UB_H5 DIR "/userblock.h5"
+
+static void make_file(const char *path, hid_t fcpl)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_int_equal(h5u_attr_write_str(f, path, "format", "hello"), TD_OK);
+    H5Fclose(f);
+}
+
+static unsigned char *read_all(const char *path, size_t *n)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    *n = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    unsigned char *b = malloc(*n);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, *n, fp), *n);
+    fclose(fp);
+    return b;
+}
+
+static void write_all(const char *path, const void *b, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b, 1, n, fp), n);
+    fclose(fp);
+}
+
+static void check_fails(const char *path, TdStatus code, const char *needle)
+{
+    TdStatus s = h5u_check_file(path);
+    printf("  %s\n", td_error_message());
+    assert_int_equal(s, code);
+    assert_non_null(strstr(td_error_message(), path));
+    assert_non_null(strstr(td_error_message(), needle));
+    td_error_clear();
+}
+
+static void test_check_file(void **state)
+{
+    (void)state;
+    assert_int_equal(fs_mkdir_p(DIR), TD_OK);
+    /* no user block: nothing to seal, the superblock checked */
+    make_file(PLAIN_H5, H5P_DEFAULT);
+    size_t n, m, k;
+    unsigned char *plain = read_all(PLAIN_H5, &n);
+    assert_int_equal(h5u_check_file(PLAIN_H5), TD_OK);
+    assert_int_equal(h5u_seal(PLAIN_H5), TD_OK);
+    unsigned char *again = read_all(PLAIN_H5, &m);
+    assert_int_equal(m, n);
+    assert_memory_equal(again, plain, n); /* left as it was */
+    free(again);
+
+    /* a blank user block: unsealed until h5u_seal */
+    hid_t fcpl = h5u_sealed_fcpl();
+    assert_true(fcpl >= 0);
+    make_file(UB_H5, fcpl);
+    H5Pclose(fcpl);
+    assert_int_equal(h5u_check_file(UB_H5), TD_OK);
+    assert_int_equal(h5u_seal(UB_H5), TD_OK);
+    unsigned char *sealed = read_all(UB_H5, &m);
+    assert_memory_equal(sealed, "tadist-seal-1\nxxh3-128 ", 23);
+    char bytes[64];
+    snprintf(bytes, sizeof bytes, "\nbytes %zu\n", m);
+    assert_non_null(strstr((const char *)sealed, bytes));
+    assert_int_equal(h5u_check_file(UB_H5), TD_OK);
+    assert_int_equal(h5u_seal(UB_H5), TD_OK); /* resealing an unchanged file: the same bytes */
+    unsigned char *resealed = read_all(UB_H5, &k);
+    assert_int_equal(k, m);
+    assert_memory_equal(resealed, sealed, m);
+    free(resealed);
+    /* libhdf5 reads a sealed file like any other */
+    hid_t f = H5Fopen(UB_H5, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_int_equal(h5u_check_format(f, UB_H5, "hello", "test file"), TD_OK);
+    H5Fclose(f);
+    /* the seal's text damaged: unreadable */
+    sealed[30] = 'z';
+    write_all(UB_H5, sealed, m);
+    check_fails(UB_H5, TD_ERR_FORMAT, "seal (the first 512 bytes) is unreadable");
+    /* someone else's user block: left alone by h5u_seal, refused by the check */
+    memset(sealed, 0, H5U_USERBLOCK);
+    memcpy(sealed, "another program's notes", 23);
+    write_all(UB_H5, sealed, m);
+    assert_int_equal(h5u_seal(UB_H5), TD_OK);
+    resealed = read_all(UB_H5, &k);
+    assert_int_equal(k, m);
+    assert_memory_equal(resealed, sealed, m);
+    free(resealed);
+    check_fails(UB_H5, TD_ERR_FORMAT, "neither blank nor a tadist seal");
+    free(sealed);
+
+    /* the superblock of a file without a seal (version 0: base address at
+     * byte 24, end-of-file address at byte 40) */
+    assert_int_equal(plain[8], 0);
+    unsigned char *b = malloc(n + 1);
+    assert_non_null(b);
+    memcpy(b, plain, n);
+    memset(b + 40, 0xff, 8);
+    write_all(PLAIN_H5, b, n);
+    check_fails(PLAIN_H5, TD_ERR_FORMAT, "end-of-file address is undefined");
+    memcpy(b, plain, n);
+    b[24] = 1;
+    write_all(PLAIN_H5, b, n);
+    check_fails(PLAIN_H5, TD_ERR_FORMAT, "base address 1");
+    memcpy(b, plain, n);
+    b[13] = 3;
+    write_all(PLAIN_H5, b, n);
+    check_fails(PLAIN_H5, TD_ERR_FORMAT, "3-byte addresses");
+    memcpy(b, plain, n);
+    write_all(PLAIN_H5, b, 30);
+    check_fails(PLAIN_H5, TD_ERR_FORMAT, "ends inside its HDF5 superblock");
+    b[n] = 0;
+    write_all(PLAIN_H5, b, n + 1);
+    check_fails(PLAIN_H5, TD_ERR_FORMAT, "1 bytes after the end of its HDF5 data");
+    b[0] = 'X';
+    write_all(PLAIN_H5, b, n);
+    check_fails(PLAIN_H5, TD_ERR_FORMAT, "not an HDF5 file");
+    write_all(PLAIN_H5, "", 0);
+    check_fails(PLAIN_H5, TD_ERR_FORMAT, "not an HDF5 file");
+    free(b);
+    free(plain);
+    check_fails(DIR "/no_such.h5", TD_ERR_IO, "cannot open");
+    check_fails(DIR, TD_ERR_FORMAT, "not a regular file");
+}
+
 static void test_mkdir_p(void **state)
 {
     (void)state;
@@ -121,6 +256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_attrs),
+        cmocka_unit_test(test_check_file),
         cmocka_unit_test(test_mkdir_p),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 #include <cJSON.h>
 #include <cmocka.h>
 
+#include "h5util.h"
 #include "model_io.h"
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -724,6 +725,9 @@ static void test_checksum_mismatch(void **state)
     H5Dclose(ds);
     H5Fclose(f);
     free(x);
+    /* resealed: the whole-file seal would find any edit first (test_seal);
+     * these edits must be found by the checks behind it */
+    assert_int_equal(h5u_seal(path), TD_OK);
     td_error_clear();
     VitModel back;
     assert_int_not_equal(model_read(path, &back), TD_OK);
@@ -735,6 +739,7 @@ static void test_checksum_mismatch(void **state)
     f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     assert_true(H5Ldelete(f, "ln_post.bias", H5P_DEFAULT) >= 0);
     H5Fclose(f);
+    assert_int_equal(h5u_seal(path), TD_OK);
     td_error_clear();
     assert_int_not_equal(model_read(path, &back), TD_OK);
     printf("missing: %s\n", td_error_message());
@@ -746,6 +751,7 @@ static void test_checksum_mismatch(void **state)
     H5Dclose(ds);
     H5Sclose(sp);
     H5Fclose(f);
+    assert_int_equal(h5u_seal(path), TD_OK);
     td_error_clear();
     assert_int_not_equal(model_read(path, &back), TD_OK);
     printf("wrong shape: %s\n", td_error_message());
@@ -783,6 +789,7 @@ static void test_header_claims_checked_first(void **state)
     assert_true(at >= 0 && H5Awrite(at, H5T_NATIVE_INT, &layers) >= 0);
     H5Aclose(at);
     H5Fclose(f);
+    assert_int_equal(h5u_seal(path), TD_OK); /* past the seal, to the shape checks */
     fflush(stdout);
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -810,6 +817,110 @@ static void test_header_claims_checked_first(void **state)
     assert_int_equal(waitpid(pid, &rc, 0), pid);
     assert_true(WIFEXITED(rc));
     assert_int_equal(WEXITSTATUS(rc), 0);
+}
+
+/* The whole-file seal (h5util.h): a model file is checked with plain stdio
+ * before libhdf5 parses it. One flipped byte anywhere, bytes cut or appended,
+ * and an edit through HDF5 are each found first and named; a file without a
+ * seal (older tadist, other writers) still reads. */
+static void flip_byte(const char *path, long at)
+{
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    int c = fgetc(fp);
+    assert_int_equal(fseek(fp, at, SEEK_SET), 0);
+    fputc(c ^ 0x01, fp);
+    fclose(fp);
+}
+
+static void expect_read_error(const char *path, const char *needle)
+{
+    VitModel back;
+    td_error_clear();
+    assert_int_not_equal(model_read(path, &back), TD_OK);
+    printf("  %s\n", td_error_message());
+    assert_non_null(strstr(td_error_message(), path));
+    assert_non_null(strstr(td_error_message(), needle));
+    assert_null(back.params);
+    td_error_clear();
+}
+
+static void test_seal(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/mio_seal.h5", TADIST_TEST_OUT);
+    VitModel m, back;
+    make_tiny(&m, 13);
+    assert_int_equal(model_write(path, &m), TD_OK);
+    size_t n;
+    unsigned char *bytes = slurp(path, &n);
+    assert_memory_equal(bytes, "tadist-seal-1\nxxh3-128 ", 23);
+    assert_memory_equal(bytes + H5U_USERBLOCK, "\x89HDF\r\n\x1a\n", 8);
+    assert_int_equal(model_read(path, &back), TD_OK);
+    model_free(&back);
+    /* one bit in the root group's object header, in an attribute, in a tensor:
+     * each would reach libhdf5's parser without the seal */
+    const long at[3] = {H5U_USERBLOCK + 100, (long)n / 3, (long)n - 5};
+    for (int i = 0; i < 3; i++) {
+        flip_byte(path, at[i]);
+        expect_read_error(path, "checksum mismatch: its seal says");
+        flip_byte(path, at[i]);
+        assert_int_equal(model_read(path, &back), TD_OK);
+        model_free(&back);
+    }
+    /* the seal's own bytes */
+    flip_byte(path, 30);
+    expect_read_error(path, "checksum mismatch");
+    flip_byte(path, 30);
+    flip_byte(path, 3); /* no longer a seal: not taken for a file without one */
+    expect_read_error(path, "neither blank nor a tadist seal");
+    flip_byte(path, 3);
+    flip_byte(path, H5U_USERBLOCK + 2); /* the HDF5 signature: the seal covers it too */
+    expect_read_error(path, "checksum mismatch");
+    flip_byte(path, H5U_USERBLOCK + 2);
+    /* cut, and extended */
+    assert_int_equal(truncate(path, (off_t)n - 100), 0);
+    expect_read_error(path, "truncated: its seal says");
+    spit(path, bytes, n);
+    FILE *fp = fopen(path, "ab");
+    assert_non_null(fp);
+    fputc(0, fp);
+    fclose(fp);
+    expect_read_error(path, "1 bytes more than its seal says");
+    /* an edit through HDF5 that is not resealed */
+    spit(path, bytes, n);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    hid_t a = H5Aopen(f, "heads", H5P_DEFAULT);
+    int heads = 1;
+    assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_INT, &heads) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+    expect_read_error(path, "(corrupted or edited)");
+    free(bytes);
+
+    /* no seal: the superblock's end-of-file address must still be the size
+     * (an input that crashed libhdf5's H5Aexists had one byte more) */
+    char old[1100];
+    snprintf(old, sizeof old, "%s/../fuzz/model_h5/corpus/tiny_import", TADIST_FIXTURES);
+    assert_int_equal(model_read(old, &back), TD_OK);
+    model_free(&back);
+    bytes = slurp(old, &n);
+    spit(path, bytes, n - 1);
+    expect_read_error(path, "truncated: its HDF5 superblock says the file ends at byte");
+    spit(path, bytes, n);
+    fp = fopen(path, "ab");
+    assert_non_null(fp);
+    fputc(0, fp);
+    fclose(fp);
+    expect_read_error(path, "1 bytes after the end of its HDF5 data");
+    bytes[8] = 7; /* superblock version */
+    spit(path, bytes, n);
+    expect_read_error(path, "HDF5 superblock version 7");
+    free(bytes);
+    model_free(&m);
 }
 
 /* A write that fails at the rename must remove its temporary file. */
@@ -897,6 +1008,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_checksum_mismatch),
         cmocka_unit_test(test_header_claims_checked_first),
+        cmocka_unit_test(test_seal),
         cmocka_unit_test(test_write_failure_cleans_up),
         cmocka_unit_test(test_import_fixtures),
         cmocka_unit_test(test_import_inferred),

@@ -219,6 +219,15 @@ static int serial(char **argv)
     if (!(off > 0))
         bad += FAIL("the whole grid is 0: the check above proves nothing");
     printf("xi(0,0) = 0, and the vanishing terms vanish: %s\n", bad ? "no" : "yes");
+    for (int k = 0; k < 5; k++)
+        free(*dst[k]);
+    for (int i = 0; i < 2; i++) {
+        free(tau[i]);
+        free(mk[i]);
+        free(sd[i].head);
+    }
+    free(e.work);
+    model_free(&m);
     return bad != 0;
 }
 
@@ -396,6 +405,7 @@ static int kernel(char **argv)
     free(tau);
     free(theta);
     free(mask);
+    model_free(&m);
     if (!ntk || !attn)
         bad += FAIL("expected kernel results for ntk and attn");
     if (!ntk_differs)

@@ -31,8 +31,62 @@ static const char *png_reason(const char *msg)
     return msg;
 }
 
+/* The chunk structure, walked from the signature to IEND without reading
+ * any chunk's data: libpng's simplified reader stops after the image data,
+ * so a file cut after it (no IEND) would import as if whole. A file that is
+ * not a PNG at all is left to libpng's own message. */
+static TdStatus png_check_chunks(const char *path)
+{
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return TD_OK; /* libpng says why */
+    unsigned char b[8];
+    struct stat st;
+    TdStatus s = TD_OK;
+    if (fstat(fileno(f), &st) != 0 || fread(b, 1, 8, f) != 8 || memcmp(b, sig, 8) != 0) {
+        fclose(f);
+        return TD_OK;
+    }
+    long long size = (long long)st.st_size, at = 8;
+    for (;;) {
+        if (at == size) {
+            s = td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: truncated: no IEND chunk (the file "
+                        "ends after %lld bytes)", path, size);
+            break;
+        }
+        if (size - at < 12 || fseeko(f, (off_t)at, SEEK_SET) != 0 || fread(b, 1, 8, f) != 8) {
+            s = td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: truncated: the file ends inside the "
+                        "chunk header at byte %lld, before IEND", path, at);
+            break;
+        }
+        long long len = (long long)b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3];
+        char type[5];
+        for (int i = 0; i < 4; i++)
+            type[i] = isalpha(b[4 + i]) ? (char)b[4 + i] : '?';
+        type[4] = '\0';
+        if (len > 0x7fffffff) {
+            s = td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: chunk '%s' at byte %lld claims %lld "
+                        "bytes", path, type, at, len);
+            break;
+        }
+        if (len + 12 > size - at) {
+            s = td_fail(TD_ERR_FORMAT, "%s: corrupt PNG: truncated: chunk '%s' at byte %lld "
+                        "needs %lld bytes, the file ends %lld bytes later", path, type, at,
+                        len + 12, size - at);
+            break;
+        }
+        if (memcmp(b + 4, "IEND", 4) == 0)
+            break; /* whatever follows IEND is ignored, as libpng does */
+        at += len + 12;
+    }
+    fclose(f);
+    return s;
+}
+
 static TdStatus read_png(const char *path, ImageBuf *img)
 {
+    TD_TRY(png_check_chunks(path));
     png_image pi;
     memset(&pi, 0, sizeof pi);
     pi.version = PNG_IMAGE_VERSION;

@@ -1,10 +1,15 @@
 #include "h5util.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
 
 /* Each public function runs its body with HDF5's error printing off (the
  * caller gets a td_fail message instead) and restores it afterwards. */
@@ -198,6 +203,285 @@ TdStatus h5u_check_format(hid_t obj, const char *what, const char *expected, con
     if (strcmp(fmt, expected) != 0)
         return td_fail(TD_ERR_FORMAT, "%s: format '%s' is not %s", what, fmt, expected);
     return TD_OK;
+}
+
+/* ---- files, before libhdf5 parses them -------------------------------- */
+
+#define SEAL_MAGIC "tadist-seal-1\n"
+
+static const unsigned char k_h5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+typedef struct {
+    unsigned long long at;   /* where the signature is */
+    unsigned long long base; /* base address (absolute) */
+    unsigned long long end;  /* end-of-file address: where the file must end */
+} SuperBlock;
+
+static unsigned long long le_bytes(const unsigned char *p, int n)
+{
+    unsigned long long v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int size_ok(int n) { return n == 2 || n == 4 || n == 8; }
+
+/* Finds the HDF5 signature where HDF5 looks for it (byte 0, 512, 1024, ...)
+ * and reads the superblock's version, base and end-of-file addresses: the
+ * fields every version has, nothing else. */
+static TdStatus read_superblock(FILE *f, const char *path, unsigned long long size, SuperBlock *sb)
+{
+    unsigned char b[64];
+    for (unsigned long long at = 0; at + sizeof k_h5_signature <= size; at = at ? at * 2 : 512) {
+        if (fseeko(f, (off_t)at, SEEK_SET) != 0)
+            break;
+        size_t n = fread(b, 1, sizeof b, f);
+        if (n < sizeof k_h5_signature || memcmp(b, k_h5_signature, sizeof k_h5_signature) != 0)
+            continue;
+        int version = b[8], osz, lsz, first;
+        if (version == 0 || version == 1) {
+            osz = b[13];
+            lsz = b[14];
+            first = version == 0 ? 24 : 28; /* base, free space, end of file, driver info */
+        } else if (version == 2 || version == 3) {
+            osz = b[9];
+            lsz = b[10];
+            first = 12; /* base, superblock extension, end of file, root group */
+        } else {
+            return td_fail(TD_ERR_FORMAT, "%s: HDF5 superblock version %d at byte %llu is not one "
+                           "HDF5 1.10 writes (corrupt?)", path, version, at);
+        }
+        if (!size_ok(osz) || !size_ok(lsz))
+            return td_fail(TD_ERR_FORMAT, "%s: HDF5 superblock gives %d-byte addresses and "
+                           "%d-byte lengths (corrupt?)", path, osz, lsz);
+        if (n < (size_t)(first + 3 * osz))
+            return td_fail(TD_ERR_FORMAT, "%s: truncated: the file ends inside its HDF5 "
+                           "superblock", path);
+        unsigned long long undef = osz == 8 ? ~0ull : (1ull << (8 * osz)) - 1;
+        unsigned long long base = le_bytes(b + first, osz);
+        unsigned long long eof = le_bytes(b + first + 2 * osz, osz);
+        if (eof == undef)
+            return td_fail(TD_ERR_FORMAT, "%s: its HDF5 end-of-file address is undefined (the "
+                           "file was not closed by its writer)", path);
+        if (base != at)
+            return td_fail(TD_ERR_FORMAT, "%s: HDF5 superblock at byte %llu gives base address "
+                           "%llu (corrupt?)", path, at, base);
+        sb->at = at;
+        sb->base = base;
+        sb->end = eof; /* absolute: HDF5 stores the base address plus the relative end */
+        return TD_OK;
+    }
+    return td_fail(TD_ERR_FORMAT, "%s: not an HDF5 file (no HDF5 signature)", path);
+}
+
+static TdStatus check_end(const char *path, const SuperBlock *sb, unsigned long long size)
+{
+    if (sb->end > size)
+        return td_fail(TD_ERR_FORMAT, "%s: truncated: its HDF5 superblock says the file ends at "
+                       "byte %llu, it has %llu bytes", path, sb->end, size);
+    if (sb->end < size)
+        return td_fail(TD_ERR_FORMAT, "%s: %llu bytes after the end of its HDF5 data (byte "
+                       "%llu): corrupt, or something was appended", path, size - sb->end,
+                       sb->end);
+    return TD_OK;
+}
+
+/* XXH3-128 of bytes [from, size) of f, as 32 hex digits. */
+static TdStatus hash_from(FILE *f, const char *path, unsigned long long from, char out[33])
+{
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf)
+        return td_fail(TD_ERR_NOMEM, "%s: out of memory checking the file", path);
+    XXH3_state_t st;
+    XXH3_INITSTATE(&st);
+    XXH3_128bits_reset(&st);
+    int bad = fseeko(f, (off_t)from, SEEK_SET) != 0;
+    size_t n;
+    while (!bad && (n = fread(buf, 1, CHUNK, f)) > 0)
+        XXH3_128bits_update(&st, buf, n);
+    bad |= ferror(f);
+    free(buf);
+    if (bad)
+        return td_fail(TD_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    XXH128_hash_t h = XXH3_128bits_digest(&st);
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)h.high64,
+             (unsigned long long)h.low64);
+    return TD_OK;
+}
+
+/* The seal at the start of buf (n bytes read from byte 0). 1: a seal, whose
+ * hash and size are returned; 0: none; -1: it starts like one but is not. */
+static int parse_seal(const unsigned char *buf, size_t n, char hash[33], unsigned long long *bytes)
+{
+    const size_t ml = sizeof SEAL_MAGIC - 1;
+    if (n < ml || memcmp(buf, SEAL_MAGIC, ml) != 0)
+        return 0;
+    if (n < H5U_USERBLOCK)
+        return -1;
+    char text[H5U_USERBLOCK + 1];
+    memcpy(text, buf, H5U_USERBLOCK);
+    text[H5U_USERBLOCK] = '\0';
+    int used = 0;
+    if (sscanf(text + ml, "xxh3-128 %32[0-9a-f]\nbytes %llu\n%n", hash, bytes, &used) != 2 ||
+        strlen(hash) != 32 || used == 0)
+        return -1;
+    return 1;
+}
+
+/* Files verified by their seal, by identity: hashed once per process. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} SealedFile;
+enum { SEALED_CACHE = 64 };
+static SealedFile g_sealed[SEALED_CACHE];
+static int g_sealed_n, g_sealed_next;
+
+static int same_file(const SealedFile *a, const struct stat *st)
+{
+    return a->dev == st->st_dev && a->ino == st->st_ino && a->size == st->st_size &&
+           a->mtime.tv_sec == st->st_mtim.tv_sec && a->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static int sealed_known(const struct stat *st)
+{
+    for (int i = 0; i < g_sealed_n; i++)
+        if (same_file(&g_sealed[i], st))
+            return 1;
+    return 0;
+}
+
+/* Remembered only when last modified at least 2 s ago: file times tick
+ * coarsely (a jiffy, or a second or two on some file systems), so a file
+ * changed in place right after it was verified could keep the same time.
+ * Anything that changes it later gets a later time (git's "racy clean"). */
+static void sealed_remember(const struct stat *st)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0 || st->st_mtim.tv_sec > now.tv_sec - 2)
+        return;
+    SealedFile *e = &g_sealed[g_sealed_next];
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->size = st->st_size;
+    e->mtime = st->st_mtim;
+    g_sealed_next = (g_sealed_next + 1) % SEALED_CACHE;
+    if (g_sealed_n < SEALED_CACHE)
+        g_sealed_n++;
+}
+
+static TdStatus check_open_file(FILE *f, const char *path)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0)
+        return td_fail(TD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return td_fail(TD_ERR_FORMAT, "%s: not a regular file", path);
+    if (sealed_known(&st))
+        return TD_OK;
+    unsigned long long size = (unsigned long long)st.st_size;
+    unsigned char head[H5U_USERBLOCK];
+    size_t n = fread(head, 1, sizeof head, f);
+    if (ferror(f))
+        return td_fail(TD_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    char want[33], got[33];
+    unsigned long long bytes = 0;
+    int sealed = parse_seal(head, n, want, &bytes);
+    if (sealed < 0)
+        return td_fail(TD_ERR_FORMAT, "%s: its tadist seal (the first %d bytes) is unreadable "
+                       "(corrupt?)", path, H5U_USERBLOCK);
+    if (sealed) {
+        if (size < bytes)
+            return td_fail(TD_ERR_FORMAT, "%s: truncated: its seal says %llu bytes, the file has "
+                           "%llu", path, bytes, size);
+        if (size > bytes)
+            return td_fail(TD_ERR_FORMAT, "%s: %llu bytes more than its seal says (%llu): "
+                           "corrupt, or something was appended", path, size - bytes, bytes);
+        TD_TRY(hash_from(f, path, H5U_USERBLOCK, got));
+        if (strcmp(want, got) != 0)
+            return td_fail(TD_ERR_FORMAT, "%s: checksum mismatch: its seal says %s, its bytes "
+                           "hash to %s (corrupted or edited)", path, want, got);
+    }
+    SuperBlock sb;
+    TD_TRY(read_superblock(f, path, size, &sb));
+    if (sealed && sb.at != H5U_USERBLOCK)
+        return td_fail(TD_ERR_FORMAT, "%s: sealed, but its HDF5 superblock is at byte %llu, not "
+                       "%d (corrupt?)", path, sb.at, H5U_USERBLOCK);
+    /* a user block that is not a seal must be blank: a seal whose first bytes
+     * were damaged must not pass as a file without one */
+    int blank = 1;
+    for (size_t i = 0; !sealed && sb.at > 0 && i < n && blank; i++)
+        blank = head[i] == 0;
+    if (!blank)
+        return td_fail(TD_ERR_FORMAT, "%s: its HDF5 user block (the first %llu bytes) is neither "
+                       "blank nor a tadist seal (corrupt?)", path, sb.at);
+    TD_TRY(check_end(path, &sb, size));
+    if (sealed)
+        sealed_remember(&st);
+    return TD_OK;
+}
+
+TdStatus h5u_check_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return td_fail(TD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    TdStatus s = check_open_file(f, path);
+    fclose(f);
+    return s;
+}
+
+hid_t h5u_sealed_fcpl(void)
+{
+    hid_t p = H5Pcreate(H5P_FILE_CREATE);
+    if (p >= 0 && H5Pset_userblock(p, H5U_USERBLOCK) < 0) {
+        H5Pclose(p);
+        p = -1;
+    }
+    return p;
+}
+
+static TdStatus seal_open_file(FILE *f, const char *path)
+{
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0)
+        return td_fail(TD_ERR_IO, "%s: cannot seal: %s", path, strerror(errno));
+    unsigned long long size = (unsigned long long)st.st_size;
+    SuperBlock sb;
+    TD_TRY(read_superblock(f, path, size, &sb));
+    if (sb.at != H5U_USERBLOCK)
+        return TD_OK; /* no user block of ours: nothing to seal */
+    unsigned char head[H5U_USERBLOCK];
+    if (fseeko(f, 0, SEEK_SET) != 0 || fread(head, 1, sizeof head, f) != sizeof head)
+        return td_fail(TD_ERR_IO, "%s: cannot seal: read error", path);
+    int blank = 1;
+    for (size_t i = 0; i < sizeof head && blank; i++)
+        blank = head[i] == 0;
+    if (!blank && memcmp(head, SEAL_MAGIC, sizeof SEAL_MAGIC - 1) != 0)
+        return TD_OK; /* someone else's user block: left alone */
+    char hash[33];
+    TD_TRY(hash_from(f, path, H5U_USERBLOCK, hash));
+    memset(head, 0, sizeof head);
+    snprintf((char *)head, sizeof head, SEAL_MAGIC "xxh3-128 %s\nbytes %llu\n", hash, size);
+    if (fseeko(f, 0, SEEK_SET) != 0 || fwrite(head, 1, sizeof head, f) != sizeof head ||
+        fflush(f) != 0)
+        return td_fail(TD_ERR_IO, "%s: cannot seal: %s", path, strerror(errno));
+    return TD_OK;
+}
+
+TdStatus h5u_seal(const char *path)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f)
+        return td_fail(TD_ERR_IO, "%s: cannot seal: %s", path, strerror(errno));
+    TdStatus s = seal_open_file(f, path);
+    if (fclose(f) != 0 && s == TD_OK)
+        s = td_fail(TD_ERR_IO, "%s: cannot seal: %s", path, strerror(errno));
+    return s;
 }
 
 /* ---- folders ---------------------------------------------------------- */

@@ -59,6 +59,49 @@ TdStatus h5u_attr_read_str(hid_t obj, const char *what, const char *name, char *
  * "<what>: format '<found>' is not <expected>", and those of h5u_attr_read_str. */
 TdStatus h5u_check_format(hid_t obj, const char *what, const char *expected, const char *kind);
 
+/* ---- files, before libhdf5 parses them ---------------------------------
+ *
+ * libhdf5 trusts the bytes of a file: a corrupted object header can make it
+ * read freed or out-of-bounds memory (1.10.8). These two functions keep the
+ * files tadist writes (model and task files) away from it when they are not
+ * what was written.
+ *
+ * The seal: such files are created with a user block of H5U_USERBLOCK bytes
+ * (h5u_sealed_fcpl), a region at the start of the file that HDF5 leaves to
+ * the application. After the file is closed, h5u_seal writes into it
+ *   "tadist-seal-1\nxxh3-128 <32 hex digits>\nbytes <file size>\n"
+ * (NUL-padded): the XXH3-128 of every byte after the user block, and the size
+ * of the whole file. */
+enum { H5U_USERBLOCK = 512 };
+
+/* A file creation property list with the seal's user block (close it with
+ * H5Pclose), or -1 when HDF5 refuses. */
+hid_t h5u_sealed_fcpl(void);
+
+/* Seals the closed file path (see above). A file without a user block of
+ * H5U_USERBLOCK bytes (written by another program or an older tadist) is
+ * left as it is: nothing to do, TD_OK.
+ * Errors: TD_ERR_IO "<path>: cannot seal: <strerror>"; TD_ERR_FORMAT when path
+ * is not an HDF5 file. */
+TdStatus h5u_seal(const char *path);
+
+/* The checks before H5Fopen, with plain stdio and the least parsing: the file
+ * starts with a seal or with the HDF5 signature (or holds it at 512, 1024, ...
+ * bytes, after a blank user block); its superblock has a version HDF5 1.10 writes
+ * (0 to 3), a base address where the signature is, and an end-of-file
+ * address that is the file's size (a cut or extended file is found here, not
+ * by libhdf5); and when it is sealed, the seal's size and hash match every
+ * byte. A sealed file verified once is remembered by device, inode, size and
+ * modification time (when that is 2 s old or more), so a process hashes it
+ * once. Not thread-safe (one table per process).
+ * Errors (messages start "<path>: "): TD_ERR_IO "cannot open: <strerror>";
+ * TD_ERR_FORMAT "not an HDF5 file", "truncated: ...", "... bytes after the
+ * end of its HDF5 data ...", "HDF5 superblock ...", "checksum mismatch: ...
+ * (corrupted or edited)", "... more than its seal says ...", "its tadist seal
+ * ... is unreadable", "its HDF5 user block ... is neither blank nor a tadist
+ * seal". */
+TdStatus h5u_check_file(const char *path);
+
 /* mkdir -p: creates path and every missing parent (mode 0777 less the umask);
  * succeeds when path already is a folder.
  * Errors: TD_ERR_ARG "path too long: <path>"; TD_ERR_IO "cannot create directory

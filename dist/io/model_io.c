@@ -245,12 +245,13 @@ TdStatus model_read(const char *path, VitModel *m)
 {
     memset(m, 0, sizeof *m);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (access(path, R_OK) != 0)
+        return td_fail(TD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* superblock, size and seal, before libhdf5 parses a byte (h5util.h) */
+    TD_TRY(h5u_check_file(path));
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) {
-        if (access(path, R_OK) != 0)
-            return td_fail(TD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (f < 0)
         return td_fail(TD_ERR_FORMAT, "%s: not an HDF5 file", path);
-    }
     VitArch a;
     char source[sizeof m->source], stored[40] = "";
     int has_checksum = 0;
@@ -286,7 +287,10 @@ TdStatus model_write(const char *path, VitModel *m)
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof tmp)
         return td_fail(TD_ERR_ARG, "%s: path too long", path);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = h5u_sealed_fcpl();
+    hid_t f = fcpl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT) : -1;
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
     if (f < 0) {
         remove(tmp);
         return td_fail(TD_ERR_IO, "%s: cannot create the temporary file %s", path, tmp);
@@ -296,6 +300,8 @@ TdStatus model_write(const char *path, VitModel *m)
         s = write_tensor(f, path, &m->table.info[i], m->params + m->table.info[i].offset);
     if (H5Fclose(f) < 0 && s == TD_OK)
         s = td_fail(TD_ERR_HDF5, "%s: cannot close the temporary file %s", path, tmp);
+    if (s == TD_OK)
+        s = h5u_seal(tmp);
     if (s == TD_OK && rename(tmp, path) != 0)
         s = td_fail(TD_ERR_IO, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
     if (s != TD_OK)

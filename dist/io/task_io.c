@@ -1,13 +1,21 @@
 #include "task_io.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
 #include "h5util.h"
 #include "rng.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "task_checksum hashes labels and counts as little-endian bytes"
+#endif
 
 const char *const k_task_split_names[TASK_NSPLITS] = {"train", "val", "test"};
 static const char k_format[] = "tadist-task-1";
@@ -146,6 +154,27 @@ TdStatus task_validate(const TaskData *t, const char *what)
     return s;
 }
 
+void task_checksum(const TaskData *t, char out[40])
+{
+    XXH3_state_t st;
+    XXH3_INITSTATE(&st);
+    XXH3_128bits_reset(&st);
+    for (int sp = 0; sp < TASK_NSPLITS; sp++) {
+        const TaskSplit *p = &t->split[sp];
+        uint64_t n = (uint64_t)p->n;
+        XXH3_128bits_update(&st, &n, sizeof n);
+        if (p->n > 0) {
+            XXH3_128bits_update(&st, p->images, (size_t)(p->n * task_image_bytes(t)));
+            XXH3_128bits_update(&st, p->labels, (size_t)p->n * sizeof *p->labels);
+        }
+    }
+    for (int k = 0; k < t->num_classes; k++) /* each name with its NUL */
+        XXH3_128bits_update(&st, t->classes[k], strnlen(t->classes[k], TASK_CLASS_LEN - 1) + 1);
+    XXH128_hash_t h = XXH3_128bits_digest(&st);
+    snprintf(out, 40, "%016llx%016llx", (unsigned long long)h.high64,
+             (unsigned long long)h.low64);
+}
+
 /* ---- HDF5 helpers: every call checked, errors name the file and object ---- */
 
 #define H5CHK(expr, ...)                                  \
@@ -241,6 +270,9 @@ static TdStatus write_file(hid_t f, const TaskData *t, const char *path)
         TD_TRY(h5u_attr_write(f, path, hwck_names[i], H5T_STD_I32LE, H5T_NATIVE_INT32,
                               &hwck[i]));
     TD_TRY(write_classes(f, t, path));
+    char sum[40];
+    task_checksum(t, sum);
+    TD_TRY(h5u_attr_write_str(f, path, "checksum", sum));
     for (int sp = 0; sp < TASK_NSPLITS; sp++)
         TD_TRY(write_split(f, t, sp, path));
     return TD_OK;
@@ -252,12 +284,17 @@ TdStatus task_write(const char *path, const TaskData *t)
     h5_quiet();
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = h5u_sealed_fcpl();
+    hid_t f = fcpl >= 0 ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT) : -1;
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
     if (f < 0)
         return td_fail(TD_ERR_IO, "%s: cannot create (directory missing or not writable?)", tmp);
     TdStatus s = write_file(f, t, path);
     if (H5Fclose(f) < 0 && s == TD_OK)
         s = td_fail(TD_ERR_HDF5, "%s: cannot close", tmp);
+    if (s == TD_OK)
+        s = h5u_seal(tmp);
     if (s == TD_OK && rename(tmp, path) != 0)
         s = td_fail(TD_ERR_IO, "%s: cannot rename to %s", tmp, path);
     if (s != TD_OK)
@@ -372,7 +409,20 @@ static TdStatus read_file(hid_t f, TaskData *t, int want_data, const char *path)
     TD_TRY(read_classes(f, t, path));
     for (int sp = 0; sp < TASK_NSPLITS; sp++)
         TD_TRY(read_split(f, t, sp, want_data, path));
-    return want_data ? task_validate(t, path) : TD_OK;
+    if (!want_data)
+        return TD_OK;
+    /* the values' checksum, when the file has one (files before it do not) */
+    if (h5u_attr_exists(f, "checksum")) {
+        char stored[40], got[40];
+        TD_TRY(h5u_attr_read_str(f, path, "checksum", stored, sizeof stored));
+        task_checksum(t, got);
+        if (strcmp(stored, got) != 0)
+            return td_fail(TD_ERR_FORMAT,
+                           "%s: checksum mismatch: the file says %s, its images, labels and "
+                           "class names hash to %s (corrupted or edited)",
+                           path, stored, got);
+    }
+    return task_validate(t, path);
 }
 
 static TdStatus read_any(const char *path, TaskData *t, int want_data)
@@ -380,7 +430,13 @@ static TdStatus read_any(const char *path, TaskData *t, int want_data)
     memset(t, 0, sizeof *t);
     h5_quiet();
     if (access(path, R_OK) != 0)
-        return td_fail(TD_ERR_IO, "%s: cannot read task file (missing?)", path);
+        return td_fail(TD_ERR_IO,
+                       "%s: cannot read task file: %s (task files are made by `tadist data`, "
+                       "and docs/TASK_DATA.md says how to convert data sets, the paper's eight "
+                       "included)",
+                       path, strerror(errno));
+    /* superblock, size and seal, before libhdf5 parses a byte (h5util.h) */
+    TD_TRY(h5u_check_file(path));
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return td_fail(TD_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or corrupt?)", path);

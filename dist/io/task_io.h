@@ -4,7 +4,9 @@
  *   /                  attributes: format = "tadist-task-1" (string), name (string),
  *                      source (string: where the images came from), seed (uint64:
  *                      the seed of the val split and of any generator),
- *                      height, width, channels, num_classes (int32)
+ *                      height, width, channels, num_classes (int32), checksum
+ *                      (string: task_checksum of the values; files written
+ *                      before it have none)
  *   /classes           fixed-length strings [K] (NUL-terminated, sized to the longest),
  *                      class names in label order
  *   /train/images      uint8 [N,H,W,C], row-major, C = 1 (gray) or 3 (RGB);
@@ -14,6 +16,8 @@
  * val is a seeded random 10% of the source's train split (at most 5000 images)
  * and train the rest, both kept in source order (task_make_val).
  *
+ * The file starts with a sealed user block (h5util.h: XXH3-128 of every byte
+ * after it), checked before libhdf5 opens the file.
  * Files are written to "<path>.tmp.<pid>" and renamed, never left half-written.
  * Everything here is single-process (any rank, independent HDF5 I/O). */
 #ifndef TD_TASK_IO_H
@@ -70,11 +74,17 @@ TdStatus task_carve(TaskData *t, int from, int to, int64_t count, uint64_t seed,
  * test; messages name `what` (a file), the split and the record. */
 TdStatus task_validate(const TaskData *t, const char *what);
 
+/* XXH3-128 of the values, as 32 hex digits: each split's count (uint64), images
+ * and labels, then the class names (each with its NUL). */
+void task_checksum(const TaskData *t, char out[40]);
+
 /* Validates, then writes path atomically. */
 TdStatus task_write(const char *path, const TaskData *t);
-/* Reads the whole file (all splits), validating it; errors name the file and dataset. */
+/* Reads the whole file (all splits), validating it and its checksum; errors name
+ * the file and dataset. A missing file's error points to docs/TASK_DATA.md. */
 TdStatus task_read(const char *path, TaskData *t);
-/* Reads header, classes and split sizes only (images/labels stay NULL). */
+/* Reads header, classes and split sizes only (images/labels stay NULL); the
+ * seal, when the file has one, still covers every byte. */
 TdStatus task_read_header(const char *path, TaskData *t);
 
 /* Prints "name  classes  train/val/test  HxWxC  source" lines. */

@@ -260,6 +260,8 @@ TdStatus text_model_add(const char *path, const TextModel *m)
                         : td_fail(TD_ERR_FORMAT, "%s: not an HDF5 file", path);
     if (f >= 0 && H5Fclose(f) < 0 && s == TD_OK)
         s = td_fail(TD_ERR_HDF5, "%s: cannot close", tmp);
+    if (s == TD_OK)
+        s = h5u_seal(tmp); /* the model file's seal, renewed (h5util.h) */
     if (s == TD_OK && rename(tmp, path) != 0)
         s = td_fail(TD_ERR_IO, "%s: cannot rename %s onto it: %s", path, tmp, strerror(errno));
     if (s != TD_OK)
@@ -294,6 +296,8 @@ TdStatus text_model_read(const char *path, TextModel *m)
 {
     memset(m, 0, sizeof *m);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (access(path, R_OK) == 0)
+        TD_TRY(h5u_check_file(path)); /* superblock, size and seal first (h5util.h) */
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
         return td_fail(access(path, R_OK) != 0 ? TD_ERR_IO : TD_ERR_FORMAT,
