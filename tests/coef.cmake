@@ -79,3 +79,37 @@ add_test(NAME co_merge_saved COMMAND sh -c
          "set -e; rm -rf ${run} && mkdir -p ${run}; A='${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${CO}/np1 --mode attn --method sum'; ${CO_BIN} merge $A --search cmaes_task -o ${run}/saved.h5; c=$(python3 -c \"import json; o=json.load(open('${CO}/np1/tiny/results.json'))['modes']['attn']['coef_search']['sum']['cmaes_task']['coef']; print(','.join(repr(o[t][0]) for t in ('quad','stripes')))\"); echo coefficients $c; ${CO_BIN} merge $A --coef $c --alpha 1 -o ${run}/coef.h5; ${CO_LEARN} close-model ${run}/saved.h5 ${run}/coef.h5 1e-6 ${CO_FT}/theta0.h5; ${CO_BIN} merge $A --search nosuch -o ${run}/x.h5 > ${run}/err.log 2>&1 && exit 1; grep -q 'no coefficient search modes.attn.coef_search.sum.nosuch' ${run}/err.log")
 set_tests_properties(co_merge_saved PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED "se_base;co_np1" TIMEOUT 60)
+
+# The linear surrogate (dist/stages/sur_data.c): for ntk task vectors its
+# logits are the linearised model's to 1e-5 relative, for every coefficient
+# structure (three random coefficient vectors each); for attn it is the
+# first-order surrogate, whose error the test prints.
+foreach(case ntk_task ntk_block attn_task)
+  string(REPLACE "_" ";" parts ${case})
+  list(GET parts 0 mode)
+  list(GET parts 1 st)
+  set(run ${CO}/sur_${case})
+  add_test(NAME co_sur_exact_np2_${case} COMMAND sh -c
+           "rm -rf ${run} && mkdir -p ${CO} && cp -r ${TADIST_TEST_OUT}/search/base ${run} && ${CO_MPI} 2 --oversubscribe ${CO_LEARN} sur-exact ${CO_CFG} ${mode} sum ${st} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${run}")
+  set_tests_properties(co_sur_exact_np2_${case} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED se_base TIMEOUT 60)
+endforeach()
+
+# merge.search = surrogate end to end at 1 and 2 ranks: the exhaustive
+# per-task grid screened, its top K verified exactly, the same choice at both
+# rank counts; a second run reuses the surrogate tensors (keyed by checksums).
+set(SUR_RUN --set run.stages=addition --set merge.methods=sum --set merge.search=surrogate
+    --set merge.coefficients=task --set merge.surrogate.top_k=8)
+string(REPLACE ";" " " SUR_RUN "${SUR_RUN}")
+set(script "set -e")
+foreach(np 1 2)
+  string(APPEND script "; rm -rf ${CO}/sur_np${np} && mkdir -p ${CO} && cp -r ${TADIST_TEST_OUT}/search/base ${CO}/sur_np${np}; ${CO_MPI} ${np} --oversubscribe ${CO_BIN} ${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${CO}/sur_np${np} ${SUR_RUN} > ${CO}/sur_np${np}.log 2>&1 || { cat ${CO}/sur_np${np}.log; exit 1; }")
+endforeach()
+string(APPEND script "; cat ${CO}/sur_np2.log")
+foreach(mode attn ntk)
+  string(APPEND script "; ${CO_LEARN} same-coef ${CO}/sur_np1/tiny ${CO}/sur_np2/tiny ${mode} sum surrogate_task")
+endforeach()
+string(APPEND script "; ${CO_MPI} 2 --oversubscribe ${CO_BIN} ${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${CO}/sur_np2 ${SUR_RUN} > ${CO}/sur_again.log 2>&1 || { cat ${CO}/sur_again.log; exit 1; }; grep -q 'reused' ${CO}/sur_again.log || { echo 'FAIL: the surrogate tensors were not reused'; cat ${CO}/sur_again.log; exit 1; }")
+add_test(NAME co_surrogate_np1_np2 COMMAND sh -c "${script}")
+set_tests_properties(co_surrogate_np1_np2 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 180)
