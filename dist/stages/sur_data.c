@@ -13,342 +13,321 @@
 #include "task_loader.h"
 #include "vit.h"
 
-void sur_data_free(SurData *d) {
-  for (int t = 0; t < TV_MAX_TASKS; t++) {
-    free(d->u[t]);
-    free(d->y[t]);
-  }
-  memset(d, 0, sizeof *d);
+void sur_data_free(SurData *d)
+{
+    for (int t = 0; t < TV_MAX_TASKS; t++) {
+        free(d->u[t]);
+        free(d->y[t]);
+    }
+    memset(d, 0, sizeof *d);
 }
 
 /* The key of the tensors: everything they depend on. */
-static void data_key(const ModeRun *r, const CoefSpace *cs,
-                     const float *const *rows, int split, int64_t limit,
-                     char out[40]) {
-  XXH64_state_t *h = XXH64_createState();
-  XXH64_reset(h, 0);
-  char head[1024];
-  int n = snprintf(head, sizeof head, "sur1|%s|%d|%d|%d|%d|%lld|%d",
-                   r->m.checksum, cs->kind, cs->T, cs->G, split,
-                   (long long)limit, g_rt.micro_batch);
-  XXH64_update(h, head, (size_t)n);
-  for (int t = 0; t < r->ntasks; t++)
-    XXH64_update(h, r->paths[t], strlen(r->paths[t]));
-  for (int k = 0; k < cs->ntensors; k++)
-    XXH64_update(h, &cs->group[k], sizeof cs->group[k]);
-  for (int t = 0; t < cs->T; t++)
-    XXH64_update(h, rows[t], coef_row_size(cs) * sizeof(float));
-  snprintf(out, 40, "%016llx", (unsigned long long)XXH64_digest(h));
-  XXH64_freeState(h);
+static void data_key(const ModeRun *r, const CoefSpace *cs, const float *const *rows, int split,
+                     int64_t limit, char out[40])
+{
+    XXH64_state_t *h = XXH64_createState();
+    XXH64_reset(h, 0);
+    char head[1024];
+    int n = snprintf(head, sizeof head, "sur1|%s|%d|%d|%d|%d|%lld|%d", r->m.checksum, cs->kind,
+                     cs->T, cs->G, split, (long long)limit, g_rt.micro_batch);
+    XXH64_update(h, head, (size_t)n);
+    for (int t = 0; t < r->ntasks; t++)
+        XXH64_update(h, r->paths[t], strlen(r->paths[t]));
+    for (int k = 0; k < cs->ntensors; k++)
+        XXH64_update(h, &cs->group[k], sizeof cs->group[k]);
+    for (int t = 0; t < cs->T; t++)
+        XXH64_update(h, rows[t], coef_row_size(cs) * sizeof(float));
+    snprintf(out, 40, "%016llx", (unsigned long long)XXH64_digest(h));
+    XXH64_freeState(h);
 }
 
 /* Reads every task's tensors of path when its key is key; 1 when read. */
-static int data_read(const char *path, const char *key, const ModeRun *r,
-                     SurData *d) {
-  hid_t f = -1;
-  H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); }
-  H5E_END_TRY;
-  if (f < 0)
-    return 0;
-  char got[64] = "";
-  int ok = h5u_attr_read_str(f, path, "key", got, sizeof got) == TD_OK &&
-           !strcmp(got, key);
-  td_error_clear();
-  for (int t = 0; ok && t < r->ntasks; t++) {
-    char p[300];
-    snprintf(p, sizeof p, "%d/u", t);
-    hid_t ds = -1;
-    H5E_BEGIN_TRY { ds = H5Dopen2(f, p, H5P_DEFAULT); }
-    H5E_END_TRY;
-    hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
-    hsize_t dims[3] = {0, 0, 0};
-    ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 3 &&
-         H5Sget_simple_extent_dims(sp, dims, NULL) == 3 &&
-         dims[1] == (hsize_t)d->R && dims[2] == (hsize_t)d->E;
-    if (ok) {
-      d->n[t] = (int64_t)dims[0];
-      d->u[t] = malloc((size_t)d->n[t] * d->R * d->E * sizeof(float) + 1);
-      d->y[t] = malloc((size_t)d->n[t] * sizeof(int32_t) + 1);
-      ok = d->u[t] && d->y[t] &&
-           H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                   d->u[t]) >= 0;
+static int data_read(const char *path, const char *key, const ModeRun *r, SurData *d)
+{
+    hid_t f = -1;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0)
+        return 0;
+    char got[64] = "";
+    int ok = h5u_attr_read_str(f, path, "key", got, sizeof got) == TD_OK && !strcmp(got, key);
+    td_error_clear();
+    for (int t = 0; ok && t < r->ntasks; t++) {
+        char p[300];
+        snprintf(p, sizeof p, "%d/u", t);
+        hid_t ds = -1;
+        H5E_BEGIN_TRY { ds = H5Dopen2(f, p, H5P_DEFAULT); } H5E_END_TRY;
+        hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
+        hsize_t dims[3] = {0, 0, 0};
+        ok = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 3 &&
+             H5Sget_simple_extent_dims(sp, dims, NULL) == 3 && dims[1] == (hsize_t)d->R &&
+             dims[2] == (hsize_t)d->E;
+        if (ok) {
+            d->n[t] = (int64_t)dims[0];
+            d->u[t] = malloc((size_t)d->n[t] * d->R * d->E * sizeof(float) + 1);
+            d->y[t] = malloc((size_t)d->n[t] * sizeof(int32_t) + 1);
+            ok = d->u[t] && d->y[t] &&
+                 H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->u[t]) >= 0;
+        }
+        if (sp >= 0)
+            H5Sclose(sp);
+        if (ds >= 0)
+            H5Dclose(ds);
+        snprintf(p, sizeof p, "%d/labels", t);
+        ds = -1;
+        if (ok)
+            H5E_BEGIN_TRY { ds = H5Dopen2(f, p, H5P_DEFAULT); } H5E_END_TRY;
+        ok = ok && ds >= 0 &&
+             H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->y[t]) >= 0;
+        if (ds >= 0)
+            H5Dclose(ds);
     }
-    if (sp >= 0)
-      H5Sclose(sp);
-    if (ds >= 0)
-      H5Dclose(ds);
-    snprintf(p, sizeof p, "%d/labels", t);
-    ds = -1;
-    if (ok)
-      H5E_BEGIN_TRY { ds = H5Dopen2(f, p, H5P_DEFAULT); }
-    H5E_END_TRY;
-    ok = ok && ds >= 0 &&
-         H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                 d->y[t]) >= 0;
-    if (ds >= 0)
-      H5Dclose(ds);
-  }
-  H5Fclose(f);
-  return ok;
+    H5Fclose(f);
+    return ok;
 }
 
 /* One task: this rank's images of the split, their rows into u (local), the
  * global row of each into at. */
 typedef struct {
-  float *u; /* (nmine, R, E) */
-  int32_t *y;
-  int64_t *at;
-  int64_t nmine, cap;
+    float *u;       /* (nmine, R, E) */
+    int32_t *y;
+    int64_t *at;
+    int64_t nmine, cap;
 } Mine;
 
-static TdStatus task_rows(ModeRun *r, const CoefSpace *cs,
-                          const float *const *rows, const unsigned char *gmask,
-                          int k, int split, int64_t limit, int R,
-                          float *tangent, Mine *out) {
-  const VitArch *A = &r->m.arch;
-  const int mb = g_rt.micro_batch, E = A->out_dim, S = A->image;
-  const size_t plane = (size_t)3 * S * S;
-  int batch = (r->cfg->eval.batch + mb - 1) / mb * mb;
-  LoaderOpts o = {r->paths[k], split, batch, S, 0, 0, 0, {0, 0}, limit, mb};
-  TaskLoader L;
-  VitWork w;
-  memset(&w, 0, sizeof w);
-  TD_TRY(loader_open(&L, g_rt.comm, &o));
-  int nloc = loader_local_max(&L);
-  float *x = malloc(((size_t)nloc + 1) * plane * sizeof *x);
-  float *emb = malloc(((size_t)mb + 1) * E * sizeof *emb);
-  int32_t *y = malloc(((size_t)nloc + 1) * sizeof *y);
-  TdStatus s = x && emb && y
-                   ? vit_work_alloc(&w, A, &r->m.table, mb)
-                   : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
-  int64_t total = limit > 0 && limit < L.n ? limit : L.n;
-  out->cap = (total + g_rt.size - 1) / g_rt.size + nloc + 1;
-  out->u = malloc((size_t)out->cap * R * E * sizeof *out->u);
-  out->y = malloc((size_t)out->cap * sizeof *out->y);
-  out->at = malloc((size_t)out->cap * sizeof *out->at);
-  out->nmine = 0;
-  if (s == TD_OK && (!out->u || !out->y || !out->at))
-    s = td_fail(TD_ERR_NOMEM,
-                "surrogate: out of memory for %lld rows of %d x %d",
-                (long long)out->cap, R, E);
-  s = runtime_agree(g_rt.comm, s);
-  const ParamTable *tab = &r->m.table;
-  while (s == TD_OK) {
-    LoaderBatch b;
-    s = runtime_agree(g_rt.comm, loader_next(&L, x, y, &b));
-    if (s != TD_OK || b.nglobal == 0)
-      break;
-    for (int u0 = 0; u0 * mb < b.nlocal; u0++) {
-      int nrow = b.nlocal - u0 * mb < mb ? b.nlocal - u0 * mb : mb;
-      float *xu = x + (size_t)u0 * mb * plane;
-      if (nrow < mb)
-        memset(xu + (size_t)nrow * plane, 0,
-               (size_t)(mb - nrow) * plane * sizeof *xu);
-      w.trainable = r->tv.mask;
-      w.no_grad = 0;
-      vit_forward(r->m.params, &w, xu, mb, emb);
-      float *dst = out->u + (size_t)out->nmine * R * E;
-      for (int i = 0; i < nrow; i++)
-        memcpy(dst + (size_t)i * R * E, emb + (size_t)i * E, E * sizeof *emb);
-      for (int t = 0; t < cs->T; t++) {
-        /* the tangent: row t in table layout (outside the mask: never read) */
-        for (int q = 0; q < cs->ntensors; q++)
-          memcpy(tangent + cs->toff[q], rows[t] + cs->off[q],
-                 (cs->off[q + 1] - cs->off[q]) * sizeof *tangent);
-        for (int g = 0; g < cs->G; g++) {
-          vit_jvp(r->m.params, &w, tangent, gmask + (size_t)g * tab->count, mb,
-                  emb);
-          int row = 1 + t * cs->G + g;
-          for (int i = 0; i < nrow; i++)
-            memcpy(dst + ((size_t)i * R + row) * E, emb + (size_t)i * E,
-                   E * sizeof *emb);
+static TdStatus task_rows(ModeRun *r, const CoefSpace *cs, const float *const *rows,
+                          const unsigned char *gmask, int k, int split, int64_t limit, int R,
+                          float *tangent, Mine *out)
+{
+    const VitArch *A = &r->m.arch;
+    const int mb = g_rt.micro_batch, E = A->out_dim, S = A->image;
+    const size_t plane = (size_t)3 * S * S;
+    int batch = (r->cfg->eval.batch + mb - 1) / mb * mb;
+    LoaderOpts o = {r->paths[k], split, batch, S, 0, 0, 0, {0, 0}, limit, mb};
+    TaskLoader L;
+    VitWork w;
+    memset(&w, 0, sizeof w);
+    TD_TRY(loader_open(&L, g_rt.comm, &o));
+    int nloc = loader_local_max(&L);
+    float *x = malloc(((size_t)nloc + 1) * plane * sizeof *x);
+    float *emb = malloc(((size_t)mb + 1) * E * sizeof *emb);
+    int32_t *y = malloc(((size_t)nloc + 1) * sizeof *y);
+    TdStatus s = x && emb && y ? vit_work_alloc(&w, A, &r->m.table, mb)
+                               : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
+    int64_t total = limit > 0 && limit < L.n ? limit : L.n;
+    out->cap = (total + g_rt.size - 1) / g_rt.size + nloc + 1;
+    out->u = malloc((size_t)out->cap * R * E * sizeof *out->u);
+    out->y = malloc((size_t)out->cap * sizeof *out->y);
+    out->at = malloc((size_t)out->cap * sizeof *out->at);
+    out->nmine = 0;
+    if (s == TD_OK && (!out->u || !out->y || !out->at))
+        s = td_fail(TD_ERR_NOMEM, "surrogate: out of memory for %lld rows of %d x %d",
+                    (long long)out->cap, R, E);
+    s = runtime_agree(g_rt.comm, s);
+    const ParamTable *tab = &r->m.table;
+    while (s == TD_OK) {
+        LoaderBatch b;
+        s = runtime_agree(g_rt.comm, loader_next(&L, x, y, &b));
+        if (s != TD_OK || b.nglobal == 0)
+            break;
+        for (int u0 = 0; u0 * mb < b.nlocal; u0++) {
+            int nrow = b.nlocal - u0 * mb < mb ? b.nlocal - u0 * mb : mb;
+            float *xu = x + (size_t)u0 * mb * plane;
+            if (nrow < mb)
+                memset(xu + (size_t)nrow * plane, 0, (size_t)(mb - nrow) * plane * sizeof *xu);
+            w.trainable = r->tv.mask;
+            w.no_grad = 0;
+            vit_forward(r->m.params, &w, xu, mb, emb);
+            float *dst = out->u + (size_t)out->nmine * R * E;
+            for (int i = 0; i < nrow; i++)
+                memcpy(dst + (size_t)i * R * E, emb + (size_t)i * E, E * sizeof *emb);
+            for (int t = 0; t < cs->T; t++) {
+                /* the tangent: row t in table layout (outside the mask: never read) */
+                for (int q = 0; q < cs->ntensors; q++)
+                    memcpy(tangent + cs->toff[q], rows[t] + cs->off[q],
+                           (cs->off[q + 1] - cs->off[q]) * sizeof *tangent);
+                for (int g = 0; g < cs->G; g++) {
+                    vit_jvp(r->m.params, &w, tangent, gmask + (size_t)g * tab->count, mb, emb);
+                    int row = 1 + t * cs->G + g;
+                    for (int i = 0; i < nrow; i++)
+                        memcpy(dst + ((size_t)i * R + row) * E, emb + (size_t)i * E,
+                               E * sizeof *emb);
+                }
+            }
+            for (int i = 0; i < nrow; i++) {
+                out->y[out->nmine + i] = y[u0 * mb + i];
+                out->at[out->nmine + i] = b.batch * batch + b.offset + u0 * mb + i;
+            }
+            out->nmine += nrow;
         }
-      }
-      for (int i = 0; i < nrow; i++) {
-        out->y[out->nmine + i] = y[u0 * mb + i];
-        out->at[out->nmine + i] = b.batch * batch + b.offset + u0 * mb + i;
-      }
-      out->nmine += nrow;
     }
-  }
-  loader_close(&L);
-  vit_work_free(&w);
-  free(x), free(emb), free(y);
-  return s;
+    loader_close(&L);
+    vit_work_free(&w);
+    free(x), free(emb), free(y);
+    return s;
 }
 
 /* Writes every rank's rows of every task into path (collective). */
-static TdStatus data_write(const char *path, const char *key, const ModeRun *r,
-                           const Mine *mine, const int64_t *n, int R, int E) {
-  char tmp[1300];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_fapl_mpio(fapl, g_rt.comm, MPI_INFO_NULL);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  H5Pclose(fapl);
-  if (f < 0)
-    return runtime_agree(
-        g_rt.comm, td_fail(TD_ERR_IO, "surrogate: cannot create '%s'", tmp));
-  /* every rank makes every metadata call; s keeps the first failure */
-  TdStatus s = h5u_attr_write_str(f, tmp, "format", "tadist-surrogate-1");
-  TdStatus s2 = h5u_attr_write_str(f, tmp, "key", key);
-  s = s != TD_OK ? s : s2;
-  for (int t = 0; t < r->ntasks; t++) {
-    char gname[32];
-    snprintf(gname, sizeof gname, "%d", t);
-    hid_t g = H5Gcreate2(f, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t dims[3] = {(hsize_t)n[t], (hsize_t)R, (hsize_t)E},
-            ld[1] = {(hsize_t)n[t]};
-    hid_t sp = H5Screate_simple(3, dims, NULL),
-          lsp = H5Screate_simple(1, ld, NULL);
-    hid_t du = g >= 0 ? H5Dcreate2(g, "u", H5T_IEEE_F32LE, sp, H5P_DEFAULT,
-                                   H5P_DEFAULT, H5P_DEFAULT)
-                      : -1;
-    hid_t dl = g >= 0 ? H5Dcreate2(g, "labels", H5T_STD_I32LE, lsp, H5P_DEFAULT,
-                                   H5P_DEFAULT, H5P_DEFAULT)
-                      : -1;
-    if (du < 0 || dl < 0)
-      s = s != TD_OK
-              ? s
-              : td_fail(TD_ERR_HDF5,
-                        "surrogate: cannot create datasets in '%s'", tmp);
-    /* this rank's images: runs of consecutive global rows */
-    const Mine *m = &mine[t];
-    for (int64_t i = 0; du >= 0 && dl >= 0 && i < m->nmine;) {
-      int64_t j = i;
-      while (j + 1 < m->nmine && m->at[j + 1] == m->at[j] + 1)
-        j++;
-      hsize_t st[3] = {(hsize_t)m->at[i], 0, 0},
-              cnt[3] = {(hsize_t)(j - i + 1), (hsize_t)R, (hsize_t)E};
-      hid_t fs = H5Dget_space(du), ms = H5Screate_simple(3, cnt, NULL);
-      H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cnt, NULL);
-      herr_t e = H5Dwrite(du, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT,
-                          m->u + (size_t)i * R * E);
-      H5Sclose(fs), H5Sclose(ms);
-      fs = H5Dget_space(dl);
-      ms = H5Screate_simple(1, cnt, NULL);
-      H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cnt, NULL);
-      e |= H5Dwrite(dl, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, m->y + i);
-      H5Sclose(fs), H5Sclose(ms);
-      if (e < 0)
-        s = s != TD_OK
-                ? s
-                : td_fail(TD_ERR_HDF5, "surrogate: cannot write '%s'", tmp);
-      i = j + 1;
+static TdStatus data_write(const char *path, const char *key, const ModeRun *r, const Mine *mine,
+                           const int64_t *n, int R, int E)
+{
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, g_rt.comm, MPI_INFO_NULL);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        return runtime_agree(g_rt.comm, td_fail(TD_ERR_IO, "surrogate: cannot create '%s'", tmp));
+    /* every rank makes every metadata call; s keeps the first failure */
+    TdStatus s = h5u_attr_write_str(f, tmp, "format", "tadist-surrogate-1");
+    TdStatus s2 = h5u_attr_write_str(f, tmp, "key", key);
+    s = s != TD_OK ? s : s2;
+    for (int t = 0; t < r->ntasks; t++) {
+        char gname[32];
+        snprintf(gname, sizeof gname, "%d", t);
+        hid_t g = H5Gcreate2(f, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t dims[3] = {(hsize_t)n[t], (hsize_t)R, (hsize_t)E}, ld[1] = {(hsize_t)n[t]};
+        hid_t sp = H5Screate_simple(3, dims, NULL), lsp = H5Screate_simple(1, ld, NULL);
+        hid_t du = g >= 0 ? H5Dcreate2(g, "u", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                                       H5P_DEFAULT)
+                          : -1;
+        hid_t dl = g >= 0 ? H5Dcreate2(g, "labels", H5T_STD_I32LE, lsp, H5P_DEFAULT, H5P_DEFAULT,
+                                       H5P_DEFAULT)
+                          : -1;
+        if (du < 0 || dl < 0)
+            s = s != TD_OK ? s : td_fail(TD_ERR_HDF5, "surrogate: cannot create datasets in '%s'",
+                                         tmp);
+        /* this rank's images: runs of consecutive global rows */
+        const Mine *m = &mine[t];
+        for (int64_t i = 0; du >= 0 && dl >= 0 && i < m->nmine;) {
+            int64_t j = i;
+            while (j + 1 < m->nmine && m->at[j + 1] == m->at[j] + 1)
+                j++;
+            hsize_t st[3] = {(hsize_t)m->at[i], 0, 0}, cnt[3] = {(hsize_t)(j - i + 1), (hsize_t)R,
+                                                                 (hsize_t)E};
+            hid_t fs = H5Dget_space(du), ms = H5Screate_simple(3, cnt, NULL);
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cnt, NULL);
+            herr_t e = H5Dwrite(du, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT,
+                                m->u + (size_t)i * R * E);
+            H5Sclose(fs), H5Sclose(ms);
+            fs = H5Dget_space(dl);
+            ms = H5Screate_simple(1, cnt, NULL);
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cnt, NULL);
+            e |= H5Dwrite(dl, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, m->y + i);
+            H5Sclose(fs), H5Sclose(ms);
+            if (e < 0)
+                s = s != TD_OK ? s : td_fail(TD_ERR_HDF5, "surrogate: cannot write '%s'", tmp);
+            i = j + 1;
+        }
+        if (du >= 0)
+            H5Dclose(du);
+        if (dl >= 0)
+            H5Dclose(dl);
+        H5Sclose(sp), H5Sclose(lsp);
+        if (g >= 0)
+            H5Gclose(g);
     }
-    if (du >= 0)
-      H5Dclose(du);
-    if (dl >= 0)
-      H5Dclose(dl);
-    H5Sclose(sp), H5Sclose(lsp);
-    if (g >= 0)
-      H5Gclose(g);
-  }
-  if (H5Fclose(f) < 0 && s == TD_OK)
-    s = td_fail(TD_ERR_HDF5, "surrogate: cannot close '%s'", tmp);
-  TD_TRY(runtime_agree(g_rt.comm, s));
-  if (g_rt.rank == 0 && rename(tmp, path) != 0)
-    s = td_fail(TD_ERR_IO, "surrogate: cannot rename '%s'", tmp);
-  return runtime_agree(g_rt.comm, s);
+    if (H5Fclose(f) < 0 && s == TD_OK)
+        s = td_fail(TD_ERR_HDF5, "surrogate: cannot close '%s'", tmp);
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    if (g_rt.rank == 0 && rename(tmp, path) != 0)
+        s = td_fail(TD_ERR_IO, "surrogate: cannot rename '%s'", tmp);
+    return runtime_agree(g_rt.comm, s);
 }
 
-TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows,
-                      int split, int64_t limit, const char *tag, SurData *d) {
-  memset(d, 0, sizeof *d);
-  d->T = r->ntasks;
-  d->R = 1 + cs->T * cs->G;
-  d->E = r->m.arch.out_dim;
-  char key[40], dir[700], path[1000];
-  data_key(r, cs, rows, split, limit, key);
-  snprintf(dir, sizeof dir, "%s/surrogate", r->run_dir);
-  snprintf(path, sizeof path, "%s/%s.h5", dir, tag);
-  TdStatus s = g_rt.rank == 0 ? fs_mkdir_p(dir) : TD_OK;
-  TD_TRY(runtime_agree(g_rt.comm, s));
-  int have = data_read(path, key, r, d), all = 0;
-  MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, g_rt.comm);
-  if (all) {
-    td_log("surrogate %s: reused %s (key %s: the same task vectors, theta0 and "
-           "images)",
-           tag, path, key);
+TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, int split,
+                      int64_t limit, const char *tag, SurData *d)
+{
+    memset(d, 0, sizeof *d);
+    d->T = r->ntasks;
+    d->R = 1 + cs->T * cs->G;
+    d->E = r->m.arch.out_dim;
+    char key[40], dir[700], path[1000];
+    data_key(r, cs, rows, split, limit, key);
+    snprintf(dir, sizeof dir, "%s/surrogate", r->run_dir);
+    snprintf(path, sizeof path, "%s/%s.h5", dir, tag);
+    TdStatus s = g_rt.rank == 0 ? fs_mkdir_p(dir) : TD_OK;
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    int have = data_read(path, key, r, d), all = 0;
+    MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, g_rt.comm);
+    if (all) {
+        td_log("surrogate %s: reused %s (key %s: the same task vectors, theta0 and images)", tag,
+               path, key);
+        return TD_OK;
+    }
+    sur_data_free(d);
+    d->T = r->ntasks;
+    d->R = 1 + cs->T * cs->G;
+    d->E = r->m.arch.out_dim;
+    double t0 = td_wall();
+    const ParamTable *tab = &r->m.table;
+    unsigned char *gmask = calloc((size_t)cs->G * tab->count + 1, 1);
+    float *tangent = td_aligned_calloc(tab->total * sizeof(float));
+    Mine mine[TV_MAX_TASKS];
+    memset(mine, 0, sizeof mine);
+    s = gmask && tangent ? TD_OK : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
+    for (int q = 0; gmask && q < cs->ntensors; q++)
+        gmask[(size_t)cs->group[q] * tab->count + cs->tensor[q]] = 1;
+    s = runtime_agree(g_rt.comm, s);
+    for (int k = 0; s == TD_OK && k < r->ntasks; k++) {
+        s = task_rows(r, cs, rows, gmask, k, split, limit, d->R, tangent, &mine[k]);
+        int64_t nk = mine[k].nmine;
+        MPI_Allreduce(&nk, &d->n[k], 1, MPI_INT64_T, MPI_SUM, g_rt.comm);
+    }
+    double tc = td_wall() - t0;
+    if (s == TD_OK)
+        s = data_write(path, key, r, mine, d->n, d->R, d->E);
+    for (int k = 0; k < TV_MAX_TASKS; k++)
+        free(mine[k].u), free(mine[k].y), free(mine[k].at);
+    free(gmask);
+    td_free(tangent);
+    TD_TRY(s);
+    int ok = data_read(path, key, r, d), all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g_rt.comm);
+    if (!all_ok)
+        return runtime_agree(g_rt.comm, td_fail(TD_ERR_IO, "surrogate: cannot read back '%s'",
+                                                 path));
+    d->seconds = td_wall() - t0;
+    int64_t imgs = 0;
+    for (int k = 0; k < r->ntasks; k++)
+        imgs += d->n[k];
+    td_log("surrogate %s: %lld images x %d JVPs in %.1fs (%.1f JVP/s over %d rank(s)), written "
+           "and read back in %.1fs: %s",
+           tag, (long long)imgs, d->R - 1, tc, (double)imgs * (d->R - 1) / tc, g_rt.size,
+           d->seconds - tc, path);
     return TD_OK;
-  }
-  sur_data_free(d);
-  d->T = r->ntasks;
-  d->R = 1 + cs->T * cs->G;
-  d->E = r->m.arch.out_dim;
-  double t0 = td_wall();
-  const ParamTable *tab = &r->m.table;
-  unsigned char *gmask = calloc((size_t)cs->G * tab->count + 1, 1);
-  float *tangent = td_aligned_calloc(tab->total * sizeof(float));
-  Mine mine[TV_MAX_TASKS];
-  memset(mine, 0, sizeof mine);
-  s = gmask && tangent ? TD_OK
-                       : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
-  for (int q = 0; gmask && q < cs->ntensors; q++)
-    gmask[(size_t)cs->group[q] * tab->count + cs->tensor[q]] = 1;
-  s = runtime_agree(g_rt.comm, s);
-  for (int k = 0; s == TD_OK && k < r->ntasks; k++) {
-    s = task_rows(r, cs, rows, gmask, k, split, limit, d->R, tangent, &mine[k]);
-    int64_t nk = mine[k].nmine;
-    MPI_Allreduce(&nk, &d->n[k], 1, MPI_INT64_T, MPI_SUM, g_rt.comm);
-  }
-  double tc = td_wall() - t0;
-  if (s == TD_OK)
-    s = data_write(path, key, r, mine, d->n, d->R, d->E);
-  for (int k = 0; k < TV_MAX_TASKS; k++)
-    free(mine[k].u), free(mine[k].y), free(mine[k].at);
-  free(gmask);
-  td_free(tangent);
-  TD_TRY(s);
-  int ok = data_read(path, key, r, d), all_ok = 0;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g_rt.comm);
-  if (!all_ok)
-    return runtime_agree(
-        g_rt.comm,
-        td_fail(TD_ERR_IO, "surrogate: cannot read back '%s'", path));
-  d->seconds = td_wall() - t0;
-  int64_t imgs = 0;
-  for (int k = 0; k < r->ntasks; k++)
-    imgs += d->n[k];
-  td_log("surrogate %s: %lld images x %d JVPs in %.1fs (%.1f JVP/s over %d "
-         "rank(s)), written "
-         "and read back in %.1fs: %s",
-         tag, (long long)imgs, d->R - 1, tc, (double)imgs * (d->R - 1) / tc,
-         g_rt.size, d->seconds - tc, path);
-  return TD_OK;
 }
 
-TdStatus sur_data_project(const SurData *d, const CoefSpace *cs, int k,
-                          const float *head, int C, float **p) {
-  const int64_t n = d->n[k];
-  const int R = d->R, K = cs->K;
-  float *full = malloc((size_t)n * R * C * sizeof *full + 1);
-  *p = malloc((size_t)n * (1 + K) * C * sizeof **p + 1);
-  if (!full || !*p) {
+TdStatus sur_data_project(const SurData *d, const CoefSpace *cs, int k, const float *head, int C,
+                          float **p)
+{
+    const int64_t n = d->n[k];
+    const int R = d->R, K = cs->K;
+    float *full = malloc((size_t)n * R * C * sizeof *full + 1);
+    *p = malloc((size_t)n * (1 + K) * C * sizeof **p + 1);
+    if (!full || !*p) {
+        free(full);
+        free(*p);
+        *p = NULL;
+        return td_fail(TD_ERR_NOMEM, "surrogate: out of memory projecting %lld images",
+                       (long long)n);
+    }
+    sur_project(d->u[k], n, R, d->E, head, C, full);
+    memset(*p, 0, (size_t)n * (1 + K) * C * sizeof **p);
+    for (int64_t i = 0; i < n; i++) {
+        const float *src = full + (size_t)i * R * C;
+        float *dst = *p + (size_t)i * (1 + K) * C;
+        memcpy(dst, src, C * sizeof *dst);
+        for (int t = 0; t < cs->T; t++)
+            for (int g = 0; g < cs->G; g++) {
+                int kk = cs->kind == COEF_UNIFORM ? 0 : cs->kind == COEF_TASK ? t : t * cs->G + g;
+                const float *s1 = src + (size_t)(1 + t * cs->G + g) * C;
+                float *d1 = dst + (size_t)(1 + kk) * C;
+                for (int c = 0; c < C; c++)
+                    d1[c] += s1[c];
+            }
+    }
     free(full);
-    free(*p);
-    *p = NULL;
-    return td_fail(TD_ERR_NOMEM,
-                   "surrogate: out of memory projecting %lld images",
-                   (long long)n);
-  }
-  sur_project(d->u[k], n, R, d->E, head, C, full);
-  memset(*p, 0, (size_t)n * (1 + K) * C * sizeof **p);
-  for (int64_t i = 0; i < n; i++) {
-    const float *src = full + (size_t)i * R * C;
-    float *dst = *p + (size_t)i * (1 + K) * C;
-    memcpy(dst, src, C * sizeof *dst);
-    for (int t = 0; t < cs->T; t++)
-      for (int g = 0; g < cs->G; g++) {
-        int kk = cs->kind == COEF_UNIFORM ? 0
-                 : cs->kind == COEF_TASK  ? t
-                                          : t * cs->G + g;
-        const float *s1 = src + (size_t)(1 + t * cs->G + g) * C;
-        float *d1 = dst + (size_t)(1 + kk) * C;
-        for (int c = 0; c < C; c++)
-          d1[c] += s1[c];
-      }
-  }
-  free(full);
-  return TD_OK;
+    return TD_OK;
 }
