@@ -356,8 +356,10 @@ TdStatus coef_learn_run(CoefLearn *L, CoefResult *res)
                    r->mode, cr->method, coef_kind_name(cr->cs.kind), st.step, steps, loss,
                    ac->objective, mean, done / el, eta);
         }
+        /* between steps, the safe point of a graceful stop (runtime.h) */
+        bool stop = runtime_stop_requested(g_rt.comm) && st.step < steps;
         int save = ac->checkpoint_every > 0 &&
-                   (st.step % ac->checkpoint_every == 0 || st.step == steps);
+                   (stop || st.step % ac->checkpoint_every == 0 || st.step == steps);
         if (save) {
             TdStatus w = g_rt.rank == 0 ? ckpt_write(path, key, &st, K) : TD_OK;
             s = runtime_agree(g_rt.comm, w);
@@ -369,6 +371,9 @@ TdStatus coef_learn_run(CoefLearn *L, CoefResult *res)
                                       "killed; rerun to resume from %s",
                                       stop_after, path));
         }
+        if (s == TD_OK && stop)
+            s = runtime_stop("in adamerging at step %ld of %ld (checkpoint %s)", st.step, steps,
+                             ac->checkpoint_every > 0 ? path : "off");
     }
     if (s == TD_OK) {
         res->c = st.c;

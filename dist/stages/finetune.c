@@ -585,6 +585,8 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
             q[R_T0_VAL] = theta0_acc[2 * t];
             q[R_T0_TEST] = theta0_acc[2 * t + 1];
             memcpy(res + (size_t)t * R_N, q, sizeof q);
+            for (int u = t + G; q[R_STATUS] == FT_STOPPED && u < T; u += G)
+                res[(size_t)u * R_N + R_STATUS] = FT_STOPPED; /* not started: the rerun's */
             if (q[R_STATUS] == FT_OK) {
                 tv[t] = malloc(r->ntrain * sizeof(float));
                 if (!tv[t])
@@ -600,6 +602,8 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
                 }
             }
         }
+        if (q[R_STATUS] == FT_STOPPED) /* agreed in the group: its other tasks wait too */
+            break;
     }
     MPI_Comm_free(&gcomm);
     s = runtime_agree(g_rt.comm, s);
@@ -624,7 +628,7 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
         snprintf(key, sizeof key, "modes.%s.tv_norm", r->mode);
         s = runtime_agree(g_rt.comm, norms ? results_set(r->run_dir, key, norms) : TD_OK);
     }
-    int nan = 0, intr = 0;
+    int nan = 0, intr = 0, stopped = 0;
     char failed[1024] = "";
     for (int t = 0; t < T && s == TD_OK; t++) {
         const double *q = res + (size_t)t * R_N;
@@ -638,6 +642,8 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
                    (long)q[R_FAIL_STEP]);
         } else if (q[R_STATUS] == FT_INTERRUPTED) {
             intr++;
+        } else if (q[R_STATUS] == FT_STOPPED) {
+            stopped++;
         } else {
             td_log("%s/%s: %ld steps, loss %.4f; accuracy val %.4f test %.4f (theta0 head: val "
                    "%.4f test %.4f); |tau| %.4g",
@@ -645,6 +651,8 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
                    q[R_T0_VAL], q[R_T0_TEST], q[R_TV_NORM]);
         }
     }
+    if (s == TD_OK && stopped) /* no task vectors: a rerun resumes from the checkpoints */
+        s = runtime_stop("while fine-tuning mode %s (%d task(s) not finished)", r->mode, stopped);
     if (s == TD_OK && intr)
         s = runtime_agree(g_rt.comm,
                           td_fail(TD_ERR_INTERNAL,

@@ -15,7 +15,9 @@
  * journal with another key is started over, and a line that is not exactly
  * one whole record (cut by a kill) is ignored. merge.stop_after = K ends the
  * run's searches after K items run by this process over all of them, as if
- * killed (resume test).
+ * killed (resume test). On SIGTERM/SIGUSR1 (runtime.h) a rank takes no
+ * further item, the journal is flushed (fsync), and after the pool every rank
+ * returns TD_STOPPED (exit 75); the rerun resumes from the journal.
  *
  * Stages (collective over the run communicator (g_rt.comm), agreed status), per finetune.modes
  * entry, all reading <run_dir>/task_vectors_<mode>.h5 and heads.h5:

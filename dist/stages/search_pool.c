@@ -93,6 +93,10 @@ static TdStatus pool_work(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void 
     double busy = 0;
     int count = 0;
     while (s == TD_OK) {
+        /* A signal (runtime.h): this rank takes no further item; the others
+         * finish theirs, and search_pool agrees on the stop after the pool. */
+        if (runtime_stop_signal())
+            break;
         long idx = workqueue_next(&q);
         if (idx >= npending)
             break;
@@ -109,6 +113,8 @@ static TdStatus pool_work(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void 
             s = journal_append(fd, p->journal, item, v);
         vals[item] = v;
     }
+    if (fd >= 0 && runtime_stop_signal() && fsync(fd) != 0 && s == TD_OK)
+        s = td_fail(TD_ERR_IO, "cannot flush journal '%s': %s", p->journal, strerror(errno));
     if (fd >= 0)
         close(fd);
     s = runtime_agree(comm, s); /* before the collective close */
@@ -167,6 +173,10 @@ TdStatus search_pool(MPI_Comm comm, const PoolSpec *p, PoolItemFn fn, void *ctx,
                                             "if killed; rerun to resume from %s",
                                             p->stop_after, p->journal));
     }
+    /* The safe point of a graceful stop: every item taken is in the journal
+     * (the rerun skips those), so the run can end here (exit 75). */
+    if (s == TD_OK && runtime_stop_requested(comm))
+        s = runtime_stop("in the search of %s; its items so far are in the journal", p->journal);
     for (int i = lo; s == TD_OK && i < hi; i++)
         values[i] = isnan(done[i]) ? mine[i] : done[i];
     free(done);
