@@ -182,7 +182,7 @@ static int sur_exact(int argc, char **argv)
     SurData d;
     char tag[200];
     snprintf(tag, sizeof tag, "test_%s_%s_%s", mode, method, structure);
-    if (sur_data_get(&r, &cr.cs, cr.rows, TASK_VAL, cfg.eval.limit, tag, &d) != TD_OK)
+    if (sur_data_get(&r, &cr.cs, cr.rows, NULL, 0, TASK_VAL, cfg.eval.limit, tag, &d) != TD_OK)
         return fail("surrogate");
     const int K = cr.cs.K;
     double c[512], worst = 0, zmax = 0;

@@ -1,6 +1,7 @@
 /* negation: the negation stage - theta0 - alpha tau_t, keeping a control task
  * above a share of theta0's accuracy (search.h). */
 #include "search_mode.h"
+#include "sur_data.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -116,8 +117,20 @@ static TdStatus negate_one(ModeRun *r, int j, double c0_val, double c0_test)
     TdStatus s = runtime_agree(g_rt.comm, val ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
     NegCtx nc = {r, j};
     PoolSpec ps = {.journal = journal, .key = key, .nitems = A * 2, .stop_after = cfg->merge.stop_after};
-    if (s == TD_OK)
+    if (s == TD_OK && r->ntk && cfg->merge.surrogate.ntk) {
+        /* exact through the linear surrogate: one JVP per image */
+        int which[2] = {j, C};
+        double *al = malloc((size_t)A * sizeof *al + 1);
+        char stag[300];
+        snprintf(stag, sizeof stag, "negation_%s_%s_val", r->mode, task);
+        for (int a = 0; al && a < A; a++)
+            al[a] = search_alpha(cfg, a);
+        s = al ? sur_line_acc(r, which, 2, TASK_VAL, stag, al, A, val)
+               : runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "negation: out of memory"));
+        free(al);
+    } else if (s == TD_OK) {
         s = search_pool(g_rt.comm, &ps, item_neg, &nc, val);
+    }
     if (s != TD_OK) {
         free(val);
         return s;

@@ -15,7 +15,7 @@
 
 void sur_data_free(SurData *d)
 {
-    for (int t = 0; t < TV_MAX_TASKS; t++) {
+    for (int t = 0; t < TV_MAX_TASKS + 1; t++) {
         free(d->u[t]);
         free(d->y[t]);
     }
@@ -23,8 +23,8 @@ void sur_data_free(SurData *d)
 }
 
 /* The key of the tensors: everything they depend on. */
-static void data_key(const ModeRun *r, const CoefSpace *cs, const float *const *rows, int split,
-                     int64_t limit, char out[40])
+static void data_key(const ModeRun *r, const SurData *d, const CoefSpace *cs,
+                     const float *const *rows, int split, int64_t limit, char out[40])
 {
     XXH64_state_t *h = XXH64_createState();
     XXH64_reset(h, 0);
@@ -32,8 +32,8 @@ static void data_key(const ModeRun *r, const CoefSpace *cs, const float *const *
     int n = snprintf(head, sizeof head, "sur1|%s|%d|%d|%d|%d|%lld|%d", r->m.checksum, cs->kind,
                      cs->T, cs->G, split, (long long)limit, g_rt.micro_batch);
     XXH64_update(h, head, (size_t)n);
-    for (int t = 0; t < r->ntasks; t++)
-        XXH64_update(h, r->paths[t], strlen(r->paths[t]));
+    for (int t = 0; t < d->T; t++)
+        XXH64_update(h, r->paths[d->which[t]], strlen(r->paths[d->which[t]]));
     for (int k = 0; k < cs->ntensors; k++)
         XXH64_update(h, &cs->group[k], sizeof cs->group[k]);
     for (int t = 0; t < cs->T; t++)
@@ -52,7 +52,7 @@ static int data_read(const char *path, const char *key, const ModeRun *r, SurDat
     char got[64] = "";
     int ok = h5u_attr_read_str(f, path, "key", got, sizeof got) == TD_OK && !strcmp(got, key);
     td_error_clear();
-    for (int t = 0; ok && t < r->ntasks; t++) {
+    for (int t = 0; ok && t < d->T; t++) {
         char p[300];
         snprintf(p, sizeof p, "%d/u", t);
         hid_t ds = -1;
@@ -169,7 +169,7 @@ static TdStatus task_rows(ModeRun *r, const CoefSpace *cs, const float *const *r
 
 /* Writes every rank's rows of every task into path (collective). */
 static TdStatus data_write(const char *path, const char *key, const ModeRun *r, const Mine *mine,
-                           const int64_t *n, int R, int E)
+                           int T, const int64_t *n, int R, int E)
 {
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -183,7 +183,7 @@ static TdStatus data_write(const char *path, const char *key, const ModeRun *r, 
     TdStatus s = h5u_attr_write_str(f, tmp, "format", "tadist-surrogate-1");
     TdStatus s2 = h5u_attr_write_str(f, tmp, "key", key);
     s = s != TD_OK ? s : s2;
-    for (int t = 0; t < r->ntasks; t++) {
+    for (int t = 0; t < T; t++) {
         char gname[32];
         snprintf(gname, sizeof gname, "%d", t);
         hid_t g = H5Gcreate2(f, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -236,15 +236,22 @@ static TdStatus data_write(const char *path, const char *key, const ModeRun *r, 
     return runtime_agree(g_rt.comm, s);
 }
 
-TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, int split,
-                      int64_t limit, const char *tag, SurData *d)
+static void data_init(SurData *d, const ModeRun *r, const CoefSpace *cs, const int *which, int nw)
 {
     memset(d, 0, sizeof *d);
-    d->T = r->ntasks;
+    d->T = which ? nw : r->ntasks;
+    for (int k = 0; k < d->T; k++)
+        d->which[k] = which ? which[k] : k;
     d->R = 1 + cs->T * cs->G;
     d->E = r->m.arch.out_dim;
+}
+
+TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, const int *which,
+                      int nw, int split, int64_t limit, const char *tag, SurData *d)
+{
+    data_init(d, r, cs, which, nw);
     char key[40], dir[700], path[1000];
-    data_key(r, cs, rows, split, limit, key);
+    data_key(r, d, cs, rows, split, limit, key);
     snprintf(dir, sizeof dir, "%s/surrogate", r->run_dir);
     snprintf(path, sizeof path, "%s/%s.h5", dir, tag);
     TdStatus s = g_rt.rank == 0 ? fs_mkdir_p(dir) : TD_OK;
@@ -257,28 +264,26 @@ TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows,
         return TD_OK;
     }
     sur_data_free(d);
-    d->T = r->ntasks;
-    d->R = 1 + cs->T * cs->G;
-    d->E = r->m.arch.out_dim;
+    data_init(d, r, cs, which, nw);
     double t0 = td_wall();
     const ParamTable *tab = &r->m.table;
     unsigned char *gmask = calloc((size_t)cs->G * tab->count + 1, 1);
     float *tangent = td_aligned_calloc(tab->total * sizeof(float));
-    Mine mine[TV_MAX_TASKS];
+    Mine mine[TV_MAX_TASKS + 1];
     memset(mine, 0, sizeof mine);
     s = gmask && tangent ? TD_OK : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
     for (int q = 0; gmask && q < cs->ntensors; q++)
         gmask[(size_t)cs->group[q] * tab->count + cs->tensor[q]] = 1;
     s = runtime_agree(g_rt.comm, s);
-    for (int k = 0; s == TD_OK && k < r->ntasks; k++) {
-        s = task_rows(r, cs, rows, gmask, k, split, limit, d->R, tangent, &mine[k]);
+    for (int k = 0; s == TD_OK && k < d->T; k++) {
+        s = task_rows(r, cs, rows, gmask, d->which[k], split, limit, d->R, tangent, &mine[k]);
         int64_t nk = mine[k].nmine;
         MPI_Allreduce(&nk, &d->n[k], 1, MPI_INT64_T, MPI_SUM, g_rt.comm);
     }
     double tc = td_wall() - t0;
     if (s == TD_OK)
-        s = data_write(path, key, r, mine, d->n, d->R, d->E);
-    for (int k = 0; k < TV_MAX_TASKS; k++)
+        s = data_write(path, key, r, mine, d->T, d->n, d->R, d->E);
+    for (int k = 0; k < TV_MAX_TASKS + 1; k++)
         free(mine[k].u), free(mine[k].y), free(mine[k].at);
     free(gmask);
     td_free(tangent);
@@ -290,7 +295,7 @@ TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows,
                                                  path));
     d->seconds = td_wall() - t0;
     int64_t imgs = 0;
-    for (int k = 0; k < r->ntasks; k++)
+    for (int k = 0; k < d->T; k++)
         imgs += d->n[k];
     td_log("surrogate %s: %lld images x %d JVPs in %.1fs (%.1f JVP/s over %d rank(s)), written "
            "and read back in %.1fs: %s",
@@ -330,4 +335,52 @@ TdStatus sur_data_project(const SurData *d, const CoefSpace *cs, int k, const fl
     }
     free(full);
     return TD_OK;
+}
+
+TdStatus sur_line_acc(ModeRun *r, const int *which, int nw, int split, const char *tag,
+                      const double *alphas, int A, double *acc)
+{
+    CoefSpace cs;
+    TD_TRY(runtime_agree(g_rt.comm, coef_space_init(&cs, &r->m.table, r->tv.mask, COEF_UNIFORM, 1)));
+    float *row = malloc(coef_row_size(&cs) * sizeof *row + 1);
+    TdStatus s = row ? TD_OK : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
+    for (int q = 0; row && q < cs.ntensors; q++) /* r->tau, packed as a coefficient row */
+        memcpy(row + cs.off[q], r->tau + cs.toff[q], (cs.off[q + 1] - cs.off[q]) * sizeof *row);
+    SurData d;
+    memset(&d, 0, sizeof d);
+    const float *rows[1] = {row};
+    s = runtime_agree(g_rt.comm, s);
+    if (s == TD_OK)
+        s = sur_data_get(r, &cs, rows, which, nw, split, r->cfg->eval.limit, tag, &d);
+    for (int i = 0; s == TD_OK && i < nw; i++) {
+        const int C = r->classes[which[i]];
+        const int64_t n = d.n[i];
+        float *p = NULL;
+        s = sur_data_project(&d, &cs, i, r->head[which[i]], C, &p);
+        for (int a = 0; s == TD_OK && a < A; a++) {
+            /* mode_encoder's coefficient, rounded to float as there */
+            const float k = (float)(r->sign * alphas[a]);
+            int64_t ok = 0;
+            for (int64_t j = 0; j < n; j++) {
+                const float *p0 = p + (size_t)j * 2 * C, *p1 = p0 + C;
+                int best = 0;
+                float bv = p0[0] + k * p1[0];
+                for (int c = 1; c < C; c++) {
+                    float v = p0[c] + k * p1[c];
+                    if (v > bv) {
+                        bv = v;
+                        best = c;
+                    }
+                }
+                ok += best == d.y[i][j];
+            }
+            acc[(size_t)a * nw + i] = n > 0 ? (double)ok / (double)n : 0.0;
+        }
+        free(p);
+    }
+    s = runtime_agree(g_rt.comm, s);
+    sur_data_free(&d);
+    free(row);
+    coef_space_free(&cs);
+    return s;
 }

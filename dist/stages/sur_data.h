@@ -21,17 +21,28 @@
 
 typedef struct {
     int T, R, E;                    /* tasks, rows per image (1 + directions), embedding */
-    int64_t n[TV_MAX_TASKS];        /* images of each task */
-    float *u[TV_MAX_TASKS];         /* (n, R, E) */
-    int32_t *y[TV_MAX_TASKS];       /* (n) labels */
+    int which[TV_MAX_TASKS + 1];    /* task k's index in r's item layout (paths, head) */
+    int64_t n[TV_MAX_TASKS + 1];    /* images of each task */
+    float *u[TV_MAX_TASKS + 1];     /* (n, R, E) */
+    int32_t *y[TV_MAX_TASKS + 1];   /* (n) labels */
     double seconds;                 /* computing them (0: read from disk) */
 } SurData;
 
-/* The tensors of split (limit images, eval.limit style) of every task of r,
+/* The tensors of split (limit images, eval.limit style) of the tasks which
+ * (nw indices into r's item layout, r->paths; NULL: every task of data.tasks),
  * for rows in structure cs (cs->T rows). tag names the file. Collective over
  * g_rt.comm, agreed. */
-TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, int split,
-                      int64_t limit, const char *tag, SurData *d);
+TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, const int *which,
+                      int nw, int split, int64_t limit, const char *tag, SurData *d);
+
+/* Exact ntk line searches through the surrogate: acc[a * nw + i] = the
+ * split accuracy of task which[i] (its head r->head[which[i]]) under the
+ * linearised model at theta0 + r->sign * alphas[a] * r->tau, for a < A, as
+ * mode_encoder and eval_accuracy give it (argmax, first on ties), from one
+ * forward and one JVP per image (tensors tagged tag, reused by key). The
+ * same values on every rank. Collective over g_rt.comm, agreed. */
+TdStatus sur_line_acc(ModeRun *r, const int *which, int nw, int split, const char *tag,
+                      const double *alphas, int A, double *acc);
 void sur_data_free(SurData *d);
 
 /* Task k's projections through head (C, E), with the directions tied to the
