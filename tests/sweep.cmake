@@ -47,3 +47,10 @@ add_test(NAME sweep_kill_resume COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/sweep/kil
          ${FT}/data ${FT_MODEL} ${SW}/kill)
 set_tests_properties(sweep_kill_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED ft_data TIMEOUT 300 RUN_SERIAL TRUE)
+
+# The study's coefficient-search table (merge.search = cmaes, task
+# coefficients, in tests/sweep/tiny.cfg): every configuration's mean over
+# seeds is the mean of its runs' own results, and study.md shows it.
+add_test(NAME sweep_coef_study COMMAND sh -c
+         "python3 ${CMAKE_CURRENT_SOURCE_DIR}/sweep/check_coef_study.py ${SW}/np1/sweep && grep -q '| attn | finetune.lr=3e-4 | cmaes_task | 2 |' ${SW}/np1/sweep/study.md")
+set_tests_properties(sweep_coef_study PROPERTIES FIXTURES_REQUIRED sweep_np1 TIMEOUT 30)

@@ -22,9 +22,16 @@ static const char *const k_metric[M_N] = {"single_test", "single_val", "merged_a
                                           "alpha", "tv_norm", "xi_pred", "xi_repr",
                                           "train_seconds"};
 
+/* Coefficient searches of a run's first merge method (modes.<mode>.coef_search.
+ * <method>.<search>_<structure>), by name: merged abs and norm test accuracy. */
+enum { CS_MAX = 12 };
+
 typedef struct {
     long run;
     char mode[32];
+    int ncs;
+    char cs[CS_MAX][48];
+    double cs_abs[CS_MAX], cs_norm[CS_MAX];
     char other[512]; /* axis values other than run.seed and finetune.modes */
     char config[600]; /* mode + other: what seeds replicate */
     double seed;
@@ -140,6 +147,18 @@ static TdStatus read_run(const TdConfig *base, const TdSweep *sw, long r, const 
         rec.m[M_XI_PRED] = task_mean(obj(mo, "disentangle"), "mean_err_pred_inner");
         rec.m[M_XI_REPR] = task_mean(obj(mo, "disentangle"), "mean_err_repr_inner");
         rec.m[M_SECS] = num(mo, "train_seconds");
+        rec.ncs = 0;
+        const cJSON *cso;
+        cJSON_ArrayForEach(cso, obj(obj(mo, "coef_search"), rc->merge.methods.item[0]))
+        {
+            if (rec.ncs == CS_MAX)
+                break;
+            const cJSON *hc = obj(obj(cso, "heads"), heads);
+            snprintf(rec.cs[rec.ncs], sizeof rec.cs[0], "%s", cso->string);
+            rec.cs_abs[rec.ncs] = num(hc, "abs_test");
+            rec.cs_norm[rec.ncs] = num(hc, "norm_test");
+            rec.ncs++;
+        }
         s = recs_add(rs, &rec);
     }
     free(rc);
@@ -153,6 +172,10 @@ typedef struct {
     const char *config, *mode, *other;
     int n;
     double mean[M_N], half[M_N];
+    int ncs;                         /* coefficient searches, in the first run's order */
+    const char *cs[CS_MAX];
+    int cs_n[CS_MAX];                /* seeds that ran it */
+    double cs_mean[CS_MAX][2], cs_half[CS_MAX][2]; /* [0] merged abs, [1] merged norm */
 } Cfg;
 
 static int find_str(const char *const *list, int n, const char *s)
@@ -179,6 +202,34 @@ static void cfg_stats(const Recs *rs, Cfg *c)
     c->n = 0;
     for (int i = 0; i < rs->n; i++)
         c->n += strcmp(rs->rec[i].config, c->config) == 0;
+    c->ncs = 0;
+    for (int i = 0; i < rs->n && v; i++) {
+        const Rec *r = &rs->rec[i];
+        if (strcmp(r->config, c->config) != 0)
+            continue;
+        for (int j = 0; j < r->ncs; j++)
+            if (find_str(c->cs, c->ncs, r->cs[j]) < 0 && c->ncs < CS_MAX)
+                c->cs[c->ncs++] = r->cs[j];
+    }
+    for (int q = 0; q < c->ncs && v; q++)
+        for (int w = 0; w < 2; w++) {
+            int n = 0;
+            for (int i = 0; i < rs->n; i++) {
+                const Rec *r = &rs->rec[i];
+                if (strcmp(r->config, c->config) != 0)
+                    continue;
+                for (int j = 0; j < r->ncs; j++) {
+                    double x = w == 0 ? r->cs_abs[j] : r->cs_norm[j];
+                    if (strcmp(r->cs[j], c->cs[q]) == 0 && isfinite(x))
+                        v[n++] = x;
+                }
+            }
+            c->cs_n[q] = n;
+            if (n)
+                stats_mean_ci95(v, n, &c->cs_mean[q][w], &c->cs_half[q][w]);
+            else
+                c->cs_mean[q][w] = c->cs_half[q][w] = NAN;
+        }
     free(v);
 }
 
@@ -415,6 +466,20 @@ static cJSON *cfg_json(const Cfg *c)
         if (!isfinite(c->mean[k]))
             cJSON_ReplaceItemInObject(m, "mean", cJSON_CreateNull());
     }
+    cJSON *cs = c->ncs ? cJSON_AddObjectToObject(o, "coef_search") : NULL;
+    for (int q = 0; q < c->ncs; q++) {
+        cJSON *e = cJSON_AddObjectToObject(cs, c->cs[q]);
+        cJSON_AddNumberToObject(e, "seeds", c->cs_n[q]);
+        for (int w = 0; w < 2; w++) {
+            cJSON *m = cJSON_AddObjectToObject(e, w == 0 ? "merged_abs" : "merged_norm");
+            if (isfinite(c->cs_mean[q][w]))
+                cJSON_AddNumberToObject(m, "mean", c->cs_mean[q][w]);
+            else
+                cJSON_AddNullToObject(m, "mean");
+            if (isfinite(c->cs_half[q][w]))
+                cJSON_AddNumberToObject(m, "ci95", c->cs_half[q][w]);
+        }
+    }
     return o;
 }
 
@@ -466,7 +531,7 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
         for (int k = 0; k < nc; k++)
             known |= strcmp(cf[k].config, r->config) == 0;
         if (!known) {
-            cf[nc++] = (Cfg){r->config, r->mode, r->other, 0, {0}, {0}};
+            cf[nc++] = (Cfg){.config = r->config, .mode = r->mode, .other = r->other};
         }
         if (find_str(modes, nm, r->mode) < 0)
             modes[nm++] = r->mode;
@@ -594,6 +659,33 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
             pm(a[6], 64, c->mean[M_SECS], c->half[M_SECS], 1, 1);
             fprintf(f, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", c->mode,
                     c->other[0] ? c->other : "-", c->n, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+        }
+        int any_cs = 0;
+        for (int i = 0; i < nc; i++)
+            any_cs |= cf[i].ncs > 0;
+        if (any_cs) {
+            fprintf(f, "\n## Coefficient searches (merged test accuracy, %s heads, mean ± 95%% "
+                       "interval over seeds)\n\n"
+                       "`uniform` is the alpha grid above; the others are "
+                       "`merge.search`_`merge.coefficients` (results.json "
+                       "`modes.<mode>.coef_search.%s`).\n\n"
+                       "| mode | settings | search | seeds | merged abs (%%) | merged norm (%%) |\n"
+                       "|---|---|---|---:|---:|---:|\n",
+                    heads, cfg->merge.methods.item[0]);
+            for (int i = 0; i < nc; i++) {
+                const Cfg *c = &cf[i];
+                char a[2][64];
+                pm(a[0], 64, c->mean[M_ABS], c->half[M_ABS], 100, 2);
+                pm(a[1], 64, c->mean[M_NORM], c->half[M_NORM], 100, 2);
+                fprintf(f, "| %s | %s | uniform | %d | %s | %s |\n", c->mode,
+                        c->other[0] ? c->other : "-", c->n, a[0], a[1]);
+                for (int q = 0; q < c->ncs; q++) {
+                    pm(a[0], 64, c->cs_mean[q][0], c->cs_half[q][0], 100, 2);
+                    pm(a[1], 64, c->cs_mean[q][1], c->cs_half[q][1], 100, 2);
+                    fprintf(f, "| %s | %s | %s | %d | %s | %s |\n", c->mode,
+                            c->other[0] ? c->other : "-", c->cs[q], c->cs_n[q], a[0], a[1]);
+                }
+            }
         }
         fprintf(f, "\n## Every run\n\n| run | mode | settings | seed | single-task | merged abs | "
                    "merged norm | alpha | task-vector norm | xi pred | training (s) |\n"
