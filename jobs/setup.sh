@@ -20,6 +20,7 @@ pkgs=(
   dataset-fashion-mnist                  # Fashion-MNIST IDX files (embedded suite)
   libcmocka-dev                          # unit tests
   libnlopt-dev                           # black-box coefficient searches (BOBYQA, Sbplx, CRS2)
+  slurmctld slurmd slurm-client munge    # a one-node Slurm for the batch-script tests (jobs/slurm_local.sh)
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(python3-torch python3-h5py)     # reference peer for benchmarks only

@@ -257,6 +257,7 @@ TdStatus runtime_stop(const char *fmt, ...)
 
 void runtime_init(int *argc, char ***argv)
 {
+    stop_install(); /* first: a signal during start-up (a batch job's warning) is kept, not fatal */
     runtime_blas_start(*argv);
     g_t0 = now();
     MPI_Init(argc, argv);
