@@ -2,6 +2,7 @@
 #include "surrogate.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,10 @@ int64_t sur_correct(const float *p, const int32_t *y, int64_t n, int R, int C, c
 
 /* ---- exhaustive screening ---- */
 
+/* Coefficients scored as one block: A^SUR_INNER combinations per step of
+ * the Gray walk over the others. */
+#define SUR_INNER 2
+
 typedef struct {
     int64_t n;
     int C;
@@ -56,12 +61,22 @@ typedef struct {
     int32_t *D;        /* (K, A-1, C, n) moving coefficient j from grid point a to a+1 */
     int32_t *Dy;       /* (K, A-1, n) */
     uint8_t *ok;       /* (n) */
+    /* the inner block (coefficients 0 .. SUR_INNER-1, every combination of
+     * their grid points at once): */
+    int32_t *cum;      /* (SUR_INNER, A, C, n) moving coefficient j from v_0 to v_a */
+    int32_t *cumy;     /* (SUR_INNER, A, n) */
+    int64_t *lo, *hi;  /* (C, n) the range of (label - class) logit over the block */
+    int32_t *unc;      /* (n) images the block's range leaves undecided */
+    int64_t *cnt;      /* (A^SUR_INNER) correct images per combination */
+    int32_t *xs;       /* (SUR_INNER, A, C) one undecided image's moves */
+    uint64_t undecided, judged; /* images scored one by one / all, over blocks */
 } GridTask;
 
 struct SurGrid {
     int ntasks, K, A;
     GridTask *t;
     uint64_t *pow;     /* (K + 1) A^j */
+    int m;             /* inner coefficients of the current chunk */
 };
 
 void sur_grid_free(SurGrid *g)
@@ -71,6 +86,8 @@ void sur_grid_free(SurGrid *g)
     for (int k = 0; k < g->ntasks && g->t; k++) {
         GridTask *t = &g->t[k];
         free(t->L), free(t->Ly), free(t->Q0), free(t->Q0y), free(t->D), free(t->Dy), free(t->ok);
+        free(t->cum), free(t->cumy), free(t->lo), free(t->hi), free(t->unc), free(t->cnt);
+        free(t->xs);
     }
     free(g->t);
     free(g->pow);
@@ -93,7 +110,19 @@ static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *va
     t->D = malloc((steps * cn + 1) * sizeof *t->D);
     t->Dy = malloc((steps * n + 1) * sizeof *t->Dy);
     t->ok = malloc((size_t)n + 1);
-    if (!t->L || !t->Ly || !t->Q0 || !t->Q0y || !t->D || !t->Dy || !t->ok)
+    const int inner = K < SUR_INNER ? K : SUR_INNER;
+    size_t Q = 1;
+    for (int j = 0; j < SUR_INNER; j++)
+        Q *= (size_t)A;
+    t->cum = malloc(((size_t)inner * A * cn + 1) * sizeof *t->cum);
+    t->cumy = malloc(((size_t)inner * A * n + 1) * sizeof *t->cumy);
+    t->lo = malloc((cn + 1) * sizeof *t->lo);
+    t->hi = malloc((cn + 1) * sizeof *t->hi);
+    t->unc = malloc(((size_t)n + 1) * sizeof *t->unc);
+    t->cnt = malloc((Q + 1) * sizeof *t->cnt);
+    t->xs = malloc(((size_t)SUR_INNER * A * C + 1) * sizeof *t->xs);
+    if (!t->L || !t->Ly || !t->Q0 || !t->Q0y || !t->D || !t->Dy || !t->ok || !t->cum ||
+        !t->cumy || !t->lo || !t->hi || !t->unc || !t->cnt || !t->xs)
         return td_fail(TD_ERR_NOMEM, "surrogate grid: out of memory (%zu steps x %zu logits)",
                        steps, cn);
     /* the scale: no reachable logit can exceed 2^30 in magnitude */
@@ -128,6 +157,22 @@ static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *va
                         t->Dy[st * n + i] = d;
                 }
         }
+    /* the inner block's cumulative moves: exact sums of the same steps */
+    for (int j = 0; j < inner; j++)
+        for (int a = 0; a < A; a++) {
+            int32_t *cu = t->cum + ((size_t)j * A + a) * cn;
+            int32_t *cy = t->cumy + ((size_t)j * A + a) * n;
+            if (a == 0) {
+                memset(cu, 0, cn * sizeof *cu);
+                memset(cy, 0, (size_t)n * sizeof *cy);
+                continue;
+            }
+            const size_t st = (size_t)j * (A - 1) + a - 1;
+            for (size_t q = 0; q < cn; q++)
+                cu[q] = cu[q - cn] + t->D[st * cn + q];
+            for (int64_t i = 0; i < n; i++)
+                cy[i] = cy[i - n] + t->Dy[st * n + i];
+        }
     return TD_OK;
 }
 
@@ -141,6 +186,10 @@ TdStatus sur_grid_create(SurGrid **out, const SurTask *tasks, int ntasks, int K,
     for (int a = 0; a + 1 < A; a++)
         if (!(vals[a] < vals[a + 1]))
             return td_fail(TD_ERR_ARG, "surrogate grid: the values must increase");
+    for (int k = 0; k < ntasks; k++)
+        if (tasks[k].C < 1 || tasks[k].C > 4096)
+            return td_fail(TD_ERR_ARG, "surrogate grid: task %d has %d classes (1 to 4096)", k,
+                           tasks[k].C);
     double total = pow((double)A, (double)K);
     if (total > 1.8e19)
         return td_fail(TD_ERR_ARG, "surrogate grid: %d^%d candidates do not fit 64 bits", A, K);
@@ -241,9 +290,132 @@ static int cmp_cand(const void *pa, const void *pb)
 
 void sur_top_sort(SurCand *top, int ntop) { qsort(top, (size_t)ntop, sizeof *top, cmp_cand); }
 
+/* The range of (label logit - class c logit) that the inner block of m
+ * coefficients can add, image by image: the sum over its coefficients of each
+ * one's least and greatest move (the coefficients move independently). */
+static void block_range(SurGrid *g, int m)
+{
+    const int A = g->A;
+    for (int k = 0; k < g->ntasks; k++) {
+        GridTask *t = &g->t[k];
+        const int64_t n = t->n;
+        const size_t cn = (size_t)t->C * n;
+        for (int c = 0; c < t->C; c++)
+            for (int64_t i = 0; i < n; i++) {
+                int64_t lo = 0, hi = 0;
+                for (int j = 0; j < m; j++) {
+                    int64_t mn = INT64_MAX, mx = INT64_MIN;
+                    for (int a = 0; a < A; a++) {
+                        size_t at = (size_t)j * A + a;
+                        int64_t v = (int64_t)t->cumy[at * n + i] - t->cum[at * cn + (size_t)c * n + i];
+                        mn = v < mn ? v : mn;
+                        mx = v > mx ? v : mx;
+                    }
+                    lo += mn;
+                    hi += mx;
+                }
+                t->lo[(size_t)c * n + i] = lo;
+                t->hi[(size_t)c * n + i] = hi;
+            }
+    }
+}
+
+/* Task t's correct images for every combination q of the inner block (m
+ * coefficients, Q = A^m combinations; coefficient 0 fastest) at the current
+ * logits (the block at v_0): cnt[q]. An image that is correct, or wrong, at
+ * every combination (its margin against every class stays on one side over
+ * the block's range) costs one pass over its classes; only the undecided
+ * ones are scored combination by combination. Every test is on exact
+ * integers, so the counts are those grid_score gives at each combination. */
+static void block_counts(GridTask *t, int A, int m, int Q)
+{
+    const int64_t n = t->n;
+    const int C = t->C;
+    const size_t cn = (size_t)C * n;
+    const int32_t *L = t->L, *Ly = t->Ly, *y = t->y;
+    int64_t certain = 0;
+    int nu = 0;
+    uint8_t *all = t->ok; /* 1: correct everywhere so far */
+    for (int64_t i = 0; i < n; i++)
+        all[i] = 1;
+    int32_t *wrong = t->unc; /* reused: 1 = some class beats the label everywhere */
+    for (int64_t i = 0; i < n; i++)
+        wrong[i] = 0;
+    for (int c = 0; c < C; c++) {
+        const int32_t *Lc = L + (size_t)c * n;
+        const int64_t *lo = t->lo + (size_t)c * n, *hi = t->hi + (size_t)c * n;
+        for (int64_t i = 0; i < n; i++) {
+            /* correct against c: label > c, or label == c when c comes after
+             * it (argmax takes the first maximum); c == y always passes */
+            const int64_t M = (int64_t)Ly[i] - Lc[i], tie = c >= y[i];
+            all[i] &= (uint8_t)(M + lo[i] + tie > 0);
+            wrong[i] |= (int32_t)(M + hi[i] + tie <= 0);
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if (wrong[i])
+            continue;
+        if (all[i])
+            certain++;
+        else
+            t->unc[nu++] = (int32_t)i; /* nu <= i: overwrites only flags already read */
+    }
+    for (int q = 0; q < Q; q++)
+        t->cnt[q] = certain;
+    t->undecided += (uint64_t)nu;
+    t->judged += (uint64_t)n;
+    enum { CMAX = 4096 };
+    int32_t base[CMAX], row[CMAX], mid[CMAX];
+    for (int u = 0; u < nu; u++) {
+        const int64_t i = t->unc[u];
+        const int yi = y[i];
+        /* this image's moves, gathered once: xs[(j * A + a) * C + c] */
+        int32_t *xs = t->xs;
+        for (int j = 0; j < m; j++)
+            for (int a = 0; a < A; a++) {
+                const int32_t *cu = t->cum + ((size_t)j * A + a) * cn + i;
+                int32_t *dst = xs + ((size_t)j * A + a) * C;
+                for (int c = 0; c < C; c++)
+                    dst[c] = cu[(size_t)c * n];
+            }
+        for (int c = 0; c < C; c++)
+            base[c] = L[(size_t)c * n + i];
+        /* m is 1 or 2: the outer coefficient of the block (1) by a1, the
+         * inner (0) by a0 */
+        const int A1 = m == 2 ? A : 1;
+        for (int a1 = 0; a1 < A1; a1++) {
+            const int32_t *x1 = xs + ((size_t)A + a1) * C;
+            for (int c = 0; c < C; c++)
+                mid[c] = m == 2 ? base[c] + x1[c] : base[c];
+            for (int a0 = 0; a0 < A; a0++) {
+                const int32_t *x0 = xs + (size_t)a0 * C;
+                for (int c = 0; c < C; c++)
+                    row[c] = mid[c] + x0[c];
+                const int32_t ly = row[yi];
+                int ok = 1;
+                for (int c = 0; c < C; c++)
+                    ok &= (ly > row[c]) | ((c >= yi) & (ly == row[c]));
+                t->cnt[a1 * A + a0] += ok;
+            }
+        }
+    }
+}
+
+double sur_grid_undecided(const SurGrid *g)
+{
+    uint64_t u = 0, n = 0;
+    for (int k = 0; k < g->ntasks; k++)
+        u += g->t[k].undecided, n += g->t[k].judged;
+    return n ? (double)u / (double)n : NAN;
+}
+
 uint64_t sur_grid_chunk(SurGrid *g, uint64_t prefix, int fixed, SurCand *top, int k, int *ntop)
 {
     const int K = g->K, A = g->A, free_digits = K - fixed;
+    const int m = free_digits < SUR_INNER ? free_digits : SUR_INNER;
+    int Q = 1;
+    for (int j = 0; j < m; j++)
+        Q *= A;
     int d[64], o[64];
     /* the start: free digits 0, fixed digits from prefix; logits from scratch */
     uint64_t index = 0;
@@ -260,12 +432,31 @@ uint64_t sur_grid_chunk(SurGrid *g, uint64_t prefix, int fixed, SurCand *top, in
     for (int j = 0; j < K; j++)
         for (int a = 0; a < d[j]; a++)
             grid_move(g, (size_t)j * (A - 1) + a, +1);
+    if (m > 0 && g->m != m) {
+        block_range(g, m);
+        g->m = m;
+    }
     uint64_t visited = 0;
     for (;;) {
-        SurCand c = {grid_score(g), index};
-        sur_top_add(top, k, ntop, c);
-        visited++;
-        int j = 0; /* the reflected Gray step: the lowest free digit that can move */
+        /* the inner block: every combination of coefficients 0 .. m-1 */
+        if (m == 0) {
+            SurCand c = {grid_score(g), index};
+            sur_top_add(top, k, ntop, c);
+        } else {
+            for (int t = 0; t < g->ntasks; t++)
+                block_counts(&g->t[t], A, m, Q);
+            for (int q = 0; q < Q; q++) {
+                double score = 0;
+                for (int t = 0; t < g->ntasks; t++) /* grid_score's sum, in its order */
+                    score += (double)g->t[t].cnt[q] * g->t[t].w;
+                uint64_t at = index;
+                for (int j = 0, rest = q; j < m; j++, rest /= A)
+                    at += (uint64_t)(rest % A) * g->pow[j];
+                sur_top_add(top, k, ntop, (SurCand){score, at});
+            }
+        }
+        visited += (uint64_t)Q;
+        int j = m; /* the reflected Gray step over the outer digits */
         while (j < free_digits && (d[j] + o[j] < 0 || d[j] + o[j] >= A)) {
             o[j] = -o[j];
             j++;

@@ -17,7 +17,13 @@
  * logits by one precomputed difference. The logits are held in 32-bit fixed
  * point (one scale per task, chosen so no sum can overflow): every update is
  * an exact integer addition, so a candidate's predictions do not depend on the
- * path that reached it, on the chunk, or on the rank. */
+ * path that reached it, on the chunk, or on the rank.
+ *
+ * The two fastest coefficients are scored as a block: at each step of the
+ * Gray walk over the others, an image whose label stays ahead of (or behind)
+ * some class over the whole range those two can add is counted for all A^2
+ * combinations at once; only the undecided images are scored combination by
+ * combination. The counts are exactly those of scoring every candidate. */
 #ifndef TD_SURROGATE_H
 #define TD_SURROGATE_H
 
@@ -62,6 +68,11 @@ typedef struct {
  * (capacity k; by score, then the smaller index), merged with what top
  * already holds (*ntop of them). Returns the candidates visited. */
 uint64_t sur_grid_chunk(SurGrid *g, uint64_t prefix, int fixed, SurCand *top, int k, int *ntop);
+
+/* The share of images that sur_grid_chunk had to score candidate by
+ * candidate so far (the rest were decided for a whole block of A^2
+ * candidates by the range of their margins); NaN before any block. */
+double sur_grid_undecided(const SurGrid *g);
 
 /* Merges candidate c into top (capacity k, *ntop held), keeping the best k. */
 void sur_top_add(SurCand *top, int k, int *ntop, SurCand c);

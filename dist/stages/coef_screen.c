@@ -309,6 +309,18 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         s = screen_all(&S, journal, key, top, k, &ntop, &visited, &busy);
     }
     double screen_seconds = td_wall() - t1;
+    /* the share of images scored candidate by candidate (the rest were
+     * decided for a whole block by their margins), averaged over the ranks */
+    double und[2] = {0, 0}; /* sum of the ranks' shares, ranks with blocks */
+    if (S.exhaustive && S.grid && isfinite(sur_grid_undecided(S.grid)))
+        und[0] = sur_grid_undecided(S.grid), und[1] = 1;
+    if (s == TD_OK)
+        MPI_Allreduce(MPI_IN_PLACE, und, 2, MPI_DOUBLE, MPI_SUM, g_rt.comm);
+    const double undecided = und[1] > 0 ? und[0] / und[1] : NAN;
+    char ustr[96] = "";
+    if (isfinite(undecided))
+        snprintf(ustr, sizeof ustr, "; %.1f%% of images scored one candidate at a time",
+                 100 * undecided);
     /* the top, verified exactly */
     double *X = s == TD_OK ? malloc(((size_t)ntop + 1) * S.K * sizeof *X) : NULL;
     double *exact = s == TD_OK ? malloc(((size_t)ntop + 1) * sizeof *exact) : NULL;
@@ -358,6 +370,8 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         cJSON_AddNumberToObject(x, "surrogate_tensors_computed", d.seconds > 0);
         cJSON_AddNumberToObject(x, "screen_seconds", screen_seconds);
         cJSON_AddNumberToObject(x, "candidates_per_second_per_rank", per_rank);
+        if (isfinite(undecided))
+            cJSON_AddNumberToObject(x, "block_undecided_share", undecided);
         cJSON_AddNumberToObject(x, "verified", ntop);
         cJSON_AddNumberToObject(x, "verify_seconds", verify_seconds);
         cJSON_AddNumberToObject(x, "spearman_verified", rho);
@@ -368,10 +382,10 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         cJSON_AddNumberToObject(x, "chosen_rank_in_screening", b + 1);
         res->extra = x;
         td_log("coefficients %s/%s/surrogate_%s: %.4g candidates screened in %.1fs (%.3g per s "
-               "per rank, %d rank(s)); top %d verified exactly in %.1fs: Spearman %.3f, surrogate "
-               "best %.4f (exact %.4f), chosen #%d exact %.4f",
+               "per rank, %d rank(s)%s); top %d verified exactly in %.1fs: Spearman %.3f, "
+               "surrogate best %.4f (exact %.4f), chosen #%d exact %.4f",
                r->mode, cr->method, kind, (double)visited, screen_seconds, per_rank, g_rt.size,
-               ntop, verify_seconds, rho, sur[0], exact[0], b + 1, exact[b]);
+               ustr, ntop, verify_seconds, rho, sur[0], exact[0], b + 1, exact[b]);
     }
     free(X), free(exact), free(sur), free(top);
     screen_free(&S);
