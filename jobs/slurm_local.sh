@@ -65,6 +65,9 @@ JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+# look at pending jobs every 2 s (defaults 60 s and 30 s): a requeued job
+# starts as soon as it may
+SchedulerParameters=sched_interval=2,bf_interval=2
 # srun --mpi=pmix starts Open MPI's ranks (Slurm's PMIx v4 plugin)
 MpiDefault=none
 ReturnToService=2
@@ -73,6 +76,7 @@ SlurmdParameters=config_overrides
 # a job's processes get SIGKILL this long after SIGTERM (time limit, scancel)
 KillWait=30
 JobRequeue=1
+MailProg=/bin/true
 MinJobAge=600
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
