@@ -13,6 +13,8 @@ add_test(NAME slurm_start COMMAND bash ${PROJECT_SOURCE_DIR}/jobs/slurm_local.sh
 set_tests_properties(slurm_start PROPERTIES FIXTURES_SETUP slurm TIMEOUT 60 SKIP_RETURN_CODE 77)
 add_test(NAME slurm_stop COMMAND bash ${PROJECT_SOURCE_DIR}/jobs/slurm_local.sh stop)
 set_tests_properties(slurm_stop PROPERTIES FIXTURES_CLEANUP slurm TIMEOUT 60)
+# only the 2-rank jobs need the cluster (jobs/sanitize.sh runs ctest -LE multirank)
+set_property(TEST slurm_start slurm_stop APPEND PROPERTY LABELS multirank)
 
 set(slurm_args ${PROJECT_SOURCE_DIR} $<TARGET_FILE:tadist> $<TARGET_FILE:test_finetune>
     $<TARGET_FILE:test_search> ${CMAKE_CURRENT_SOURCE_DIR}/finetune/tiny.cfg
