@@ -48,6 +48,8 @@ int64_t sur_correct(const float *p, const int32_t *y, int64_t n, int R, int C, c
 /* Coefficients scored as one block: A^SUR_INNER combinations per step of
  * the Gray walk over the others. */
 #define SUR_INNER 2
+/* Combinations of the fastest coefficient scored side by side (A at most). */
+#define SUR_LANES 16
 
 typedef struct {
     int64_t n;
@@ -65,10 +67,12 @@ typedef struct {
      * their grid points at once): */
     int32_t *cum;      /* (SUR_INNER, A, C, n) moving coefficient j from v_0 to v_a */
     int32_t *cumy;     /* (SUR_INNER, A, n) */
-    int64_t *lo, *hi;  /* (C, n) the range of (label - class) logit over the block */
+    int32_t *lo, *hi;  /* (C, n) the range of (label - class) logit over the block */
+    int32_t *mlo, *mhi; /* (n) the least margin over the classes at lo, at hi */
     int32_t *unc;      /* (n) images the block's range leaves undecided */
     int64_t *cnt;      /* (A^SUR_INNER) correct images per combination */
     int32_t *xs;       /* (SUR_INNER, A, C) one undecided image's moves */
+    int32_t *blk;      /* (n, SUR_INNER, C, SUR_LANES): cum, image-major, A <= SUR_LANES */
     uint64_t undecided, judged; /* images scored one by one / all, over blocks */
 } GridTask;
 
@@ -87,7 +91,7 @@ void sur_grid_free(SurGrid *g)
         GridTask *t = &g->t[k];
         free(t->L), free(t->Ly), free(t->Q0), free(t->Q0y), free(t->D), free(t->Dy), free(t->ok);
         free(t->cum), free(t->cumy), free(t->lo), free(t->hi), free(t->unc), free(t->cnt);
-        free(t->xs);
+        free(t->xs), free(t->blk), free(t->mlo), free(t->mhi);
     }
     free(g->t);
     free(g->pow);
@@ -118,14 +122,20 @@ static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *va
     t->cumy = malloc(((size_t)inner * A * n + 1) * sizeof *t->cumy);
     t->lo = malloc((cn + 1) * sizeof *t->lo);
     t->hi = malloc((cn + 1) * sizeof *t->hi);
+    t->mlo = malloc(((size_t)n + 1) * sizeof *t->mlo);
+    t->mhi = malloc(((size_t)n + 1) * sizeof *t->mhi);
     t->unc = malloc(((size_t)n + 1) * sizeof *t->unc);
     t->cnt = malloc((Q + 1) * sizeof *t->cnt);
     t->xs = malloc(((size_t)SUR_INNER * A * C + 1) * sizeof *t->xs);
+    t->blk = A <= SUR_LANES ? malloc(((size_t)n * SUR_INNER * C * SUR_LANES + 1) * sizeof *t->blk)
+                            : NULL;
     if (!t->L || !t->Ly || !t->Q0 || !t->Q0y || !t->D || !t->Dy || !t->ok || !t->cum ||
-        !t->cumy || !t->lo || !t->hi || !t->unc || !t->cnt || !t->xs)
+        !t->cumy || !t->lo || !t->hi || !t->mlo || !t->mhi || !t->unc || !t->cnt || !t->xs ||
+        (A <= SUR_LANES && !t->blk))
         return td_fail(TD_ERR_NOMEM, "surrogate grid: out of memory (%zu steps x %zu logits)",
                        steps, cn);
-    /* the scale: no reachable logit can exceed 2^30 in magnitude */
+    /* the scale: no reachable logit exceeds 2^28 in magnitude, nor any sum of
+     * moves, so a margin plus the moves of a block stays within int32 */
     double bound = 1e-30;
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < C; c++) {
@@ -136,7 +146,7 @@ static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *va
                      fabs((vals[A - 1] - vals[0]) * q[(size_t)(1 + j) * C]);
             bound = b > bound ? b : bound;
         }
-    const double scale = ldexp(1.0, (int)floor(log2(ldexp(1.0, 29) / bound)));
+    const double scale = ldexp(1.0, (int)floor(log2(ldexp(1.0, 28) / bound)));
     for (int64_t i = 0; i < n; i++)
         for (int c = 0; c < C; c++) {
             const float *q = s->p + (size_t)i * R * C + c;
@@ -173,6 +183,15 @@ static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *va
             for (int64_t i = 0; i < n; i++)
                 cy[i] = cy[i - n] + t->Dy[st * n + i];
         }
+    if (t->blk) { /* the same moves, one image's together (lanes past A: 0) */
+        memset(t->blk, 0, (size_t)n * SUR_INNER * C * SUR_LANES * sizeof *t->blk);
+        for (int j = 0; j < inner; j++)
+            for (int a = 0; a < A; a++)
+                for (int c = 0; c < C; c++)
+                    for (int64_t i = 0; i < n; i++)
+                        t->blk[(((size_t)i * SUR_INNER + j) * C + c) * SUR_LANES + a] =
+                            t->cum[((size_t)j * A + a) * cn + (size_t)c * n + i];
+    }
     return TD_OK;
 }
 
@@ -314,8 +333,9 @@ static void block_range(SurGrid *g, int m)
                     lo += mn;
                     hi += mx;
                 }
-                t->lo[(size_t)c * n + i] = lo;
-                t->hi[(size_t)c * n + i] = hi;
+                /* within int32: the moves of one logit sum to at most 2^28 */
+                t->lo[(size_t)c * n + i] = (int32_t)lo;
+                t->hi[(size_t)c * n + i] = (int32_t)hi;
             }
     }
 }
@@ -335,35 +355,77 @@ static void block_counts(GridTask *t, int A, int m, int Q)
     const int32_t *L = t->L, *Ly = t->Ly, *y = t->y;
     int64_t certain = 0;
     int nu = 0;
-    uint8_t *all = t->ok; /* 1: correct everywhere so far */
+    int32_t *mlo = t->mlo, *mhi = t->mhi;
     for (int64_t i = 0; i < n; i++)
-        all[i] = 1;
-    int32_t *wrong = t->unc; /* reused: 1 = some class beats the label everywhere */
-    for (int64_t i = 0; i < n; i++)
-        wrong[i] = 0;
+        mlo[i] = mhi[i] = INT32_MAX;
     for (int c = 0; c < C; c++) {
         const int32_t *Lc = L + (size_t)c * n;
-        const int64_t *lo = t->lo + (size_t)c * n, *hi = t->hi + (size_t)c * n;
+        const int32_t *lo = t->lo + (size_t)c * n, *hi = t->hi + (size_t)c * n;
         for (int64_t i = 0; i < n; i++) {
-            /* correct against c: label > c, or label == c when c comes after
-             * it (argmax takes the first maximum); c == y always passes */
-            const int64_t M = (int64_t)Ly[i] - Lc[i], tie = c >= y[i];
-            all[i] &= (uint8_t)(M + lo[i] + tie > 0);
-            wrong[i] |= (int32_t)(M + hi[i] + tie <= 0);
+            /* the margin against c: label > c, or label == c when c comes
+             * after it (argmax takes the first maximum), i.e. M + tie > 0;
+             * c == y always passes (M = lo = hi = 0, tie = 1). Within int32:
+             * |logit| and every sum of moves stay below 2^28. */
+            const int32_t M = Ly[i] - Lc[i] + (c >= y[i]);
+            const int32_t a = M + lo[i], b = M + hi[i];
+            mlo[i] = a < mlo[i] ? a : mlo[i];
+            mhi[i] = b < mhi[i] ? b : mhi[i];
         }
     }
     for (int64_t i = 0; i < n; i++) {
-        if (wrong[i])
+        if (mhi[i] <= 0) /* some class beats the label everywhere in the block */
             continue;
-        if (all[i])
+        if (mlo[i] > 0) /* the label beats every class everywhere */
             certain++;
         else
-            t->unc[nu++] = (int32_t)i; /* nu <= i: overwrites only flags already read */
+            t->unc[nu++] = (int32_t)i;
     }
     for (int q = 0; q < Q; q++)
         t->cnt[q] = certain;
     t->undecided += (uint64_t)nu;
     t->judged += (uint64_t)n;
+    if (t->blk) {
+        /* side by side over coefficient 0's grid points (lanes), coefficient 1
+         * (when in the block) by a1: correct at a lane iff the label beats
+         * every class there, with argmax's tie rule */
+        const int A1 = m == 2 ? A : 1;
+        const size_t per = (size_t)SUR_INNER * C * SUR_LANES; /* int32 per image */
+        for (int u = 0; u < nu; u++) {
+            const int64_t i = t->unc[u];
+            const int yi = y[i];
+            const int32_t *b0 = t->blk + (size_t)i * per;
+            const int32_t *b1 = b0 + (size_t)C * SUR_LANES;
+            const int32_t *b0y = b0 + (size_t)yi * SUR_LANES, *b1y = b1 + (size_t)yi * SUR_LANES;
+            /* the least margin over the classes (argmax's tie rule folded
+             * in), for every combination: mn[a1][lane] */
+            int32_t mn[SUR_LANES][SUR_LANES];
+            for (int a1 = 0; a1 < A1; a1++)
+                for (int l = 0; l < SUR_LANES; l++)
+                    mn[a1][l] = INT32_MAX;
+            for (int c = 0; c < C; c++) {
+                if (c == yi)
+                    continue;
+                const int32_t *b0c = b0 + (size_t)c * SUR_LANES, *b1c = b1 + (size_t)c * SUR_LANES;
+                const int32_t bc = Ly[i] - L[(size_t)c * n + i] + (c > yi);
+                int32_t d0[SUR_LANES];
+                for (int l = 0; l < SUR_LANES; l++)
+                    d0[l] = b0y[l] - b0c[l];
+                for (int a1 = 0; a1 < A1; a1++) {
+                    const int32_t base = bc + (m == 2 ? b1y[a1] - b1c[a1] : 0);
+                    for (int l = 0; l < SUR_LANES; l++) {
+                        const int32_t v = base + d0[l];
+                        mn[a1][l] = v < mn[a1][l] ? v : mn[a1][l];
+                    }
+                }
+            }
+            for (int a1 = 0; a1 < A1; a1++) {
+                int64_t *cq = t->cnt + (size_t)a1 * A;
+                for (int l = 0; l < A; l++)
+                    cq[l] += mn[a1][l] > 0;
+            }
+        }
+        return;
+    }
     enum { CMAX = 4096 };
     int32_t base[CMAX], row[CMAX], mid[CMAX];
     for (int u = 0; u < nu; u++) {

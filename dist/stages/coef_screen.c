@@ -192,8 +192,9 @@ static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurC
             if (g_rt.rank == 0 && td_wall() - last > 30) {
                 last = td_wall();
                 td_log("surrogate screening: chunk %ld of %ld handed out, %.0f candidates/s on "
-                       "rank 0",
-                       i + ndone + 1, S->nchunks, (double)vmine / (last - t0));
+                       "rank 0 (%.1f%% of its images scored one candidate at a time)",
+                       i + ndone + 1, S->nchunks, (double)vmine / (last - t0),
+                       S->exhaustive ? 100 * sur_grid_undecided(S->grid) : 0.0);
             }
         }
         *busy = td_wall() - t0;
@@ -268,10 +269,12 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     S.exhaustive = total <= sc->exhaustive_max;
     if (s == TD_OK && S.exhaustive) {
         s = sur_grid_create(&S.grid, S.task, S.T, S.K, S.vals, S.A);
-        /* chunks: enough to balance the ranks, each a whole run of free digits */
+        /* chunks: each a whole run of free digits, at least 1000 of them where
+         * the grid allows (the ranks balance; the journal's chunks mean the
+         * same at any rank count, so a run resumes on another count) */
         S.fixed = 0;
         S.nchunks = 1;
-        while (S.fixed < S.K && S.nchunks < 32L * g_rt.size) {
+        while (S.fixed < S.K && S.nchunks < 1000) {
             S.fixed++;
             S.nchunks *= S.A;
         }
@@ -292,8 +295,9 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     char journal[1200], key[40], what[900];
     snprintf(journal, sizeof journal, "%s/search/surrogate_%s_%s_%s.jsonl", r->run_dir, r->mode,
              cr->method, kind);
-    snprintf(what, sizeof what, "surrogate|%s|%d|%d|%.17g|%ld|%d|%d|%s", kind, S.A, S.exhaustive,
-             S.vals[0] + 7 * S.vals[S.A - 1], S.samples, S.seed, k, tag);
+    snprintf(what, sizeof what, "surrogate2|%s|%d|%d|%.17g|%ld|%d|%d|%s|%d|%ld", kind, S.A,
+             S.exhaustive, S.vals[0] + 7 * S.vals[S.A - 1], S.samples, S.seed, k, tag, S.fixed,
+             S.nchunks);
     if (s == TD_OK) {
         double *one = calloc((size_t)S.K, sizeof *one);
         for (int j = 0; one && j < S.K; j++)
