@@ -15,7 +15,7 @@ LIMIT=${LIMIT:-300}
 NPS=${NPS:-"1 2"}
 mkdir -p "$OUT"
 SETS=(--set run.name=bench --set "run.out_dir=$OUT" --set "model.path=$OUT/theta0.h5"
-      --set model.arch=vit_small28 --set data.dir=data/suite
+      --set model.arch=vit_small28 --set model.random=true --set data.dir=data/suite
       --set data.tasks=mnist,fashion_mnist,letters,shapes --set heads.source=prototype
       --set finetune.modes=attn --set finetune.steps=20 --set finetune.batch=32
       --set finetune.warmup=2 --set "eval.limit=$LIMIT" --set eval.batch=64

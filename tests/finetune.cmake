@@ -67,6 +67,13 @@ function(ft_expect_error name np regex)
                        FIXTURES_REQUIRED ft_data TIMEOUT 40)
 endfunction()
 ft_expect_error(ft_missing_model 2 "base model '.*no_model\\.h5' not found"
+                --set|model.path=${FT}/no_model.h5|--set|model.arch=|--set|model.random=false)
+# A mistyped model.path with model.arch set is an error naming the path, not a
+# run from a random encoder: that takes model.random = true (tiny.cfg has it).
+ft_expect_error(ft_model_path_typo 1
+                "base model '.*no_model\\.h5' not found \\(model\\.path\\): a mistyped path\\?"
+                --set|model.path=${FT}/no_model.h5|--set|model.random=false)
+ft_expect_error(ft_random_needs_arch 1 "model\\.random = true needs model\\.arch"
                 --set|model.path=${FT}/no_model.h5|--set|model.arch=)
 ft_expect_error(ft_missing_task 2 "nosuch"
                 --set|model.path=${FT_MODEL}|--set|data.tasks=quad,nosuch)

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 #include <cmocka.h>
@@ -144,6 +146,75 @@ static void test_tokenizer_rejects_bad_utf8(void **state)
     assert_int_equal(clip_tokenize(&tok, "caf\xc3 x", &ids, &n), TD_ERR_ARG);
     td_error_clear();
     clip_tokenizer_free(&tok);
+}
+
+/* Loads the fixture's vocab.json with merges.txt text `merges`; returns what
+ * the load printed on stdout (td_log: warnings), malloc'ed. */
+static char *load_printing(const char *merges)
+{
+    char mpath[1024], out[1024];
+    snprintf(mpath, sizeof mpath, "%s/tok_merges.txt", TADIST_TEST_OUT);
+    snprintf(out, sizeof out, "%s/tok_merges.out", TADIST_TEST_OUT);
+    FILE *f = fopen(mpath, "wb");
+    assert_non_null(f);
+    fputs(merges, f);
+    fclose(f);
+    fflush(stdout);
+    int saved = dup(1), fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_int_equal(dup2(fd, 1), 1);
+    close(fd);
+    ClipTokenizer tok;
+    TdStatus s = clip_tokenizer_load(&tok, TADIST_FIXTURES "/clip_bpe_small/vocab.json", mpath);
+    fflush(stdout);
+    assert_int_equal(dup2(saved, 1), 1);
+    close(saved);
+    assert_int_equal(s, TD_OK); /* accepted, as Hugging Face accepts it */
+    clip_tokenizer_free(&tok);
+    char *said = slurp(out);
+    printf("  merges.txt of %zu bytes: %s", strlen(merges), *said ? said : "(nothing)\n");
+    return said;
+}
+
+/* An empty or cut merges.txt loads (Hugging Face loads it too) but warns,
+ * naming the file; the whole file does not. */
+static void test_tokenizer_warns_short_merges(void **state)
+{
+    (void)state;
+    char *full = slurp(TADIST_FIXTURES "/clip_bpe_small/merges.txt");
+    char *said = load_printing(full);
+    assert_null(strstr(said, "warning"));
+    free(said);
+
+    said = load_printing("#version: 0.2\n");
+    assert_non_null(strstr(said, "warning: "));
+    assert_non_null(strstr(said, "tok_merges.txt holds no merges"));
+    free(said);
+    said = load_printing("");
+    assert_non_null(strstr(said, "tok_merges.txt holds no merges"));
+    free(said);
+
+    /* cut after 200 of its 400 merges, at a line end */
+    char *p = full;
+    for (int line = 0; line < 201; line++)
+        p = strchr(p, '\n') + 1;
+    char keep = *p;
+    *p = '\0';
+    said = load_printing(full);
+    assert_non_null(strstr(said, "tok_merges.txt holds 200 merges, but"));
+    assert_non_null(strstr(said, "vocab.json has 400 merged tokens"));
+    assert_non_null(strstr(said, "truncated"));
+    free(said);
+    /* cut inside a line: also "not two symbols" */
+    *p = keep;
+    char *sp = strchr(p, ' ');
+    *sp = '\0';
+    said = load_printing(full);
+    assert_non_null(strstr(said, "1 line(s) are not two symbols and were skipped (the first is "
+                                 "line 202)"));
+    assert_non_null(strstr(said, "holds 200 merges"));
+    free(said);
+    free(full);
 }
 
 /* ---- text tower against transformers --------------------------------------- */
@@ -399,6 +470,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenizer_reference),
         cmocka_unit_test(test_tokenizer_rejects_bad_utf8),
+        cmocka_unit_test(test_tokenizer_warns_short_merges),
         cmocka_unit_test(test_text_embeds_tiny_a),
         cmocka_unit_test(test_text_embeds_tiny_b),
         cmocka_unit_test(test_import_without_text),

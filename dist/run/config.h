@@ -60,9 +60,13 @@ typedef double TdCfgNum3[3];
     X(model, STR, path, "models/vit_b32.h5", NULL,                                             \
       "the pre-trained encoder theta0 (tadist model file)")                                     \
     X(model, STR, arch, "", NULL,                                                               \
-      "when model.path is missing and hf_import is empty: write a random encoder of this "       \
+      "when model.path is missing and model.random is true: write a random encoder of this "     \
       "architecture (vit_b32, vit_b16, vit_l14, vit_tiny, vit_small28, vit_demo), or the "      \
       "pretrain stage trains one; \"\" = the file must exist")                                    \
+    X(model, BOOL, random, "false", NULL,                                                       \
+      "when model.path is missing: true = start from a random model.arch encoder written there " \
+      "(tests, smoke runs); false = a missing model.path is an error (a mistyped path must not " \
+      "train from random weights)")                                                             \
     X(model, STR, hf_import, "", NULL,                                                          \
       "when model.path is missing: Hugging Face CLIP directory (model.safetensors) to import "   \
       "into it; \"\" = none")

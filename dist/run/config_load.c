@@ -950,6 +950,9 @@ static TdStatus check_cross(const Loader *L)
         return cross_fail(L, "model.arch", NULL, "unknown architecture '%s' (known: %s)",
                           c->model.arch, vit_arch_names());
     }
+    if (c->model.random && !c->model.arch[0])
+        return cross_fail(L, "model.random", "model.arch",
+                          "model.random = true needs model.arch (the architecture to make)");
     if (c->data.tasks.count == 0 &&
         (stage_on(c, "finetune") || stage_on(c, "single") || stage_on(c, "addition")))
         return cross_fail(L, "data.tasks", "run.stages", "the stages asked for need tasks");

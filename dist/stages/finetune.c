@@ -681,7 +681,8 @@ static TdStatus run_mode(FtRun *r, const double *theta0_acc)
 
 /* ---- the stage ---- */
 
-/* theta0: model.path, or a random encoder of model.arch written there first. */
+/* theta0: model.path, or (model.random only) a random encoder of model.arch
+ * written there first. */
 static TdStatus load_theta0(const TdConfig *cfg, VitModel *m)
 {
     const char *path = cfg->model.path;
@@ -691,8 +692,14 @@ static TdStatus load_theta0(const TdConfig *cfg, VitModel *m)
         if (!cfg->model.arch[0])
             s = td_fail(TD_ERR_IO,
                         "base model '%s' not found (model.path): import one (tadist import) or "
-                        "set model.arch to start from a random encoder",
+                        "set model.arch and model.random = true to start from a random encoder",
                         path);
+        else if (!cfg->model.random)
+            s = td_fail(TD_ERR_IO,
+                        "base model '%s' not found (model.path): a mistyped path? Import one "
+                        "(tadist import), let the pretrain stage train it (pretrain.enabled), or "
+                        "set model.random = true to start from a random %s encoder",
+                        path, cfg->model.arch);
         else if ((s = vit_arch_by_name(cfg->model.arch, &a)) == TD_OK &&
                  (s = model_alloc(m, &a)) == TD_OK) {
             params_init_random(&a, &m->table, m->params, (uint64_t)cfg->run.seed);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime.h"
 #include "unicode_tables.h"
 
 /* Hugging Face keeps merges [1, 49152 - 256 - 2 + 1) of merges.txt. */
@@ -189,7 +190,7 @@ static TdStatus load_merges(ClipTokenizer *tok, const char *path)
     char *p = text;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\v' || *p == '\f')
         p++;
-    int line = 0;
+    int line = 0, pairs = 0, skipped = 0, first_skipped = 0;
     char key[1024];
     while (s == TD_OK && *p && line <= CLIP_MAX_MERGES) {
         char *nl = strchr(p, '\n');
@@ -206,13 +207,39 @@ static TdStatus load_merges(ClipTokenizer *tok, const char *path)
                     s = td_fail(TD_ERR_FORMAT, "%s: line %d: merge too long", path, line + 1);
                 else
                     s = map_put(&tok->ranks, key, line - 1);
+                pairs++;
+            } else if (a && !skipped++) { /* blank lines are harmless */
+                first_skipped = line + 1;
             }
         }
         line++;
         p = nl ? nl + 1 : p + strlen(p);
     }
     free(text);
+    tok->merges = pairs;
+    if (s == TD_OK && skipped)
+        td_log("warning: %s: %d line(s) are not two symbols and were skipped (the first is "
+               "line %d): a cut or edited file?",
+               path, skipped, first_skipped);
     return s;
+}
+
+/* Hugging Face accepts an empty or cut merges.txt and tokenizes into more,
+ * rarer tokens without a word. A CLIP vocabulary holds the 256 byte symbols,
+ * each also with </w>, one token per merge and the two special tokens: a
+ * vocabulary with more merged tokens than merges.txt has merges says that
+ * the file was cut. */
+static void warn_merges(const ClipTokenizer *tok, const char *vocab_path, const char *path)
+{
+    long merged = (long)tok->vocab.count - 2 * 256 - 2;
+    if (tok->merges == 0)
+        td_log("warning: %s holds no merges: every word is split into single characters "
+               "(Hugging Face accepts this; CLIP's file has %d)",
+               path, CLIP_MAX_MERGES);
+    else if (merged > tok->merges)
+        td_log("warning: %s holds %d merges, but %s has %ld merged tokens: merges.txt looks "
+               "truncated (Hugging Face accepts it; words split into more, rarer tokens)",
+               path, tok->merges, vocab_path, merged);
 }
 
 TdStatus clip_tokenizer_load(ClipTokenizer *tok, const char *vocab_path, const char *merges_path)
@@ -221,6 +248,8 @@ TdStatus clip_tokenizer_load(ClipTokenizer *tok, const char *vocab_path, const c
     TdStatus s = load_vocab(tok, vocab_path);
     if (s == TD_OK)
         s = load_merges(tok, merges_path);
+    if (s == TD_OK)
+        warn_merges(tok, vocab_path, merges_path);
     if (s != TD_OK)
         clip_tokenizer_free(tok);
     return s;

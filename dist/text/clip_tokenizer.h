@@ -36,9 +36,13 @@ typedef struct {
     int end_id;        /* <|endoftext|>, also unk */
     int pad_id;        /* padding of clip_tokenize_ctx; end_id after loading, as in HF CLIP */
     int max_id;        /* largest id in the vocabulary */
+    int merges;        /* merges read (two-symbol lines after #version; at most 48894) */
 } ClipTokenizer;
 
-/* Loads vocab.json and merges.txt; errors name the file and entry at fault. */
+/* Loads vocab.json and merges.txt; errors name the file and entry at fault.
+ * Prints a warning (td_log, rank 0) for what Hugging Face accepts silently:
+ * a merges.txt without merges, one with fewer merges than the vocabulary has
+ * merged tokens (cut), and lines that are not two symbols (skipped). */
 TdStatus clip_tokenizer_load(ClipTokenizer *tok, const char *vocab_path, const char *merges_path);
 void clip_tokenizer_free(ClipTokenizer *tok);
 
