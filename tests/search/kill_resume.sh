@@ -4,6 +4,8 @@
 # ranks are killed with SIGKILL once a random number of items - drawn here,
 # printed, over the single-task and alpha-grid journals together - is done,
 # rerun to completion, and their results compared with an uninterrupted run's.
+# ntk's grid runs through the pool here too (merge.surrogate.ntk = false): the
+# journal's resumption is what is tested.
 #   kill_resume.sh MPIEXEC TADIST TEST_SEARCH CFG DATA_DIR MODEL BASE_RUN OUT_DIR
 # BASE_RUN holds the fine-tuned task vectors (tests/search.cmake, se_setup).
 set -u
@@ -14,7 +16,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 TOTAL=$((2 * (8 + 402)))
 args() { # out_dir
     echo "$CFG" --set "data.dir=$DATA" --set "model.path=$MODEL" --set "run.out_dir=$1" \
-        --set run.stages=single,addition --set merge.methods=sum --set merge.alpha.step=0.005
+        --set run.stages=single,addition --set merge.methods=sum --set merge.alpha.step=0.005 \
+        --set merge.surrogate.ntk=false
 }
 rm -rf "$OUT" && mkdir -p "$OUT" || fail "cannot create $OUT"
 cp -r "$BASE" "$OUT/ref" && cp -r "$BASE" "$OUT/kill" || fail "cannot copy $BASE"
