@@ -393,6 +393,11 @@ static void block_counts(GridTask *t, int A, int m, int Q)
         for (int u = 0; u < nu; u++) {
             const int64_t i = t->unc[u];
             const int yi = y[i];
+            if (u + 4 < nu) { /* the undecided images are sparse: fetch ahead */
+                const char *nx = (const char *)(t->blk + (size_t)t->unc[u + 4] * per);
+                for (size_t off = 0; off < per * sizeof(int32_t); off += 64)
+                    __builtin_prefetch(nx + off);
+            }
             const int32_t *b0 = t->blk + (size_t)i * per;
             const int32_t *b1 = b0 + (size_t)C * SUR_LANES;
             const int32_t *b0y = b0 + (size_t)yi * SUR_LANES, *b1y = b1 + (size_t)yi * SUR_LANES;

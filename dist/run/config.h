@@ -153,7 +153,8 @@ typedef double TdCfgNum3[3];
       "merges evaluated by the addition stage: sum = theta0 + alpha*sum(tau) (task arithmetic), " \
       "mean = weight average, ties, dare (then sum), dare_ties (DARE, then TIES)")            \
     X(merge, INT, stop_after, "0", "[0,inf)",                                                   \
-      "testing: end the run's searches after N work-pool items (AdaMerging: after N steps) as " \
+      "testing: end the run's searches after N work-pool items (AdaMerging: after N steps; "  \
+      "surrogate screening: after N chunks) as " \
       "if killed (resume test); 0 = off")                                                       \
     X(merge, CHOICES, search, "none",                                                         \
       "none|random|coordinate|adamerging|bobyqa|sbplx|crs2|cmaes|surrogate",                   \

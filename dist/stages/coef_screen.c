@@ -24,6 +24,7 @@ typedef struct {
     float *p[TV_MAX_TASKS];
     SurGrid *grid;
     int fixed;             /* digits fixed per chunk (exhaustive) */
+    long stop_after;       /* merge.stop_after: end after that many chunks, as if killed */
     long nchunks, per;     /* chunks, candidates per chunk */
     long samples;
     int seed;
@@ -158,7 +159,7 @@ static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurC
     for (long c = 0; pending && c < S->nchunks; c++)
         if (!done[c])
             pending[np++] = c;
-    int nm = 0;
+    int nm = 0, stopped = 0;
     uint64_t vmine = 0;
     WorkQueue q;
     int fd = -1;
@@ -175,9 +176,16 @@ static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurC
         size_t cap = 0;
         double t0 = td_wall(), last = t0;
         while (s == TD_OK) {
+            /* a signal (runtime.h): this rank takes no further chunk */
+            if (runtime_stop_signal())
+                break;
             long i = workqueue_next(&q);
             if (i >= np)
                 break;
+            if (S->stop_after > 0 && ndone + i >= S->stop_after) {
+                stopped = 1; /* testing and timing: as if killed here */
+                break;
+            }
             int nc = 0;
             uint64_t v = S->exhaustive
                              ? sur_grid_chunk(S->grid, (uint64_t)pending[i] * (uint64_t)S->per,
@@ -199,10 +207,28 @@ static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurC
         }
         *busy = td_wall() - t0;
         free(line);
+        if (fd >= 0 && runtime_stop_signal() && fsync(fd) != 0 && s == TD_OK)
+            s = td_fail(TD_ERR_IO, "cannot flush journal '%s'", journal);
         if (fd >= 0)
             close(fd);
         s = runtime_agree(g_rt.comm, s);
         workqueue_close(&q);
+        int any = stopped;
+        MPI_Allreduce(&stopped, &any, 1, MPI_INT, MPI_MAX, g_rt.comm);
+        if (s == TD_OK && any) {
+            double rate = (double)vmine / (*busy > 0 ? *busy : 1e-9);
+            MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_SUM, g_rt.comm);
+            s = runtime_agree(g_rt.comm,
+                              td_fail(TD_ERR_INTERNAL,
+                                      "screening stopped after %ld chunks (merge.stop_after) as if "
+                                      "killed, at %.4g candidates/s over %d rank(s); rerun to "
+                                      "resume from %s",
+                                      S->stop_after, rate, g_rt.size, journal));
+        }
+        /* the safe point of a graceful stop: every finished chunk is in the
+         * journal */
+        if (s == TD_OK && runtime_stop_requested(g_rt.comm))
+            s = runtime_stop("in the surrogate screening; its chunks so far are in %s", journal);
     }
     /* every rank's top, merged in rank order (ties: the smaller index) */
     SurCand *all = s == TD_OK && g_rt.rank == 0
@@ -250,6 +276,7 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     S.T = r->ntasks;
     S.vals = sc->values.v;
     S.seed = cfg->merge.seed;
+    S.stop_after = cfg->merge.stop_after;
     if (S.A < 2 || S.K > 512)
         return runtime_agree(g_rt.comm, td_fail(TD_ERR_CONFIG,
                                                 "merge.surrogate.values needs at least 2 values "
