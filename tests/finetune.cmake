@@ -131,7 +131,7 @@ set_tests_properties(ft_kill_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
 # (which do not set finetune.checkpoint_every) write several per task, and
 # the check itself rejects a configuration that turns them off.
 add_test(NAME ft_shipped_checkpoints COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/shipped_checkpoints.sh
-         $<TARGET_FILE:tadist> ${PROJECT_SOURCE_DIR}/config/demo.cfg ${PROJECT_SOURCE_DIR}/config/study.cfg)
+         $<TARGET_FILE:tadist> ${PROJECT_SOURCE_DIR}/config/demo.cfg ${PROJECT_SOURCE_DIR}/config/study.cfg ${PROJECT_SOURCE_DIR}/config/coef_study.cfg)
 set_tests_properties(ft_shipped_checkpoints PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}" TIMEOUT 30)
 add_test(NAME ft_shipped_checkpoints_off COMMAND sh -c
          "sed 's/checkpoint_every = 50;/checkpoint_every = 0;/' ${PROJECT_SOURCE_DIR}/config/demo.cfg > ${FT}_off.cfg; sh ${CMAKE_CURRENT_SOURCE_DIR}/finetune/shipped_checkpoints.sh $<TARGET_FILE:tadist> ${FT}_off.cfg > ${FT}_off.log 2>&1; rc=$?; cat ${FT}_off.log; [ $rc -ne 0 ] && grep -q 'turns checkpoints off' ${FT}_off.log")

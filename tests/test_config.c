@@ -380,8 +380,9 @@ static void test_reference_file_matches_the_schema(void **state)
 static void test_shipped_configs_load(void **state)
 {
     (void)state;
-    static const char *const files[] = {"reference.cfg", "demo.cfg", "vit_b32.cfg",
-                                        "vit_b16.cfg", "vit_l14.cfg"};
+    static const char *const files[] = {"reference.cfg", "demo.cfg",       "study.cfg",
+                                        "coef_study.cfg", "vit_b32.cfg", "vit_b16.cfg",
+                                        "vit_l14.cfg"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[700];
         snprintf(path, sizeof path, "%s/%s", TADIST_CONFIG_DIR, files[i]);

@@ -173,6 +173,7 @@ static int serial(char **argv)
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
             double xi_p = 0, xi_r = 0;
+            int64_t nmin = INT64_MAX;
             int kk[2] = {i, j};
             for (int s = 0; s < 2; s++) {
                 int64_t ns = 0, nj = 0;
@@ -189,6 +190,7 @@ static int serial(char **argv)
                     kl += study_symkl(fj + x * E, fs + x * E, E, 100.0);
                 }
                 xi_p += (double)changed / (double)ns; /* over the images evaluated */
+                nmin = ns < nmin ? ns : nmin;
                 xi_r += kl / (double)ns;
                 free(fs);
                 free(fj);
@@ -196,7 +198,13 @@ static int serial(char **argv)
             size_t q = (size_t)i * n + j;
             double dp = fabs(pred[q] - xi_p), dr = fabs(repr[q] - xi_r) / (1 + xi_r);
             worst = fmax(worst, fmax(dp, dr));
-            if (dp > 1e-12 || dr > 1e-9) {
+            /* ntk runs through the linear surrogate (f0 + a1 J tau_1 + a2 J
+             * tau_2 from one forward and two JVPs), the serial computation
+             * through the linearised forward at each point: the same to
+             * float rounding, which may flip an image at a near-tie */
+            const double tol_p = e.ntk ? 2.0 / (double)nmin + 1e-12 : 1e-12; /* 1 per side */
+            const double tol_r = e.ntk ? 1e-4 : 1e-9;
+            if (dp > tol_p || dr > tol_r) {
                 fprintf(stderr, "FAIL: xi(%g, %g): run pred %.6f repr %.6f, serial %.6f %.6f\n",
                         alpha[i], alpha[j], pred[q], repr[q], xi_p, xi_r);
                 bad++;

@@ -1,6 +1,7 @@
 #include "disentangle.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "results.h"
 #include "runtime.h"
 #include "study.h"
+#include "sur_data.h"
 #include "task_io.h"
 
 typedef struct {
@@ -32,12 +34,14 @@ typedef struct {
     int64_t N;        /* test images evaluated */
     float *single;    /* (n, N, E) features of single_i(alpha_k) on D_i */
     int *pred;        /* (n, N) their argmax under head i */
+    float *U;         /* ntk through the surrogate: (N, 3, E) f0, J tau_1, J tau_2; or NULL */
 } DgSide;
 
 static void side_free(DgSide *s)
 {
     free(s->single);
     free(s->pred);
+    free(s->U);
     memset(s, 0, sizeof *s);
 }
 
@@ -66,6 +70,22 @@ static TdStatus side_open(const DgRun *r, int task, DgSide *s)
  * same order for every item, so a zero coefficient adds an exact zero. */
 static TdStatus encode(DgRun *r, float a1, float a2, const DgSide *s, float *feat)
 {
+    if (s->U) { /* ntk: f0 + a1 J tau_1 + a2 J tau_2, normalised as eval_features does */
+        const int E = r->m->arch.out_dim;
+        for (int64_t x = 0; x < s->N; x++) {
+            const float *u = s->U + (size_t)x * 3 * E;
+            float *e = feat + (size_t)x * E;
+            double ss = 0;
+            for (int k = 0; k < E; k++) {
+                e[k] = u[k] + a1 * u[E + k] + a2 * u[2 * E + k];
+                ss += (double)e[k] * e[k];
+            }
+            const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+            for (int k = 0; k < E; k++)
+                e[k] *= inv;
+        }
+        return TD_OK;
+    }
     const ParamTable *tab = &r->m->table;
     const float *t0 = r->m->params, *u = r->tau[0], *v = r->tau[1];
     EvalEncoder enc = {r->m, r->work, NULL, NULL};
@@ -249,6 +269,20 @@ static TdStatus run_pair(DgRun *r, int t1, int t2)
     if (s == TD_OK && !terms)
         s = td_fail(TD_ERR_NOMEM, "disentangle: out of memory");
     s = runtime_agree(g_rt.comm, s);
+    /* ntk: the linearised model is linear in (a1, a2): one forward and two
+     * JVPs per image (the linear surrogate, sur_data.h) instead of one
+     * linearised forward per grid point */
+    const int sur = r->ntk && r->cfg->merge.surrogate.ntk;
+    for (int i = 0; sur && i < 2 && s == TD_OK; i++) {
+        const float *dirs[2] = {r->tau[0], r->tau[1]};
+        int64_t n = 0;
+        s = sur_rows_gather(r->m, r->mask, sd[i].path, TASK_TEST, r->cfg->disentangle.batch,
+                            sd[i].N, dirs, 2, &sd[i].U, &n);
+        if (s == TD_OK && n != sd[i].N)
+            s = runtime_agree(g_rt.comm, td_fail(TD_ERR_INTERNAL, "disentangle: %s gave %lld "
+                                                 "images, expected %lld", sd[i].path,
+                                                 (long long)n, (long long)sd[i].N));
+    }
     if (s == TD_OK)
         s = singles(r, sd);
     if (s == TD_OK)
@@ -256,8 +290,8 @@ static TdStatus run_pair(DgRun *r, int t1, int t2)
     if (s == TD_OK)
         s = runtime_agree(g_rt.comm, g_rt.rank == 0 ? write_pair(r, sd, terms) : TD_OK);
     if (s == TD_OK)
-        td_log("%s %s+%s: %d x %d grid in %.1fs", r->mode, name[0], name[1], r->n, r->n,
-               td_wall() - t_start);
+        td_log("%s %s+%s: %d x %d grid in %.1fs%s", r->mode, name[0], name[1], r->n, r->n,
+               td_wall() - t_start, sur ? " (linear surrogate, exact for ntk)" : "");
     free(terms);
     side_free(&sd[0]);
     side_free(&sd[1]);

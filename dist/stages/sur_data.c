@@ -384,3 +384,110 @@ TdStatus sur_line_acc(ModeRun *r, const int *which, int nw, int split, const cha
     coef_space_free(&cs);
     return s;
 }
+
+TdStatus sur_rows_gather(const VitModel *m, const unsigned char *mask, const char *path, int split,
+                         int batch, int64_t limit, const float *const *dirs, int ndir, float **U,
+                         int64_t *n)
+{
+    const VitArch *A = &m->arch;
+    const int mb = g_rt.micro_batch, E = A->out_dim, S = A->image, R = 1 + ndir;
+    const size_t plane = (size_t)3 * S * S;
+    *U = NULL;
+    *n = 0;
+    batch = (batch + mb - 1) / mb * mb;
+    LoaderOpts o = {path, split, batch, S, 0, 0, 0, {0, 0}, limit, mb};
+    TaskLoader L;
+    VitWork w;
+    memset(&w, 0, sizeof w);
+    TD_TRY(loader_open(&L, g_rt.comm, &o));
+    const int nloc = loader_local_max(&L);
+    const int64_t total = limit > 0 && limit < L.n ? limit : L.n;
+    const int64_t cap = (total + g_rt.size - 1) / g_rt.size + nloc + 1;
+    float *x = malloc(((size_t)nloc + 1) * plane * sizeof *x);
+    float *emb = malloc(((size_t)mb + 1) * E * sizeof *emb);
+    int32_t *y = malloc(((size_t)nloc + 1) * sizeof *y);
+    float *mine = malloc((size_t)cap * R * E * sizeof *mine);
+    int64_t *at = malloc((size_t)cap * sizeof *at), nm = 0;
+    TdStatus s = x && emb && y && mine && at ? vit_work_alloc(&w, A, &m->table, mb)
+                                             : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
+    s = runtime_agree(g_rt.comm, s);
+    while (s == TD_OK) { /* this rank's whole micro-batches: f0, then J dir for each */
+        LoaderBatch b;
+        s = runtime_agree(g_rt.comm, loader_next(&L, x, y, &b));
+        if (s != TD_OK || b.nglobal == 0)
+            break;
+        for (int u0 = 0; u0 * mb < b.nlocal; u0++) {
+            int nrow = b.nlocal - u0 * mb < mb ? b.nlocal - u0 * mb : mb;
+            float *xu = x + (size_t)u0 * mb * plane;
+            if (nrow < mb)
+                memset(xu + (size_t)nrow * plane, 0, (size_t)(mb - nrow) * plane * sizeof *xu);
+            w.trainable = mask;
+            w.no_grad = 0;
+            vit_forward(m->params, &w, xu, mb, emb);
+            float *dst = mine + (size_t)nm * R * E;
+            for (int i = 0; i < nrow; i++)
+                memcpy(dst + (size_t)i * R * E, emb + (size_t)i * E, E * sizeof *emb);
+            for (int d = 0; d < ndir; d++) {
+                vit_jvp(m->params, &w, dirs[d], mask, mb, emb);
+                for (int i = 0; i < nrow; i++)
+                    memcpy(dst + ((size_t)i * R + 1 + d) * E, emb + (size_t)i * E,
+                           E * sizeof *emb);
+            }
+            for (int i = 0; i < nrow; i++)
+                at[nm + i] = b.batch * batch + b.offset + u0 * mb + i;
+            nm += nrow;
+        }
+    }
+    loader_close(&L);
+    vit_work_free(&w);
+    free(x), free(emb), free(y);
+    /* every rank's rows to every rank, each at its global place */
+    int *cnt = calloc((size_t)g_rt.size, sizeof *cnt), *dsp = calloc((size_t)g_rt.size, sizeof *dsp);
+    int64_t *all_at = NULL;
+    float *all = NULL;
+    if (s == TD_OK && (!cnt || !dsp))
+        s = td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
+    s = runtime_agree(g_rt.comm, s);
+    int nmi = (int)nm, ntot = 0;
+    if (s == TD_OK) {
+        MPI_Allgather(&nmi, 1, MPI_INT, cnt, 1, MPI_INT, g_rt.comm);
+        for (int q = 0; q < g_rt.size; q++)
+            dsp[q] = ntot, ntot += cnt[q];
+        all_at = malloc(((size_t)ntot + 1) * sizeof *all_at);
+        all = malloc(((size_t)ntot + 1) * R * E * sizeof *all);
+        *U = malloc(((size_t)ntot + 1) * R * E * sizeof **U);
+        s = runtime_agree(g_rt.comm, all_at && all && *U
+                                         ? (ntot == total ? TD_OK
+                                                          : td_fail(TD_ERR_INTERNAL,
+                                                                    "surrogate: %d images of %s, "
+                                                                    "expected %lld",
+                                                                    ntot, path, (long long)total))
+                                         : td_fail(TD_ERR_NOMEM, "surrogate: out of memory"));
+    }
+    if (s == TD_OK) {
+        MPI_Allgatherv(at, nmi, MPI_INT64_T, all_at, cnt, dsp, MPI_INT64_T, g_rt.comm);
+        MPI_Datatype row;
+        MPI_Type_contiguous(R * E, MPI_FLOAT, &row);
+        MPI_Type_commit(&row);
+        MPI_Allgatherv(mine, nmi, row, all, cnt, dsp, row, g_rt.comm);
+        MPI_Type_free(&row);
+        for (int j = 0; j < ntot; j++) {
+            if (all_at[j] < 0 || all_at[j] >= total) {
+                s = td_fail(TD_ERR_INTERNAL, "surrogate: image %lld of %s out of range",
+                            (long long)all_at[j], path);
+                break;
+            }
+            memcpy(*U + (size_t)all_at[j] * R * E, all + (size_t)j * R * E,
+                   (size_t)R * E * sizeof **U);
+        }
+        s = runtime_agree(g_rt.comm, s);
+    }
+    free(cnt), free(dsp), free(all_at), free(all), free(mine), free(at);
+    if (s != TD_OK) {
+        free(*U);
+        *U = NULL;
+        return s;
+    }
+    *n = ntot;
+    return TD_OK;
+}

@@ -50,4 +50,14 @@ void sur_data_free(SurData *d);
 TdStatus sur_data_project(const SurData *d, const CoefSpace *cs, int k, const float *head, int C,
                           float **p);
 
+/* Every image of split (at most limit, evenly spaced as eval.limit) of the task
+ * file path: U (n, 1 + ndir, E) = [f0(x); J(theta0) dirs[0](x); ...], the
+ * unnormalised embeddings of m and its JVPs along dirs (table layout, zero
+ * outside mask), computed over g_rt.comm in whole micro-batches of batch and
+ * gathered on every rank in the split's order. The disentanglement grids of
+ * ntk vectors: f_lin(a1, a2) = U0 + a1 U1 + a2 U2. Collective, agreed. */
+TdStatus sur_rows_gather(const VitModel *m, const unsigned char *mask, const char *path, int split,
+                         int batch, int64_t limit, const float *const *dirs, int ndir, float **U,
+                         int64_t *n);
+
 #endif
