@@ -115,7 +115,9 @@ static TdStatus task_rows(ModeRun *r, const CoefSpace *cs, const float *const *r
     TdStatus s = x && emb && y ? vit_work_alloc(&w, A, &r->m.table, mb)
                                : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
     int64_t total = limit > 0 && limit < L.n ? limit : L.n;
-    out->cap = (total + g_rt.size - 1) / g_rt.size + nloc + 1;
+    /* a rank holds at most every image (its share over several batches can
+     * exceed an even share by more than one batch) */
+    out->cap = total + 1;
     out->u = malloc((size_t)out->cap * R * E * sizeof *out->u);
     out->y = malloc((size_t)out->cap * sizeof *out->y);
     out->at = malloc((size_t)out->cap * sizeof *out->at);
@@ -402,7 +404,7 @@ TdStatus sur_rows_gather(const VitModel *m, const unsigned char *mask, const cha
     TD_TRY(loader_open(&L, g_rt.comm, &o));
     const int nloc = loader_local_max(&L);
     const int64_t total = limit > 0 && limit < L.n ? limit : L.n;
-    const int64_t cap = (total + g_rt.size - 1) / g_rt.size + nloc + 1;
+    const int64_t cap = total + 1; /* a rank holds at most every image */
     float *x = malloc(((size_t)nloc + 1) * plane * sizeof *x);
     float *emb = malloc(((size_t)mb + 1) * E * sizeof *emb);
     int32_t *y = malloc(((size_t)nloc + 1) * sizeof *y);
