@@ -93,40 +93,53 @@ typedef struct {
     int32_t *y;
     int64_t *at;
     int64_t nmine, cap;
+    int64_t total;  /* images of the split (after limit), over every rank */
 } Mine;
 
-static TdStatus task_rows(ModeRun *r, const CoefSpace *cs, const float *const *rows,
-                          const unsigned char *gmask, int k, int split, int64_t limit, int R,
-                          float *tangent, Mine *out)
+/* The directions of the rows: direction d's tangent in table layout (buf, table
+ * total floats, may be filled by the call) and the mask of the tensors it
+ * moves. */
+typedef struct {
+    int ndir;
+    const float *(*tangent)(void *ctx, int d, float *buf);
+    const unsigned char *(*mask)(void *ctx, int d);
+    void *ctx;
+} Dirs;
+
+/* This rank's images of split (limit, in whole micro-batches of batch) of
+ * path: [f0; J dir_d ...] of each into out, trainable marking every tensor a
+ * direction moves. Collective over g_rt.comm (the loader), agreed. */
+static TdStatus split_rows(const VitModel *m, const unsigned char *trainable, const char *path,
+                           int split, int batch, int64_t limit, const Dirs *dirs, Mine *out)
 {
-    const VitArch *A = &r->m.arch;
-    const int mb = g_rt.micro_batch, E = A->out_dim, S = A->image;
+    const VitArch *A = &m->arch;
+    const int mb = g_rt.micro_batch, E = A->out_dim, S = A->image, R = 1 + dirs->ndir;
     const size_t plane = (size_t)3 * S * S;
-    int batch = (r->cfg->eval.batch + mb - 1) / mb * mb;
-    LoaderOpts o = {r->paths[k], split, batch, S, 0, 0, 0, {0, 0}, limit, mb};
+    batch = (batch + mb - 1) / mb * mb;
+    LoaderOpts o = {path, split, batch, S, 0, 0, 0, {0, 0}, limit, mb};
     TaskLoader L;
     VitWork w;
     memset(&w, 0, sizeof w);
+    memset(out, 0, sizeof *out);
     TD_TRY(loader_open(&L, g_rt.comm, &o));
     int nloc = loader_local_max(&L);
     float *x = malloc(((size_t)nloc + 1) * plane * sizeof *x);
     float *emb = malloc(((size_t)mb + 1) * E * sizeof *emb);
     int32_t *y = malloc(((size_t)nloc + 1) * sizeof *y);
-    TdStatus s = x && emb && y ? vit_work_alloc(&w, A, &r->m.table, mb)
-                               : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
-    int64_t total = limit > 0 && limit < L.n ? limit : L.n;
+    float *buf = td_aligned_calloc(m->table.total * sizeof(float));
+    TdStatus s = x && emb && y && buf ? vit_work_alloc(&w, A, &m->table, mb)
+                                      : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
+    out->total = limit > 0 && limit < L.n ? limit : L.n;
     /* a rank holds at most every image (its share over several batches can
      * exceed an even share by more than one batch) */
-    out->cap = total + 1;
+    out->cap = out->total + 1;
     out->u = malloc((size_t)out->cap * R * E * sizeof *out->u);
     out->y = malloc((size_t)out->cap * sizeof *out->y);
     out->at = malloc((size_t)out->cap * sizeof *out->at);
-    out->nmine = 0;
     if (s == TD_OK && (!out->u || !out->y || !out->at))
         s = td_fail(TD_ERR_NOMEM, "surrogate: out of memory for %lld rows of %d x %d",
                     (long long)out->cap, R, E);
     s = runtime_agree(g_rt.comm, s);
-    const ParamTable *tab = &r->m.table;
     while (s == TD_OK) {
         LoaderBatch b;
         s = runtime_agree(g_rt.comm, loader_next(&L, x, y, &b));
@@ -137,24 +150,18 @@ static TdStatus task_rows(ModeRun *r, const CoefSpace *cs, const float *const *r
             float *xu = x + (size_t)u0 * mb * plane;
             if (nrow < mb)
                 memset(xu + (size_t)nrow * plane, 0, (size_t)(mb - nrow) * plane * sizeof *xu);
-            w.trainable = r->tv.mask;
+            w.trainable = trainable;
             w.no_grad = 0;
-            vit_forward(r->m.params, &w, xu, mb, emb);
+            vit_forward(m->params, &w, xu, mb, emb);
             float *dst = out->u + (size_t)out->nmine * R * E;
             for (int i = 0; i < nrow; i++)
                 memcpy(dst + (size_t)i * R * E, emb + (size_t)i * E, E * sizeof *emb);
-            for (int t = 0; t < cs->T; t++) {
-                /* the tangent: row t in table layout (outside the mask: never read) */
-                for (int q = 0; q < cs->ntensors; q++)
-                    memcpy(tangent + cs->toff[q], rows[t] + cs->off[q],
-                           (cs->off[q + 1] - cs->off[q]) * sizeof *tangent);
-                for (int g = 0; g < cs->G; g++) {
-                    vit_jvp(r->m.params, &w, tangent, gmask + (size_t)g * tab->count, mb, emb);
-                    int row = 1 + t * cs->G + g;
-                    for (int i = 0; i < nrow; i++)
-                        memcpy(dst + ((size_t)i * R + row) * E, emb + (size_t)i * E,
-                               E * sizeof *emb);
-                }
+            for (int d = 0; d < dirs->ndir; d++) {
+                vit_jvp(m->params, &w, dirs->tangent(dirs->ctx, d, buf), dirs->mask(dirs->ctx, d),
+                        mb, emb);
+                for (int i = 0; i < nrow; i++)
+                    memcpy(dst + ((size_t)i * R + 1 + d) * E, emb + (size_t)i * E,
+                           E * sizeof *emb);
             }
             for (int i = 0; i < nrow; i++) {
                 out->y[out->nmine + i] = y[u0 * mb + i];
@@ -166,7 +173,52 @@ static TdStatus task_rows(ModeRun *r, const CoefSpace *cs, const float *const *r
     loader_close(&L);
     vit_work_free(&w);
     free(x), free(emb), free(y);
+    td_free(buf);
     return s;
+}
+
+/* Directions of a coefficient structure: d = t * G + g, row t (packed)
+ * restricted to group g's tensors. */
+typedef struct {
+    const CoefSpace *cs;
+    const float *const *rows;
+    const unsigned char *gmask; /* (G, table count) */
+    size_t count;
+} RowDirs;
+
+static const float *row_tangent(void *ctx, int d, float *buf)
+{
+    const RowDirs *rd = ctx;
+    const CoefSpace *cs = rd->cs;
+    if (d % cs->G == 0) /* row t in table layout (outside the mask: never read) */
+        for (int q = 0; q < cs->ntensors; q++)
+            memcpy(buf + cs->toff[q], rd->rows[d / cs->G] + cs->off[q],
+                   (cs->off[q + 1] - cs->off[q]) * sizeof *buf);
+    return buf;
+}
+
+static const unsigned char *row_mask(void *ctx, int d)
+{
+    const RowDirs *rd = ctx;
+    return rd->gmask + (size_t)(d % rd->cs->G) * rd->count;
+}
+
+/* Directions given in table layout, all moving the tensors of one mask. */
+typedef struct {
+    const float *const *dirs;
+    const unsigned char *mask;
+} TableDirs;
+
+static const float *table_tangent(void *ctx, int d, float *buf)
+{
+    (void)buf;
+    return ((const TableDirs *)ctx)->dirs[d];
+}
+
+static const unsigned char *table_mask(void *ctx, int d)
+{
+    (void)d;
+    return ((const TableDirs *)ctx)->mask;
 }
 
 /* Writes every rank's rows of every task into path (collective). */
@@ -270,15 +322,17 @@ TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows,
     double t0 = td_wall();
     const ParamTable *tab = &r->m.table;
     unsigned char *gmask = calloc((size_t)cs->G * tab->count + 1, 1);
-    float *tangent = td_aligned_calloc(tab->total * sizeof(float));
     Mine mine[TV_MAX_TASKS + 1];
     memset(mine, 0, sizeof mine);
-    s = gmask && tangent ? TD_OK : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
+    s = gmask ? TD_OK : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
     for (int q = 0; gmask && q < cs->ntensors; q++)
         gmask[(size_t)cs->group[q] * tab->count + cs->tensor[q]] = 1;
     s = runtime_agree(g_rt.comm, s);
+    RowDirs rd = {cs, rows, gmask, (size_t)tab->count};
+    Dirs dirs = {cs->T * cs->G, row_tangent, row_mask, &rd};
     for (int k = 0; s == TD_OK && k < d->T; k++) {
-        s = task_rows(r, cs, rows, gmask, d->which[k], split, limit, d->R, tangent, &mine[k]);
+        s = split_rows(&r->m, r->tv.mask, r->paths[d->which[k]], split, r->cfg->eval.batch, limit,
+                       &dirs, &mine[k]);
         int64_t nk = mine[k].nmine;
         MPI_Allreduce(&nk, &d->n[k], 1, MPI_INT64_T, MPI_SUM, g_rt.comm);
     }
@@ -288,7 +342,6 @@ TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows,
     for (int k = 0; k < TV_MAX_TASKS + 1; k++)
         free(mine[k].u), free(mine[k].y), free(mine[k].at);
     free(gmask);
-    td_free(tangent);
     TD_TRY(s);
     int ok = data_read(path, key, r, d), all_ok = 0;
     MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g_rt.comm);
@@ -391,58 +444,17 @@ TdStatus sur_rows_gather(const VitModel *m, const unsigned char *mask, const cha
                          int batch, int64_t limit, const float *const *dirs, int ndir, float **U,
                          int64_t *n)
 {
-    const VitArch *A = &m->arch;
-    const int mb = g_rt.micro_batch, E = A->out_dim, S = A->image, R = 1 + ndir;
-    const size_t plane = (size_t)3 * S * S;
+    const int E = m->arch.out_dim, R = 1 + ndir;
     *U = NULL;
     *n = 0;
-    batch = (batch + mb - 1) / mb * mb;
-    LoaderOpts o = {path, split, batch, S, 0, 0, 0, {0, 0}, limit, mb};
-    TaskLoader L;
-    VitWork w;
-    memset(&w, 0, sizeof w);
-    TD_TRY(loader_open(&L, g_rt.comm, &o));
-    const int nloc = loader_local_max(&L);
-    const int64_t total = limit > 0 && limit < L.n ? limit : L.n;
-    const int64_t cap = total + 1; /* a rank holds at most every image */
-    float *x = malloc(((size_t)nloc + 1) * plane * sizeof *x);
-    float *emb = malloc(((size_t)mb + 1) * E * sizeof *emb);
-    int32_t *y = malloc(((size_t)nloc + 1) * sizeof *y);
-    float *mine = malloc((size_t)cap * R * E * sizeof *mine);
-    int64_t *at = malloc((size_t)cap * sizeof *at), nm = 0;
-    TdStatus s = x && emb && y && mine && at ? vit_work_alloc(&w, A, &m->table, mb)
-                                             : td_fail(TD_ERR_NOMEM, "surrogate: out of memory");
-    s = runtime_agree(g_rt.comm, s);
-    while (s == TD_OK) { /* this rank's whole micro-batches: f0, then J dir for each */
-        LoaderBatch b;
-        s = runtime_agree(g_rt.comm, loader_next(&L, x, y, &b));
-        if (s != TD_OK || b.nglobal == 0)
-            break;
-        for (int u0 = 0; u0 * mb < b.nlocal; u0++) {
-            int nrow = b.nlocal - u0 * mb < mb ? b.nlocal - u0 * mb : mb;
-            float *xu = x + (size_t)u0 * mb * plane;
-            if (nrow < mb)
-                memset(xu + (size_t)nrow * plane, 0, (size_t)(mb - nrow) * plane * sizeof *xu);
-            w.trainable = mask;
-            w.no_grad = 0;
-            vit_forward(m->params, &w, xu, mb, emb);
-            float *dst = mine + (size_t)nm * R * E;
-            for (int i = 0; i < nrow; i++)
-                memcpy(dst + (size_t)i * R * E, emb + (size_t)i * E, E * sizeof *emb);
-            for (int d = 0; d < ndir; d++) {
-                vit_jvp(m->params, &w, dirs[d], mask, mb, emb);
-                for (int i = 0; i < nrow; i++)
-                    memcpy(dst + ((size_t)i * R + 1 + d) * E, emb + (size_t)i * E,
-                           E * sizeof *emb);
-            }
-            for (int i = 0; i < nrow; i++)
-                at[nm + i] = b.batch * batch + b.offset + u0 * mb + i;
-            nm += nrow;
-        }
-    }
-    loader_close(&L);
-    vit_work_free(&w);
-    free(x), free(emb), free(y);
+    TableDirs td = {dirs, mask};
+    Dirs dd = {ndir, table_tangent, table_mask, &td};
+    Mine mn;
+    TdStatus s = split_rows(m, mask, path, split, batch, limit, &dd, &mn);
+    const int64_t total = mn.total;
+    float *mine = mn.u;
+    int64_t *at = mn.at, nm = mn.nmine;
+    free(mn.y);
     /* every rank's rows to every rank, each at its global place */
     int *cnt = calloc((size_t)g_rt.size, sizeof *cnt), *dsp = calloc((size_t)g_rt.size, sizeof *dsp);
     int64_t *all_at = NULL;
