@@ -46,29 +46,40 @@ static int fail(const char *what)
     return 1;
 }
 
-static int fd(int argc, char **argv)
+/* CFG MODE METHOD STRUCTURE [--set k=v ...]: the configuration, mode state,
+ * merge rows and coefficient structure both checks start from; 0 when open. */
+static int open_structure(int argc, char **argv, TdConfig *cfg, ModeRun *r, MergeSpec *spec,
+                          CoefRun *cr)
 {
     const char *cfgp = argv[0], *mode = argv[1], *method = argv[2], *structure = argv[3];
     CliList sets = {0};
     for (int i = 4; i + 1 < argc && sets.count < 64; i += 2)
         sets.items[sets.count++] = argv[i + 1];
-    TdConfig cfg;
-    if (config_load(cfgp, &sets, &cfg) != TD_OK)
+    if (config_load(cfgp, &sets, cfg) != TD_OK)
         return fail("config");
-    g_rt.micro_batch = cfg.blas.micro_batch;
+    g_rt.micro_batch = cfg->blas.micro_batch;
+    if (mode_open(r, cfg, mode) != TD_OK || mode_tasks(r) != TD_OK)
+        return fail("mode_open");
+    if (runtime_agree(g_rt.comm, merge_spec_from_config(cfg, method, &r->tv, spec)) != TD_OK)
+        return fail("spec");
+    if (coef_run_open(cr, r, method, spec) != TD_OK)
+        return fail("rows");
+    if (coef_space_init(&cr->cs, &r->m.table, r->tv.mask, coef_kind_from_name(structure),
+                        r->ntasks) != TD_OK)
+        return fail("space");
+    return 0;
+}
+
+static int fd(int argc, char **argv)
+{
+    const char *mode = argv[1], *method = argv[2], *structure = argv[3];
+    TdConfig cfg;
     ModeRun r;
     MergeSpec spec;
     CoefRun cr;
     CoefLearn *L = NULL;
-    if (mode_open(&r, &cfg, mode) != TD_OK || mode_tasks(&r) != TD_OK)
-        return fail("mode_open");
-    if (runtime_agree(g_rt.comm, merge_spec_from_config(&cfg, method, &r.tv, &spec)) != TD_OK)
-        return fail("spec");
-    if (coef_run_open(&cr, &r, method, &spec) != TD_OK)
-        return fail("rows");
-    if (coef_space_init(&cr.cs, &r.m.table, r.tv.mask, coef_kind_from_name(structure),
-                        r.ntasks) != TD_OK)
-        return fail("space");
+    if (open_structure(argc, argv, &cfg, &r, &spec, &cr))
+        return 1;
     if (coef_learn_open(&L, &cr) != TD_OK)
         return fail("open");
     const int K = cr.cs.K;
@@ -162,22 +173,12 @@ static int direct_logits(ModeRun *r, int k, double *z, int64_t n)
 
 static int sur_exact(int argc, char **argv)
 {
-    const char *cfgp = argv[0], *mode = argv[1], *method = argv[2], *structure = argv[3];
-    CliList sets = {0};
-    for (int i = 4; i + 1 < argc && sets.count < 64; i += 2)
-        sets.items[sets.count++] = argv[i + 1];
+    const char *mode = argv[1], *method = argv[2], *structure = argv[3];
     TdConfig cfg;
-    if (config_load(cfgp, &sets, &cfg) != TD_OK)
-        return fail("config");
-    g_rt.micro_batch = cfg.blas.micro_batch;
     ModeRun r;
     MergeSpec spec;
     CoefRun cr;
-    if (mode_open(&r, &cfg, mode) != TD_OK || mode_tasks(&r) != TD_OK ||
-        runtime_agree(g_rt.comm, merge_spec_from_config(&cfg, method, &r.tv, &spec)) != TD_OK ||
-        coef_run_open(&cr, &r, method, &spec) != TD_OK ||
-        coef_space_init(&cr.cs, &r.m.table, r.tv.mask, coef_kind_from_name(structure),
-                        r.ntasks) != TD_OK)
+    if (open_structure(argc, argv, &cfg, &r, &spec, &cr))
         return fail("open");
     SurData d;
     char tag[200];
