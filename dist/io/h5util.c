@@ -435,6 +435,17 @@ TdStatus h5u_check_file(const char *path)
     return s;
 }
 
+hid_t h5u_create_mpio(MPI_Comm comm, const char *path)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        return -1;
+    hid_t f = H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0
+                  ? -1 : H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    return f;
+}
+
 hid_t h5u_sealed_fcpl(void)
 {
     hid_t p = H5Pcreate(H5P_FILE_CREATE);

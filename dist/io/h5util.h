@@ -13,13 +13,15 @@
  * stack is not printed. The codes are given per function below.
  *
  * Single-process: plain HDF5 and POSIX calls on objects the caller opened;
- * no MPI, nothing collective by itself. (On a file opened with the MPI-IO
+ * nothing collective by itself, except h5u_create_mpio, which creates a file
+ * with the MPI-IO driver. (On a file opened with the MPI-IO
  * driver, creating attributes is a metadata operation: HDF5 requires every
  * rank to make the same h5u_attr_write* calls with the same values.) */
 #ifndef TD_H5UTIL_H
 #define TD_H5UTIL_H
 
 #include <hdf5.h>
+#include <mpi.h>
 #include <stddef.h>
 
 #include "status.h"
@@ -73,6 +75,11 @@ TdStatus h5u_check_format(hid_t obj, const char *what, const char *expected, con
  * (NUL-padded): the XXH3-128 of every byte after the user block, and the size
  * of the whole file. */
 enum { H5U_USERBLOCK = 512 };
+
+/* Collective over comm: creates (truncates) path with the MPI-IO driver for
+ * parallel writes; -1 when HDF5 refuses (nothing recorded: the caller names
+ * the file in its message). */
+hid_t h5u_create_mpio(MPI_Comm comm, const char *path);
 
 /* A file creation property list with the seal's user block (close it with
  * H5Pclose), or -1 when HDF5 refuses. */

@@ -408,10 +408,7 @@ static TdStatus tv_write(const FtRun *r, const double *res, float **tv, int G)
     char path[700], tmp[720];
     snprintf(path, sizeof path, "%s/task_vectors_%s.h5", r->run_dir, r->mode);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, g_rt.comm, MPI_INFO_NULL);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    hid_t f = h5u_create_mpio(g_rt.comm, tmp);
     if (f < 0)
         return runtime_agree(g_rt.comm,
                              td_fail(TD_ERR_IO, "cannot create task-vector file '%s'", tmp));

@@ -227,10 +227,7 @@ static TdStatus data_write(const char *path, const char *key, const ModeRun *r, 
 {
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, g_rt.comm, MPI_INFO_NULL);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    hid_t f = h5u_create_mpio(g_rt.comm, tmp);
     if (f < 0)
         return runtime_agree(g_rt.comm, td_fail(TD_ERR_IO, "surrogate: cannot create '%s'", tmp));
     /* every rank makes every metadata call; s keeps the first failure */

@@ -21,10 +21,7 @@ void ckpt_write_begin(CkptWriter *w, MPI_Comm comm, const char *path, const char
     MPI_Comm_size(comm, &w->size);
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-    w->f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    w->f = h5u_create_mpio(comm, w->tmp);
     if (w->f < 0) {
         w->s = td_fail(TD_ERR_IO, "cannot create checkpoint '%s'", w->tmp);
         return;
