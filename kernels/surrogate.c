@@ -64,15 +64,13 @@ typedef struct {
     int32_t *Dy;       /* (K, A-1, n) */
     uint8_t *ok;       /* (n) */
     /* the inner block (coefficients 0 .. SUR_INNER-1, every combination of
-     * their grid points at once): */
-    int32_t *cum;      /* (SUR_INNER, A, C, n) moving coefficient j from v_0 to v_a */
-    int32_t *cumy;     /* (SUR_INNER, A, n) */
+     * their grid points at once; only when A <= SUR_LANES): */
+    int32_t *blk;      /* (n, SUR_INNER, C, SUR_LANES) moving coefficient j from v_0 to
+                          v_a (lane a; lanes past A: 0), one image's together */
     int32_t *lo, *hi;  /* (C, n) the range of (label - class) logit over the block */
     int32_t *mlo, *mhi; /* (n) the least margin over the classes at lo, at hi */
     int32_t *unc;      /* (n) images the block's range leaves undecided */
     int64_t *cnt;      /* (A^SUR_INNER) correct images per combination */
-    int32_t *xs;       /* (SUR_INNER, A, C) one undecided image's moves */
-    int32_t *blk;      /* (n, SUR_INNER, C, SUR_LANES): cum, image-major, A <= SUR_LANES */
     uint64_t undecided, judged; /* images scored one by one / all, over blocks */
 } GridTask;
 
@@ -90,8 +88,8 @@ void sur_grid_free(SurGrid *g)
     for (int k = 0; k < g->ntasks && g->t; k++) {
         GridTask *t = &g->t[k];
         free(t->L), free(t->Ly), free(t->Q0), free(t->Q0y), free(t->D), free(t->Dy), free(t->ok);
-        free(t->cum), free(t->cumy), free(t->lo), free(t->hi), free(t->unc), free(t->cnt);
-        free(t->xs), free(t->blk), free(t->mlo), free(t->mhi);
+        free(t->blk), free(t->lo), free(t->hi), free(t->unc), free(t->cnt), free(t->mlo);
+        free(t->mhi);
     }
     free(g->t);
     free(g->pow);
@@ -118,20 +116,16 @@ static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *va
     size_t Q = 1;
     for (int j = 0; j < SUR_INNER; j++)
         Q *= (size_t)A;
-    t->cum = malloc(((size_t)inner * A * cn + 1) * sizeof *t->cum);
-    t->cumy = malloc(((size_t)inner * A * n + 1) * sizeof *t->cumy);
     t->lo = malloc((cn + 1) * sizeof *t->lo);
     t->hi = malloc((cn + 1) * sizeof *t->hi);
     t->mlo = malloc(((size_t)n + 1) * sizeof *t->mlo);
     t->mhi = malloc(((size_t)n + 1) * sizeof *t->mhi);
     t->unc = malloc(((size_t)n + 1) * sizeof *t->unc);
     t->cnt = malloc((Q + 1) * sizeof *t->cnt);
-    t->xs = malloc(((size_t)SUR_INNER * A * C + 1) * sizeof *t->xs);
     t->blk = A <= SUR_LANES ? malloc(((size_t)n * SUR_INNER * C * SUR_LANES + 1) * sizeof *t->blk)
                             : NULL;
-    if (!t->L || !t->Ly || !t->Q0 || !t->Q0y || !t->D || !t->Dy || !t->ok || !t->cum ||
-        !t->cumy || !t->lo || !t->hi || !t->mlo || !t->mhi || !t->unc || !t->cnt || !t->xs ||
-        (A <= SUR_LANES && !t->blk))
+    if (!t->L || !t->Ly || !t->Q0 || !t->Q0y || !t->D || !t->Dy || !t->ok || !t->lo || !t->hi ||
+        !t->mlo || !t->mhi || !t->unc || !t->cnt || (A <= SUR_LANES && !t->blk))
         return td_fail(TD_ERR_NOMEM, "surrogate grid: out of memory (%zu steps x %zu logits)",
                        steps, cn);
     /* the scale: no reachable logit exceeds 2^28 in magnitude, nor any sum of
@@ -167,30 +161,16 @@ static TdStatus grid_task(GridTask *t, const SurTask *s, int K, const double *va
                         t->Dy[st * n + i] = d;
                 }
         }
-    /* the inner block's cumulative moves: exact sums of the same steps */
-    for (int j = 0; j < inner; j++)
-        for (int a = 0; a < A; a++) {
-            int32_t *cu = t->cum + ((size_t)j * A + a) * cn;
-            int32_t *cy = t->cumy + ((size_t)j * A + a) * n;
-            if (a == 0) {
-                memset(cu, 0, cn * sizeof *cu);
-                memset(cy, 0, (size_t)n * sizeof *cy);
-                continue;
-            }
-            const size_t st = (size_t)j * (A - 1) + a - 1;
-            for (size_t q = 0; q < cn; q++)
-                cu[q] = cu[q - cn] + t->D[st * cn + q];
-            for (int64_t i = 0; i < n; i++)
-                cy[i] = cy[i - n] + t->Dy[st * n + i];
-        }
-    if (t->blk) { /* the same moves, one image's together (lanes past A: 0) */
+    if (t->blk) { /* the inner block's moves from v_0: exact sums of the same steps */
         memset(t->blk, 0, (size_t)n * SUR_INNER * C * SUR_LANES * sizeof *t->blk);
         for (int j = 0; j < inner; j++)
-            for (int a = 0; a < A; a++)
-                for (int c = 0; c < C; c++)
-                    for (int64_t i = 0; i < n; i++)
-                        t->blk[(((size_t)i * SUR_INNER + j) * C + c) * SUR_LANES + a] =
-                            t->cum[((size_t)j * A + a) * cn + (size_t)c * n + i];
+            for (int c = 0; c < C; c++)
+                for (int64_t i = 0; i < n; i++) {
+                    int32_t *dst = t->blk + (((size_t)i * SUR_INNER + j) * C + c) * SUR_LANES;
+                    for (int a = 1; a < A; a++)
+                        dst[a] = dst[a - 1] +
+                                 t->D[((size_t)j * (A - 1) + a - 1) * cn + (size_t)c * n + i];
+                }
     }
     return TD_OK;
 }
@@ -314,19 +294,19 @@ void sur_top_sort(SurCand *top, int ntop) { qsort(top, (size_t)ntop, sizeof *top
  * one's least and greatest move (the coefficients move independently). */
 static void block_range(SurGrid *g, int m)
 {
-    const int A = g->A;
     for (int k = 0; k < g->ntasks; k++) {
         GridTask *t = &g->t[k];
         const int64_t n = t->n;
-        const size_t cn = (size_t)t->C * n;
-        for (int c = 0; c < t->C; c++)
+        const int C = t->C;
+        for (int c = 0; c < C; c++)
             for (int64_t i = 0; i < n; i++) {
                 int64_t lo = 0, hi = 0;
                 for (int j = 0; j < m; j++) {
+                    const int32_t *b = t->blk + ((size_t)i * SUR_INNER + j) * C * SUR_LANES;
+                    const int32_t *by = b + (size_t)t->y[i] * SUR_LANES, *bc = b + (size_t)c * SUR_LANES;
                     int64_t mn = INT64_MAX, mx = INT64_MIN;
-                    for (int a = 0; a < A; a++) {
-                        size_t at = (size_t)j * A + a;
-                        int64_t v = (int64_t)t->cumy[at * n + i] - t->cum[at * cn + (size_t)c * n + i];
+                    for (int a = 0; a < g->A; a++) {
+                        const int64_t v = (int64_t)by[a] - bc[a];
                         mn = v < mn ? v : mn;
                         mx = v > mx ? v : mx;
                     }
@@ -351,7 +331,6 @@ static void block_counts(GridTask *t, int A, int m, int Q)
 {
     const int64_t n = t->n;
     const int C = t->C;
-    const size_t cn = (size_t)C * n;
     const int32_t *L = t->L, *Ly = t->Ly, *y = t->y;
     int64_t certain = 0;
     int nu = 0;
@@ -384,86 +363,48 @@ static void block_counts(GridTask *t, int A, int m, int Q)
         t->cnt[q] = certain;
     t->undecided += (uint64_t)nu;
     t->judged += (uint64_t)n;
-    if (t->blk) {
-        /* side by side over coefficient 0's grid points (lanes), coefficient 1
-         * (when in the block) by a1: correct at a lane iff the label beats
-         * every class there, with argmax's tie rule */
-        const int A1 = m == 2 ? A : 1;
-        const size_t per = (size_t)SUR_INNER * C * SUR_LANES; /* int32 per image */
-        for (int u = 0; u < nu; u++) {
-            const int64_t i = t->unc[u];
-            const int yi = y[i];
-            if (u + 4 < nu) { /* the undecided images are sparse: fetch ahead */
-                const char *nx = (const char *)(t->blk + (size_t)t->unc[u + 4] * per);
-                for (size_t off = 0; off < per * sizeof(int32_t); off += 64)
-                    __builtin_prefetch(nx + off);
-            }
-            const int32_t *b0 = t->blk + (size_t)i * per;
-            const int32_t *b1 = b0 + (size_t)C * SUR_LANES;
-            const int32_t *b0y = b0 + (size_t)yi * SUR_LANES, *b1y = b1 + (size_t)yi * SUR_LANES;
-            /* the least margin over the classes (argmax's tie rule folded
-             * in), for every combination: mn[a1][lane] */
-            int32_t mn[SUR_LANES][SUR_LANES];
-            for (int a1 = 0; a1 < A1; a1++)
-                for (int l = 0; l < SUR_LANES; l++)
-                    mn[a1][l] = INT32_MAX;
-            for (int c = 0; c < C; c++) {
-                if (c == yi)
-                    continue;
-                const int32_t *b0c = b0 + (size_t)c * SUR_LANES, *b1c = b1 + (size_t)c * SUR_LANES;
-                const int32_t bc = Ly[i] - L[(size_t)c * n + i] + (c > yi);
-                int32_t d0[SUR_LANES];
-                for (int l = 0; l < SUR_LANES; l++)
-                    d0[l] = b0y[l] - b0c[l];
-                for (int a1 = 0; a1 < A1; a1++) {
-                    const int32_t base = bc + (m == 2 ? b1y[a1] - b1c[a1] : 0);
-                    for (int l = 0; l < SUR_LANES; l++) {
-                        const int32_t v = base + d0[l];
-                        mn[a1][l] = v < mn[a1][l] ? v : mn[a1][l];
-                    }
-                }
-            }
-            for (int a1 = 0; a1 < A1; a1++) {
-                int64_t *cq = t->cnt + (size_t)a1 * A;
-                for (int l = 0; l < A; l++)
-                    cq[l] += mn[a1][l] > 0;
-            }
-        }
-        return;
-    }
-    enum { CMAX = 4096 };
-    int32_t base[CMAX], row[CMAX], mid[CMAX];
+    /* side by side over coefficient 0's grid points (lanes), coefficient 1
+     * (when in the block) by a1: correct at a lane iff the label beats
+     * every class there, with argmax's tie rule */
+    const int A1 = m == 2 ? A : 1;
+    const size_t per = (size_t)SUR_INNER * C * SUR_LANES; /* int32 per image */
     for (int u = 0; u < nu; u++) {
         const int64_t i = t->unc[u];
         const int yi = y[i];
-        /* this image's moves, gathered once: xs[(j * A + a) * C + c] */
-        int32_t *xs = t->xs;
-        for (int j = 0; j < m; j++)
-            for (int a = 0; a < A; a++) {
-                const int32_t *cu = t->cum + ((size_t)j * A + a) * cn + i;
-                int32_t *dst = xs + ((size_t)j * A + a) * C;
-                for (int c = 0; c < C; c++)
-                    dst[c] = cu[(size_t)c * n];
+        if (u + 4 < nu) { /* the undecided images are sparse: fetch ahead */
+            const char *nx = (const char *)(t->blk + (size_t)t->unc[u + 4] * per);
+            for (size_t off = 0; off < per * sizeof(int32_t); off += 64)
+                __builtin_prefetch(nx + off);
+        }
+        const int32_t *b0 = t->blk + (size_t)i * per;
+        const int32_t *b1 = b0 + (size_t)C * SUR_LANES;
+        const int32_t *b0y = b0 + (size_t)yi * SUR_LANES, *b1y = b1 + (size_t)yi * SUR_LANES;
+        /* the least margin over the classes (argmax's tie rule folded
+         * in), for every combination: mn[a1][lane] */
+        int32_t mn[SUR_LANES][SUR_LANES];
+        for (int a1 = 0; a1 < A1; a1++)
+            for (int l = 0; l < SUR_LANES; l++)
+                mn[a1][l] = INT32_MAX;
+        for (int c = 0; c < C; c++) {
+            if (c == yi)
+                continue;
+            const int32_t *b0c = b0 + (size_t)c * SUR_LANES, *b1c = b1 + (size_t)c * SUR_LANES;
+            const int32_t bc = Ly[i] - L[(size_t)c * n + i] + (c > yi);
+            int32_t d0[SUR_LANES];
+            for (int l = 0; l < SUR_LANES; l++)
+                d0[l] = b0y[l] - b0c[l];
+            for (int a1 = 0; a1 < A1; a1++) {
+                const int32_t base = bc + (m == 2 ? b1y[a1] - b1c[a1] : 0);
+                for (int l = 0; l < SUR_LANES; l++) {
+                    const int32_t v = base + d0[l];
+                    mn[a1][l] = v < mn[a1][l] ? v : mn[a1][l];
+                }
             }
-        for (int c = 0; c < C; c++)
-            base[c] = L[(size_t)c * n + i];
-        /* m is 1 or 2: the outer coefficient of the block (1) by a1, the
-         * inner (0) by a0 */
-        const int A1 = m == 2 ? A : 1;
+        }
         for (int a1 = 0; a1 < A1; a1++) {
-            const int32_t *x1 = xs + ((size_t)A + a1) * C;
-            for (int c = 0; c < C; c++)
-                mid[c] = m == 2 ? base[c] + x1[c] : base[c];
-            for (int a0 = 0; a0 < A; a0++) {
-                const int32_t *x0 = xs + (size_t)a0 * C;
-                for (int c = 0; c < C; c++)
-                    row[c] = mid[c] + x0[c];
-                const int32_t ly = row[yi];
-                int ok = 1;
-                for (int c = 0; c < C; c++)
-                    ok &= (ly > row[c]) | ((c >= yi) & (ly == row[c]));
-                t->cnt[a1 * A + a0] += ok;
-            }
+            int64_t *cq = t->cnt + (size_t)a1 * A;
+            for (int l = 0; l < A; l++)
+                cq[l] += mn[a1][l] > 0;
         }
     }
 }
@@ -479,7 +420,9 @@ double sur_grid_undecided(const SurGrid *g)
 uint64_t sur_grid_chunk(SurGrid *g, uint64_t prefix, int fixed, SurCand *top, int k, int *ntop)
 {
     const int K = g->K, A = g->A, free_digits = K - fixed;
-    const int m = free_digits < SUR_INNER ? free_digits : SUR_INNER;
+    /* the block: the fastest SUR_INNER free coefficients, when their grid
+     * fits the lanes; else every candidate is scored alone (m = 0) */
+    const int m = A > SUR_LANES ? 0 : free_digits < SUR_INNER ? free_digits : SUR_INNER;
     int Q = 1;
     for (int j = 0; j < m; j++)
         Q *= A;
