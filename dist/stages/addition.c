@@ -3,7 +3,6 @@
  * the chosen merge on test with every head set (search.h). */
 #include "coef_search.h"
 #include "search_mode.h"
-#include "sur_data.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -77,25 +76,13 @@ static TdStatus uniform_search(ModeRun *r, const char *tag, const MergeSpec *spe
     mode_search_key(r, what, key);
     PoolSpec ps = {.journal = journal, .key = key, .nitems = A * T, .stop_after = cfg->merge.stop_after};
     t0 = td_wall();
-    /* ntk: exact through the linear surrogate (one JVP per image, not one
-     * linearised forward per alpha) unless merge.surrogate.ntk is off */
-    const int sur = r->ntk && cfg->merge.surrogate.ntk;
-    if (sur) {
-        int which[TV_MAX_TASKS];
-        char stag[400];
-        double *al = malloc((size_t)A * sizeof *al + 1);
-        for (int a = 0; al && a < A; a++)
-            al[a] = search_alpha(cfg, a);
-        for (int t = 0; t < T; t++)
-            which[t] = t;
-        snprintf(stag, sizeof stag, "addition_%s_%s_val", r->mode, tag);
-        TdStatus s = al ? sur_line_acc(r, which, T, TASK_VAL, stag, al, A, val)
-                        : runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "addition: out of memory"));
-        free(al);
-        TD_TRY(s);
-    } else {
-        TD_TRY(search_pool(g_rt.comm, &ps, mode_item_val, r, val));
-    }
+    int which[TV_MAX_TASKS];
+    char stag[400];
+    for (int t = 0; t < T; t++)
+        which[t] = t;
+    snprintf(stag, sizeof stag, "addition_%s_%s_val", r->mode, tag);
+    TD_TRY(mode_alpha_grid(r, which, T, &ps, stag, val));
+    const int sur = r->ntk && cfg->merge.surrogate.ntk; /* what mode_alpha_grid chose */
     *best = search_choose_alpha(val, A, T, nval);
     td_log("addition %s/%s: %d alphas x %d tasks searched in %.2fs%s; alpha %.4g (mean "
            "normalised val %.4f)",

@@ -1,7 +1,6 @@
 /* negation: the negation stage - theta0 - alpha tau_t, keeping a control task
  * above a share of theta0's accuracy (search.h). */
 #include "search_mode.h"
-#include "sur_data.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -74,22 +73,6 @@ static TdStatus control_head(ModeRun *r, float **own)
     return runtime_agree(g_rt.comm, s);
 }
 
-/* Item = alpha index * 2 + (0 target, 1 control). */
-typedef struct {
-    ModeRun *r;
-    int target;
-} NegCtx;
-
-static TdStatus item_neg(void *ctx, int item, double *acc)
-{
-    NegCtx *n = ctx;
-    ModeRun *r = n->r;
-    int a = item / 2, which = item % 2 ? r->ntasks : n->target;
-    EvalEncoder enc = mode_encoder(r, search_alpha(r->cfg, a));
-    return eval_accuracy(MPI_COMM_SELF, &enc, r->paths[which], TASK_VAL, r->item_batch,
-                         r->cfg->eval.limit, r->head[which], r->classes[which], acc);
-}
-
 static TdStatus world_acc(ModeRun *r, double c, int which, int split, double *acc)
 {
     EvalEncoder enc = mode_encoder(r, c);
@@ -115,22 +98,12 @@ static TdStatus negate_one(ModeRun *r, int j, double c0_val, double c0_test)
     mode_search_key(r, what, key);
     double *val = calloc((size_t)A * 2, sizeof *val);
     TdStatus s = runtime_agree(g_rt.comm, val ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
-    NegCtx nc = {r, j};
     PoolSpec ps = {.journal = journal, .key = key, .nitems = A * 2, .stop_after = cfg->merge.stop_after};
-    if (s == TD_OK && r->ntk && cfg->merge.surrogate.ntk) {
-        /* exact through the linear surrogate: one JVP per image */
-        int which[2] = {j, C};
-        double *al = malloc((size_t)A * sizeof *al + 1);
-        char stag[300];
-        snprintf(stag, sizeof stag, "negation_%s_%s_val", r->mode, task);
-        for (int a = 0; al && a < A; a++)
-            al[a] = search_alpha(cfg, a);
-        s = al ? sur_line_acc(r, which, 2, TASK_VAL, stag, al, A, val)
-               : runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "negation: out of memory"));
-        free(al);
-    } else if (s == TD_OK) {
-        s = search_pool(g_rt.comm, &ps, item_neg, &nc, val);
-    }
+    int which[2] = {j, C}; /* item = alpha index * 2 + (0 target, 1 control) */
+    char stag[300];
+    snprintf(stag, sizeof stag, "negation_%s_%s_val", r->mode, task);
+    if (s == TD_OK)
+        s = mode_alpha_grid(r, which, 2, &ps, stag, val);
     if (s != TD_OK) {
         free(val);
         return s;

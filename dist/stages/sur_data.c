@@ -390,8 +390,9 @@ TdStatus sur_data_project(const SurData *d, const CoefSpace *cs, int k, const fl
 }
 
 TdStatus sur_line_acc(ModeRun *r, const int *which, int nw, int split, const char *tag,
-                      const double *alphas, int A, double *acc)
+                      double *acc)
 {
+    const int A = search_alpha_count(r->cfg);
     CoefSpace cs;
     TD_TRY(runtime_agree(g_rt.comm, coef_space_init(&cs, &r->m.table, r->tv.mask, COEF_UNIFORM, 1)));
     float *row = malloc(coef_row_size(&cs) * sizeof *row + 1);
@@ -411,7 +412,7 @@ TdStatus sur_line_acc(ModeRun *r, const int *which, int nw, int split, const cha
         s = sur_data_project(&d, &cs, i, r->head[which[i]], C, &p);
         for (int a = 0; s == TD_OK && a < A; a++) {
             /* mode_encoder's coefficient, rounded to float as there */
-            const float k = (float)(r->sign * alphas[a]);
+            const float k = (float)(r->sign * search_alpha(r->cfg, a));
             int64_t ok = 0;
             for (int64_t j = 0; j < n; j++) {
                 const float *p0 = p + (size_t)j * 2 * C, *p1 = p0 + C;

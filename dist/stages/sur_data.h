@@ -35,14 +35,15 @@ typedef struct {
 TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, const int *which,
                       int nw, int split, int64_t limit, const char *tag, SurData *d);
 
-/* Exact ntk line searches through the surrogate: acc[a * nw + i] = the
- * split accuracy of task which[i] (its head r->head[which[i]]) under the
- * linearised model at theta0 + r->sign * alphas[a] * r->tau, for a < A, as
- * mode_encoder and eval_accuracy give it (argmax, first on ties), from one
- * forward and one JVP per image (tensors tagged tag, reused by key). The
- * same values on every rank. Collective over g_rt.comm, agreed. */
+/* Exact ntk line searches through the surrogate (mode_alpha_grid): acc[a *
+ * nw + i] = the split accuracy of task which[i] (its head r->head[which[i]])
+ * under the linearised model at theta0 + r->sign * alpha_a * r->tau, for every
+ * alpha_a of the merge.alpha grid, as mode_encoder and eval_accuracy give it
+ * (argmax, first on ties), from one forward and one JVP per image (tensors
+ * tagged tag, reused by key). The same values on every rank. Collective over
+ * g_rt.comm, agreed. */
 TdStatus sur_line_acc(ModeRun *r, const int *which, int nw, int split, const char *tag,
-                      const double *alphas, int A, double *acc);
+                      double *acc);
 void sur_data_free(SurData *d);
 
 /* Task k's projections through head (C, E), with the directions tied to the
