@@ -8,7 +8,6 @@
  * libhdf5 issue); such inputs stay out of the ctest corpus. */
 #include "fuzz_common.h"
 
-#include "h5util.h"
 #include "model_io.h"
 
 static void read_model(const char *path)
@@ -26,14 +25,6 @@ static void read_model(const char *path)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char path[1024];
-    fuzz_write(path, sizeof path, "model.h5", data, size);
-    read_model(path);
-    if (size >= 14 && memcmp(data, "tadist-seal-1\n", 14) == 0) {
-        td_error_clear();
-        if (h5u_seal(path) == TD_OK)
-            read_model(path);
-    }
-    fuzz_clean();
+    fuzz_h5_input(data, size, "model.h5", read_model);
     return 0;
 }

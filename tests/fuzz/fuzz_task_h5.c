@@ -8,7 +8,6 @@
  * libhdf5 issue); such inputs stay out of the ctest corpus. */
 #include "fuzz_common.h"
 
-#include "h5util.h"
 #include "task_io.h"
 
 static void read_task(const char *path)
@@ -27,14 +26,6 @@ static void read_task(const char *path)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char path[1024];
-    fuzz_write(path, sizeof path, "task.h5", data, size);
-    read_task(path);
-    if (size >= 14 && memcmp(data, "tadist-seal-1\n", 14) == 0) {
-        td_error_clear();
-        if (h5u_seal(path) == TD_OK)
-            read_task(path);
-    }
-    fuzz_clean();
+    fuzz_h5_input(data, size, "task.h5", read_task);
     return 0;
 }
