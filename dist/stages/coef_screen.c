@@ -131,9 +131,10 @@ static TdStatus journal_read(const char *path, const char *key, char *done, long
 }
 
 /* Every chunk not in the journal, dealt over the ranks; the merged top on
- * every rank, best first. */
+ * every rank, best first; *visited: every candidate, *fresh: those screened
+ * by this run (not read from the journal). */
 static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurCand *top, int k,
-                           int *ntop, uint64_t *visited, double *busy)
+                           int *ntop, uint64_t *visited, uint64_t *fresh, double *busy)
 {
     char *done = calloc((size_t)S->nchunks + 1, 1);
     SurCand *mine = malloc(((size_t)k + 1) * sizeof *mine), *ctop = malloc(((size_t)k + 1) *
@@ -249,6 +250,7 @@ static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurC
         MPI_Allreduce(&vmine, &vsum, 1, MPI_UINT64_T, MPI_SUM, g_rt.comm);
         MPI_Bcast(&vjournal, 1, MPI_UINT64_T, 0, g_rt.comm);
         *visited = vsum + vjournal;
+        *fresh = vsum;
         sur_top_sort(top, *ntop);
     }
     free(all), free(counts), free(done), free(mine), free(ctop), free(pending);
@@ -317,14 +319,16 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     if (s == TD_OK && !top)
         s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "screen: out of memory"));
     int ntop = 0;
-    uint64_t visited = 0;
+    uint64_t visited = 0, fresh = 0;
     double busy = 0, t1 = td_wall();
-    char journal[1200], key[40], what[900];
+    char journal[1200], key[40], what[4096];
     snprintf(journal, sizeof journal, "%s/search/surrogate_%s_%s_%s.jsonl", r->run_dir, r->mode,
              cr->method, kind);
-    snprintf(what, sizeof what, "surrogate2|%s|%d|%d|%.17g|%ld|%d|%d|%s|%d|%ld", kind, S.A,
-             S.exhaustive, S.vals[0] + 7 * S.vals[S.A - 1], S.samples, S.seed, k, tag, S.fixed,
-             S.nchunks);
+    /* the key: everything a chunk's top depends on, every grid value included */
+    int wn = snprintf(what, sizeof what, "surrogate2|%s|%d|%ld|%d|%d|%s|%d|%ld|", kind,
+                      S.exhaustive, S.samples, S.seed, k, tag, S.fixed, S.nchunks);
+    for (int a = 0; a < S.A && wn > 0 && (size_t)wn < sizeof what; a++)
+        wn += snprintf(what + wn, sizeof what - (size_t)wn, "%.17g,", S.vals[a]);
     if (s == TD_OK) {
         double *one = calloc((size_t)S.K, sizeof *one);
         for (int j = 0; one && j < S.K; j++)
@@ -337,7 +341,7 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
                "coefficient, %d coefficients) in %ld chunks",
                r->mode, cr->method, kind, S.exhaustive ? "all" : "a sample of",
                S.exhaustive ? total : (double)S.samples, S.A, S.K, S.nchunks);
-        s = screen_all(&S, journal, key, top, k, &ntop, &visited, &busy);
+        s = screen_all(&S, journal, key, top, k, &ntop, &visited, &fresh, &busy);
     }
     double screen_seconds = td_wall() - t1;
     /* the share of images scored candidate by candidate (the rest were
@@ -391,7 +395,8 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         res->objective_name = "norm_acc";
         res->split = "val";
         res->seconds = td_wall() - t0;
-        double per_rank = busy > 0 ? (double)(visited) / g_rt.size / screen_seconds : 0;
+        /* the rate of this run's own screening (a resumed run read the rest) */
+        double per_rank = (double)fresh / g_rt.size / (screen_seconds > 0 ? screen_seconds : 1e-9);
         cJSON *x = cJSON_CreateObject();
         cJSON_AddStringToObject(x, "screening", S.exhaustive ? "exhaustive" : "sampled");
         cJSON_AddNumberToObject(x, "candidates", (double)visited);
