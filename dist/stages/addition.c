@@ -3,6 +3,7 @@
  * the chosen merge on test with every head set (search.h). */
 #include "coef_search.h"
 #include "search_mode.h"
+#include "sur_data.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -81,8 +82,8 @@ static TdStatus uniform_search(ModeRun *r, const char *tag, const MergeSpec *spe
     for (int t = 0; t < T; t++)
         which[t] = t;
     snprintf(stag, sizeof stag, "addition_%s_%s_val", r->mode, tag);
-    TD_TRY(mode_alpha_grid(r, which, T, &ps, stag, val));
-    const int sur = r->ntk && cfg->merge.surrogate.ntk; /* what mode_alpha_grid chose */
+    TD_TRY(sur_alpha_grid(r, which, T, &ps, stag, val));
+    const int sur = r->ntk && cfg->merge.surrogate.ntk; /* what sur_alpha_grid chose */
     *best = search_choose_alpha(val, A, T, nval);
     td_log("addition %s/%s: %d alphas x %d tasks searched in %.2fs%s; alpha %.4g (mean "
            "normalised val %.4f)",

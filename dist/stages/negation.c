@@ -1,6 +1,7 @@
 /* negation: the negation stage - theta0 - alpha tau_t, keeping a control task
  * above a share of theta0's accuracy (search.h). */
 #include "search_mode.h"
+#include "sur_data.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -103,7 +104,7 @@ static TdStatus negate_one(ModeRun *r, int j, double c0_val, double c0_test)
     char stag[300];
     snprintf(stag, sizeof stag, "negation_%s_%s_val", r->mode, task);
     if (s == TD_OK)
-        s = mode_alpha_grid(r, which, 2, &ps, stag, val);
+        s = sur_alpha_grid(r, which, 2, &ps, stag, val);
     if (s != TD_OK) {
         free(val);
         return s;

@@ -1,6 +1,5 @@
 /* search_mode: the state the search stages share for one mode (search_mode.h). */
 #include "search_mode.h"
-#include "sur_data.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -74,32 +73,6 @@ EvalEncoder mode_encoder(ModeRun *r, double c)
     if (r->ntk)
         return (EvalEncoder){&r->m, NULL, r->buf, r->tv.mask};
     return (EvalEncoder){&r->m, r->buf, NULL, NULL};
-}
-
-typedef struct {
-    ModeRun *r;
-    const int *which;
-    int nw;
-} GridCtx;
-
-/* Item = alpha index * nw + i: task which[i]'s val accuracy, this rank alone. */
-static TdStatus grid_item(void *ctx, int item, double *acc)
-{
-    const GridCtx *g = ctx;
-    ModeRun *r = g->r;
-    int a = item / g->nw, k = g->which[item % g->nw];
-    EvalEncoder enc = mode_encoder(r, search_alpha(r->cfg, a));
-    return eval_accuracy(MPI_COMM_SELF, &enc, r->paths[k], TASK_VAL, r->item_batch,
-                         r->cfg->eval.limit, r->head[k], r->classes[k], acc);
-}
-
-TdStatus mode_alpha_grid(ModeRun *r, const int *which, int nw, const PoolSpec *ps,
-                         const char *tag, double *val)
-{
-    if (r->ntk && r->cfg->merge.surrogate.ntk) /* one JVP per image, not a forward per alpha */
-        return sur_line_acc(r, which, nw, TASK_VAL, tag, val);
-    GridCtx g = {r, which, nw};
-    return search_pool(g_rt.comm, ps, grid_item, &g, val);
 }
 
 /* Hex XXH64 of what a search's values depend on. */

@@ -70,15 +70,6 @@ void mode_free(ModeRun *r);
 /* The encoder theta0 + sign * c * tau (ntk: the linearised model along it). */
 EvalEncoder mode_encoder(ModeRun *r, double c);
 
-/* The val accuracies of the tasks which (nw indices into r's item layout,
- * r->paths) at every alpha of the merge.alpha grid, encoder mode_encoder(r,
- * alpha): val[a * nw + i]. ntk (with merge.surrogate.ntk): exact through the
- * linear surrogate, its tensors tagged tag (sur_data.h); otherwise through
- * the work pool ps, one item per (alpha, task) on one rank. The same values
- * on every rank. Collective over g_rt.comm, agreed. */
-TdStatus mode_alpha_grid(ModeRun *r, const int *which, int nw, const PoolSpec *ps,
-                         const char *tag, double *val);
-
 /* Hex XXH64 of what a search's values depend on. */
 void mode_search_key(const ModeRun *r, const char *what, char out[40]);
 

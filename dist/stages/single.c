@@ -35,7 +35,7 @@ static void own_spec(const ModeRun *r, int t, MergeSpec *sp)
 
 /* Item: the accuracy of theta0 + tau_t with one head set on one split, on
  * this rank alone - the same evaluation as a merged encoder's val items
- * (mode_alpha_grid's pool items), so that numerator and denominator are measured alike. Refit:
+ * (sur_alpha_grid's pool items), so that numerator and denominator are measured alike. Refit:
  * the prototypes of theta_t's own train features, as mode_score_heads refits on
  * the merged encoder's. */
 static TdStatus item_single(void *ctx, int item, double *acc)

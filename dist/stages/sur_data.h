@@ -35,7 +35,16 @@ typedef struct {
 TdStatus sur_data_get(ModeRun *r, const CoefSpace *cs, const float *const *rows, const int *which,
                       int nw, int split, int64_t limit, const char *tag, SurData *d);
 
-/* Exact ntk line searches through the surrogate (mode_alpha_grid): acc[a *
+/* The val accuracies of the tasks which (nw indices into r's item layout,
+ * r->paths) at every alpha of the merge.alpha grid, encoder mode_encoder(r,
+ * alpha): val[a * nw + i]. ntk (with merge.surrogate.ntk): exact through the
+ * linear surrogate (sur_line_acc), its tensors tagged tag; otherwise through
+ * the work pool ps, one item per (alpha, task) on one rank. The same values
+ * on every rank. Collective over g_rt.comm, agreed. */
+TdStatus sur_alpha_grid(ModeRun *r, const int *which, int nw, const PoolSpec *ps,
+                        const char *tag, double *val);
+
+/* Exact ntk line searches through the surrogate (sur_alpha_grid): acc[a *
  * nw + i] = the split accuracy of task which[i] (its head r->head[which[i]])
  * under the linearised model at theta0 + r->sign * alpha_a * r->tau, for every
  * alpha_a of the merge.alpha grid, as mode_encoder and eval_accuracy give it
