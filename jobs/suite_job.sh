@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 cfg=$1
 shift
 bash jobs/setup.sh
-bash jobs/build.sh
+bash jobs/build.sh tadist
 source jobs/env.sh
 ranks=${TADIST_RANKS:-8}
 if [ ! -f data/suite/suite.txt ] || [ ! -f data/suite/pretrain.h5 ]; then
