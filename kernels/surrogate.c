@@ -43,6 +43,68 @@ int64_t sur_correct(const float *p, const int32_t *y, int64_t n, int R, int C, c
     return ok;
 }
 
+TdStatus sur_scores(const float *u, const int32_t *y, int64_t n, int R, int E, const float *head,
+                int C, double scale, const double *a, int64_t *correct, double *ce_sum)
+{
+    int64_t ok = 0;
+    double ce = 0;
+    float *f = malloc((size_t)E * sizeof *f);
+    double *acc = malloc((size_t)E * sizeof *acc);
+    if (!f || !acc) {
+        free(f);
+        free(acc);
+        return td_fail(TD_ERR_NOMEM, "surrogate scores: out of memory (%d values)", E);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *q = u + (size_t)i * R * E;
+        for (int k = 0; k < E; k++)
+            acc[k] = q[k];
+        for (int r = 1; r < R; r++) {
+            const double ar = a[r - 1];
+            const float *qr = q + (size_t)r * E;
+            if (ar != 0)
+                for (int k = 0; k < E; k++)
+                    acc[k] += ar * qr[k];
+        }
+        double ss = 0;
+        for (int k = 0; k < E; k++) {
+            f[k] = (float)acc[k];
+            ss += (double)f[k] * f[k];
+        }
+        const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (int k = 0; k < E; k++)
+            f[k] *= inv;
+        int best = 0;
+        double bv = -INFINITY, m = -INFINITY, se = 0, zl = 0;
+        for (int c = 0; c < C; c++) {
+            double z = 0;
+            for (int k = 0; k < E; k++)
+                z += (double)f[k] * head[(size_t)c * E + k];
+            if (z > bv) {
+                bv = z;
+                best = c;
+            }
+            z *= scale; /* the cross-entropy's logit, as row_ce (streaming log-sum-exp) */
+            if (c == y[i])
+                zl = z;
+            if (z > m) {
+                se = se * exp(m - z) + 1.0;
+                m = z;
+            } else {
+                se += exp(z - m);
+            }
+        }
+        ok += best == y[i];
+        ce += m + log(se) - zl;
+    }
+    free(f);
+    free(acc);
+    *correct = ok;
+    if (ce_sum)
+        *ce_sum = ce;
+    return TD_OK;
+}
+
 /* ---- exhaustive screening ---- */
 
 /* Coefficients scored as one block: A^SUR_INNER combinations per step of

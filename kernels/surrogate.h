@@ -39,6 +39,16 @@ void sur_project(const float *u, int64_t n, int R, int E, const float *head, int
  * label; logits in double. */
 int64_t sur_correct(const float *p, const int32_t *y, int64_t n, int R, int C, const double *a);
 
+/* Scores of the merged model along a (R - 1 directions) on n images, as
+ * the evaluation scores a real encoder (dist/stages/evaluate.c): each image's
+ * embedding f = U_0 + sum_j a_j U_j (summed in double, rounded to float), L2
+ * normalised and rounded to float, then the logits h f in double. *correct:
+ * images whose argmax (first index on ties) is their label; *ce_sum (NULL:
+ * not computed): the summed cross-entropy of scale * h f. Exact for ntk task
+ * vectors up to float rounding, first order otherwise; no projection. */
+TdStatus sur_scores(const float *u, const int32_t *y, int64_t n, int R, int E, const float *head,
+                int C, double scale, const double *a, int64_t *correct, double *ce_sum);
+
 /* The images of one task, for the Gray-code enumeration. */
 typedef struct {
     int64_t n;

@@ -54,6 +54,28 @@ add_test(NAME co_same_np1_np4 COMMAND sh -c "${script}")
 set_tests_properties(co_same_np1_np4 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base FIXTURES_SETUP co_np1 TIMEOUT 240)
 
+# Black-box searches of ntk vectors score candidates through the linear
+# surrogate (coef_sur_val): against the same searches through the pool's
+# linearised forwards (merge.surrogate.ntk = false), the candidates both runs
+# share (at least CMA-ES's first generation, BOBYQA's interpolation points)
+# have the same per-task val accuracies, and cross-entropies (val_ce) to
+# float rounding.
+set(run ${CO}/bb_pool)
+set(BB_RUN --set run.stages=addition --set finetune.modes=ntk --set merge.methods=sum
+    --set merge.search=cmaes,bobyqa --set merge.coefficients=task,block --set merge.budget=20)
+string(REPLACE ";" " " BB_RUN "${BB_RUN}")
+set(script "set -e; rm -rf ${run} ${run}_ce ${run}_cesur && for d in ${run} ${run}_ce ${run}_cesur; do cp -r ${TADIST_TEST_OUT}/search/base $d; done; A='${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 ${BB_RUN}'")
+string(APPEND script "; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A --set run.out_dir=${run} --set merge.surrogate.ntk=false")
+string(APPEND script "; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A --set run.out_dir=${run}_ce --set merge.surrogate.ntk=false --set merge.objective=val_ce")
+string(APPEND script "; ${CO_MPI} 2 --oversubscribe ${CO_BIN} $A --set run.out_dir=${run}_cesur --set merge.objective=val_ce")
+foreach(name cmaes_task cmaes_block bobyqa_task bobyqa_block)
+  string(APPEND script "; ${CO_LEARN} same-values ${CO}/np1/tiny ${run}/tiny ntk sum ${name} 5 0")
+  string(APPEND script "; ${CO_LEARN} same-values ${run}_cesur/tiny ${run}_ce/tiny ntk sum ${name} 5 1e-5")
+endforeach()
+add_test(NAME co_bb_ntk_surrogate COMMAND sh -c "${script}")
+set_tests_properties(co_bb_ntk_surrogate PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "se_base;co_np1" TIMEOUT 240)
+
 # A learned search stopped after 12 steps (checkpoints every 5: resumes at 10)
 # and a black-box one after 25 items (merge.stop_after counts the run's pool
 # items: the uniform grid runs to completion first), rerun: the same

@@ -24,6 +24,15 @@
  *     results.json modes.MODE.coef_search.METHOD.NAME.coef of two runs are
  *     the same bits (and their traces in grids.h5).
  *
+ *   test_learn same-values RUN_A RUN_B MODE METHOD NAME MIN TOL
+ *     A black-box search's candidates (grids.h5 .../candidates) in the two
+ *     runs, followed while they are the same bits (at least MIN: CMA-ES's
+ *     first generation and BOBYQA's first interpolation points do not depend
+ *     on the values), have per-task val values (.../values) within TOL
+ *     relative: ntk candidates scored through the linear surrogate against
+ *     the pool's linearised forwards (accuracies: TOL 0, the same images
+ *     right; cross-entropies: float rounding).
+ *
  *   test_learn close-model A.h5 B.h5 TOL THETA0.h5
  *     Two model files of one architecture whose parameters differ by at most
  *     TOL * (1 + |a|) each (tadist merge --search against --coef: rows
@@ -276,6 +285,61 @@ static int same_coef(char **a)
     return bad;
 }
 
+/* grids.h5 dataset name of modes.MODE.coef_search.METHOD.NAME in run, into buf. */
+static int grid_of(const char *run, const char *mode, const char *method, const char *name,
+                   const char *what, char *buf, size_t n)
+{
+    cJSON *j = NULL;
+    if (results_load(run, &j) != TD_OK)
+        return fail("results.json");
+    const char *keys[] = {"modes", mode, "coef_search", method, name, "grid"};
+    const cJSON *o = j;
+    for (int i = 0; i < 6; i++)
+        o = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+    int bad = !cJSON_IsString(o);
+    if (!bad)
+        snprintf(buf, n, "%s/%s", o->valuestring, what);
+    else
+        fprintf(stderr, "FAIL: modes.%s.coef_search.%s.%s.grid missing in %s\n", mode, method,
+                name, run);
+    cJSON_Delete(j);
+    return bad;
+}
+
+static int same_values(char **a)
+{
+    const char *ra = a[0], *rb = a[1];
+    const int min = atoi(a[5]);
+    const double tol = atof(a[6]);
+    char pc[700], pv[700];
+    double *ca = NULL, *cb = NULL, *va = NULL, *vb = NULL;
+    int n1, n2;
+    size_t dca[4], dcb[4], dva[4], dvb[4];
+    if (grid_of(ra, a[2], a[3], a[4], "candidates", pc, sizeof pc) ||
+        grid_of(ra, a[2], a[3], a[4], "values", pv, sizeof pv))
+        return 1;
+    if (results_grid_read(ra, pc, &ca, &n1, dca) != TD_OK ||
+        results_grid_read(rb, pc, &cb, &n2, dcb) != TD_OK ||
+        results_grid_read(ra, pv, &va, &n1, dva) != TD_OK ||
+        results_grid_read(rb, pv, &vb, &n2, dvb) != TD_OK || dca[1] != dcb[1] ||
+        dva[1] != dvb[1])
+        return fail("grids.h5 candidates and values");
+    const size_t K = dca[1], T = dva[1];
+    size_t m = 0, lim = dca[0] < dcb[0] ? dca[0] : dcb[0];
+    while (m < lim && memcmp(ca + m * K, cb + m * K, K * sizeof *ca) == 0)
+        m++;
+    double worst = 0;
+    for (size_t i = 0; i < m * T; i++)
+        worst = fmax(worst, fabs(va[i] - vb[i]) / fmax(fabs(va[i]), 1e-30));
+    printf("%zu common candidate(s) of %zu coefficient(s), %zu task(s): largest value "
+           "relative difference %.3g (tolerance %.3g)\n", m, K, T, worst, tol);
+    int bad = (int)m < min || !(worst <= tol);
+    if (bad)
+        fprintf(stderr, "FAIL: want at least %d common candidates with the same values\n", min);
+    free(ca), free(cb), free(va), free(vb);
+    return bad;
+}
+
 static int close_model(char **a)
 {
     VitModel x = {0}, y = {0};
@@ -313,6 +377,8 @@ int main(int argc, char **argv)
         rc = close_model(argv + 2);
     else if (argc == 7 && strcmp(argv[1], "same-coef") == 0)
         rc = same_coef(argv + 2);
+    else if (argc == 9 && strcmp(argv[1], "same-values") == 0)
+        rc = same_values(argv + 2);
     else
         fprintf(stderr, "usage: see the comment at the top of tests/test_learn.c\n");
     MPI_Finalize();

@@ -1,7 +1,10 @@
 /* The linear surrogate's numerics (kernels/surrogate.h) against direct
  * computations: projections as dot products; the Gray-code screening against
  * scoring every candidate from scratch in double (sur_correct), chunk by chunk
- * and whole; Spearman's rho against a hand-computed example. */
+ * and whole; the scores of one coefficient vector (sur_scores) against the
+ * embedding formed, normalised and scored directly, and against the argmax
+ * of the projections (sur_correct); Spearman's rho against a hand-computed
+ * example. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,6 +41,55 @@ static void test_project(void **state)
                     want += (double)u[(i * R + r) * E + e] * h[c * E + e];
                 assert_true(fabs(p[(i * R + r) * C + c] - want) < 1e-6);
             }
+}
+
+static void test_scores(void **state)
+{
+    (void)state;
+    enum { N = 50, R = 4, E = 6, C = 5 };
+    static float u[N * R * E], h[C * E], p[N * R * C];
+    int32_t y[N];
+    uint64_t s = 3;
+    for (int i = 0; i < N * R * E; i++)
+        u[i] = (float)frand(&s);
+    for (int i = 0; i < C * E; i++)
+        h[i] = (float)frand(&s);
+    for (int i = 0; i < N; i++)
+        y[i] = (int32_t)((frand(&s) + 1) * 2.5) % C;
+    const double a[R - 1] = {0.3, -1.2, 0.7}, scale = 7.5;
+    int64_t ok;
+    double ce;
+    assert_int_equal(sur_scores(u, y, N, R, E, h, C, scale, a, &ok, &ce), TD_OK);
+    int64_t want_ok = 0;
+    double want_ce = 0;
+    for (int i = 0; i < N; i++) {
+        double f[E], nn = 0, z[C], zmax = -INFINITY, se = 0;
+        for (int e = 0; e < E; e++) {
+            f[e] = u[(i * R) * E + e];
+            for (int r = 1; r < R; r++)
+                f[e] += a[r - 1] * u[(i * R + r) * E + e];
+            nn += f[e] * f[e];
+        }
+        int best = 0;
+        for (int c = 0; c < C; c++) {
+            z[c] = 0;
+            for (int e = 0; e < E; e++)
+                z[c] += f[e] / sqrt(nn) * h[c * E + e];
+            if (z[c] > z[best])
+                best = c;
+            zmax = fmax(zmax, scale * z[c]);
+        }
+        for (int c = 0; c < C; c++)
+            se += exp(scale * z[c] - zmax);
+        want_ce += zmax + log(se) - scale * z[y[i]];
+        want_ok += best == y[i];
+    }
+    assert_int_equal(ok, want_ok);
+    assert_true(fabs(ce - want_ce) < 1e-5 * fabs(want_ce));
+    /* the argmax does not depend on the normalisation: as the projections' */
+    sur_project(u, N, R, E, h, C, p);
+    assert_int_equal(ok, sur_correct(p, y, N, R, C, a));
+    assert_true(ok > 0 && ok < N); /* the case is not degenerate */
 }
 
 enum { K = 3, A = 4, T = 2, NI = 40, C = 3, R = 1 + K };
@@ -136,6 +188,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_project),
+        cmocka_unit_test(test_scores),
         cmocka_unit_test(test_grid_against_scratch),
         cmocka_unit_test(test_spearman),
     };

@@ -287,7 +287,7 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     char tag[600];
     snprintf(tag, sizeof tag, "%s_%s_%s_val", r->mode, cr->method, kind);
     SurData d;
-    TD_TRY(sur_data_get(r, &cr->cs, cr->rows, NULL, 0, TASK_VAL, cfg->eval.limit, tag, &d));
+    TD_TRY(coef_sur_val(cr, &d));
     double jvp_seconds = td_wall() - t0;
     TdStatus s = TD_OK;
     for (int t = 0; s == TD_OK && t < S.T; t++) {

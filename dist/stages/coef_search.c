@@ -9,6 +9,8 @@
 
 #include "cmaes.h"
 #include "results.h"
+#include "sur_data.h"
+#include "surrogate.h"
 
 /* ---- the rows ---- */
 
@@ -70,16 +72,30 @@ typedef struct {
     int cur;            /* candidate r->tau holds (-1: none) */
     char journal[1200], key[40];
     TdStatus err;       /* of the last evaluation (NLopt's callback) */
+    int use_sur;        /* ntk: candidates scored through the surrogate's val tensors */
+    SurData sur;
 } BbEval;
 
 static void bb_free(BbEval *e)
 {
     free(e->cand), free(e->vals), free(e->loss), free(e->best);
+    if (e->use_sur)
+        sur_data_free(&e->sur);
     memset(e, 0, sizeof *e);
 }
 
-/* tag names the journal; what (with the rows, through r->tau) keys it. */
-static TdStatus bb_open(BbEval *e, CoefRun *cr, int ce, int cap, const char *tag, const char *what)
+TdStatus coef_sur_val(CoefRun *cr, SurData *d)
+{
+    ModeRun *r = cr->r;
+    char tag[600];
+    snprintf(tag, sizeof tag, "%s_%s_%s_val", r->mode, cr->method, coef_kind_name(cr->cs.kind));
+    return sur_data_get(r, &cr->cs, cr->rows, NULL, 0, TASK_VAL, r->cfg->eval.limit, tag, d);
+}
+
+/* tag names the journal; what (with the rows, through r->tau) keys it. sur:
+ * ntk candidates may be scored through the surrogate (merge.surrogate.ntk). */
+static TdStatus bb_open(BbEval *e, CoefRun *cr, int ce, int cap, const char *tag, const char *what,
+                        int sur)
 {
     ModeRun *r = cr->r;
     memset(e, 0, sizeof *e);
@@ -104,7 +120,41 @@ static TdStatus bb_open(BbEval *e, CoefRun *cr, int ce, int cap, const char *tag
     mode_search_key(r, what, e->key);
     TdStatus s = e->cand && e->vals && e->loss && e->best && one
                      ? TD_OK : td_fail(TD_ERR_NOMEM, "coefficient search: out of memory");
-    return runtime_agree(g_rt.comm, s);
+    s = runtime_agree(g_rt.comm, s);
+    if (s == TD_OK && sur && r->ntk && r->cfg->merge.surrogate.ntk) {
+        s = coef_sur_val(cr, &e->sur);
+        e->use_sur = s == TD_OK;
+    }
+    return s;
+}
+
+/* Candidates e->n .. e->n + m - 1 through the surrogate: item candidate * T
+ * + task on rank item % size, each value from one rank (the sum over ranks
+ * is exact), the same at any rank count. */
+static TdStatus bb_sur_eval(BbEval *e, int m)
+{
+    CoefRun *cr = e->cr;
+    ModeRun *r = cr->r;
+    const int T = e->T;
+    double *v = e->vals + (size_t)e->n * T;
+    memset(v, 0, (size_t)m * T * sizeof *v);
+    double *a = malloc((size_t)cr->cs.T * cr->cs.G * sizeof *a);
+    TdStatus s = a ? TD_OK : td_fail(TD_ERR_NOMEM, "coefficient search: out of memory");
+    for (int item = g_rt.rank; s == TD_OK && item < m * T; item += g_rt.size) {
+        const int c = item / T, t = item % T;
+        const int64_t n = e->sur.n[t];
+        int64_t ok = 0;
+        double ces = 0;
+        coef_expand(&cr->cs, e->cand + (size_t)(e->n + c) * e->K, a);
+        s = sur_scores(e->sur.u[t], e->sur.y[t], n, e->sur.R, e->sur.E, r->head[t],
+                       r->classes[t], r->cfg->heads.logit_scale, a, &ok, e->ce ? &ces : NULL);
+        v[item] = n == 0 ? 0.0 : e->ce ? ces / (double)n : (double)ok / (double)n;
+    }
+    free(a);
+    s = runtime_agree(g_rt.comm, s);
+    if (s == TD_OK)
+        MPI_Allreduce(MPI_IN_PLACE, v, m * T, MPI_DOUBLE, MPI_SUM, g_rt.comm);
+    return s;
 }
 
 /* Item = candidate * T + task: the candidate's val value on this rank alone. */
@@ -149,7 +199,7 @@ static TdStatus bb_eval(BbEval *e, const double *X, int m, double *loss)
     PoolSpec ps = {.journal = e->journal, .key = e->key, .nitems = e->cap * e->T,
                    .stop_after = r->cfg->merge.stop_after, .first = e->n * e->T, .count = m * e->T,
                    .quiet = 1};
-    TdStatus s = search_pool(g_rt.comm, &ps, bb_item, e, e->vals);
+    TdStatus s = e->use_sur ? bb_sur_eval(e, m) : search_pool(g_rt.comm, &ps, bb_item, e, e->vals);
     e->cur = -1;
     for (int i = e->n; s == TD_OK && i < e->n + m; i++) {
         e->loss[i] = bb_loss(e, i);
@@ -341,7 +391,7 @@ static TdStatus norm_val_of(CoefRun *cr, const double *c, const char *tag, doubl
     BbEval e;
     char what[400];
     snprintf(what, sizeof what, "val|%s", tag);
-    TdStatus s = bb_open(&e, cr, 0, 1, tag, what);
+    TdStatus s = bb_open(&e, cr, 0, 1, tag, what, 1);
     if (s == TD_OK)
         s = bb_eval(&e, c, 1, NULL);
     if (s == TD_OK)
@@ -354,7 +404,7 @@ TdStatus coef_verify(CoefRun *cr, const double *X, int m, const char *tag, const
                      double *norm_val)
 {
     BbEval e;
-    TdStatus s = bb_open(&e, cr, 0, m, tag, what);
+    TdStatus s = bb_open(&e, cr, 0, m, tag, what, 0); /* always the pool: an exact check */
     if (s == TD_OK)
         s = bb_eval(&e, X, m, NULL);
     for (int i = 0; s == TD_OK && i < m; i++)
@@ -476,7 +526,11 @@ static TdStatus blackbox(CoefRun *cr, const char *search, CoefResult *res)
              coef_kind_name(cr->cs.kind), cfg->merge.objective, budget, cfg->merge.seed, lo, hi,
              cr->ualpha, cfg->heads.logit_scale);
     BbEval e;
-    TdStatus s = bb_open(&e, cr, ce, budget + 1, tag, what);
+    TdStatus s = bb_open(&e, cr, ce, budget + 1, tag, what, 1);
+    if (s == TD_OK && e.use_sur)
+        td_log("coefficients %s/%s/%s: candidates scored through the linear surrogate (exact for "
+               "ntk; its val tensors %s)",
+               r->mode, cr->method, tag, e.sur.seconds > 0 ? "computed" : "reused");
     double *x0 = calloc((size_t)K, sizeof *x0);
     if (s == TD_OK && !x0)
         s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "out of memory"));

@@ -16,6 +16,10 @@
  * on one rank); the items of all candidates of a search share one journal
  * search/coef_<mode>_<method>_<search>_<structure>.jsonl, so a killed search
  * replays its optimiser from the values on disk and resumes where it was.
+ * ntk vectors (merge.surrogate.ntk, the default) are scored instead through
+ * the linear surrogate, exact for them: one forward and T x G JVPs per val
+ * image, once for every search of the structure (coef_sur_val), then each
+ * candidate costs (1 + T x G) x E multiply-adds per image.
  *   random      merge.budget vectors, each coefficient a seeded draw from the
  *               merge.alpha grid (one pool)
  *   coordinate  one coefficient swept over the merge.alpha grid at a time from
@@ -54,6 +58,7 @@
 #include "coef.h"
 #include "runtime.h"
 #include "search_mode.h"
+#include "sur_data.h"
 
 /* One method's coefficient searches. */
 typedef struct {
@@ -97,10 +102,18 @@ TdStatus coef_run_open(CoefRun *cr, ModeRun *r, const char *method, const MergeS
 void coef_run_close(CoefRun *cr);
 
 /* The exact mean normalised val accuracy (frozen heads) of the m candidates X
- * (m x K), through the work pool, journal search/coef_<mode>_<method>_<tag>.jsonl
- * keyed by what. Collective, agreed. */
+ * (m x K), through the work pool (ntk included: an independent check of the
+ * surrogate), journal search/coef_<mode>_<method>_<tag>.jsonl keyed by what.
+ * Collective, agreed. */
 TdStatus coef_verify(CoefRun *cr, const double *X, int m, const char *tag, const char *what,
                      double *norm_val);
+
+/* The surrogate's val tensors of cr's current structure (sur_data.h, tag
+ * <mode>_<method>_<structure>_val: shared by the screening and the black-box
+ * searches of ntk vectors, which score every candidate through them instead
+ * of the pool when merge.surrogate.ntk is set: no journal, the same values at
+ * any rank count). Collective, agreed. */
+TdStatus coef_sur_val(CoefRun *cr, SurData *d);
 
 /* ---- screening through the linear surrogate (coef_screen.c) ----
  * merge.search = surrogate: the val tensors of the structure (sur_data.h),
