@@ -135,3 +135,27 @@ string(APPEND script "; ${CO_MPI} 2 --oversubscribe ${CO_BIN} ${CO_CFG} --set da
 add_test(NAME co_surrogate_np1_np2 COMMAND sh -c "${script}")
 set_tests_properties(co_surrogate_np1_np2 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base TIMEOUT 180)
+
+# The cmaes strategy of merge.search = surrogate (IPOP-CMA-ES on the
+# surrogate's val scores) at 1 and 3 ranks: the same choice (a generation's
+# candidates are dealt over the ranks, each scored by one); it scores the
+# whole budget; for ntk the surrogate's scores of its best candidate are the
+# pool's exact ones (the surrogate is exact for the linearised model).
+set(SUR_RUN --set run.stages=addition --set merge.methods=sum --set merge.search=surrogate
+    --set merge.surrogate.strategy=cmaes --set merge.surrogate.samples=1500
+    --set merge.coefficients=task,block --set merge.surrogate.top_k=6)
+string(REPLACE ";" " " SUR_RUN "${SUR_RUN}")
+set(script "set -e")
+foreach(np 1 3)
+  string(APPEND script "; rm -rf ${CO}/surcm_np${np} && mkdir -p ${CO} && cp -r ${TADIST_TEST_OUT}/search/base ${CO}/surcm_np${np}; ${CO_MPI} ${np} --oversubscribe ${CO_BIN} ${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${CO}/surcm_np${np} ${SUR_RUN} > ${CO}/surcm_np${np}.log 2>&1 || { cat ${CO}/surcm_np${np}.log; exit 1; }")
+endforeach()
+string(APPEND script "; grep 'surrogate cmaes\\|surrogate_' ${CO}/surcm_np3.log")
+foreach(mode attn ntk)
+  foreach(st task block)
+    string(APPEND script "; ${CO_LEARN} same-coef ${CO}/surcm_np1/tiny ${CO}/surcm_np3/tiny ${mode} sum surrogate_${st}")
+  endforeach()
+endforeach()
+string(APPEND script "; python3 ${CMAKE_CURRENT_SOURCE_DIR}/coef/check_sur_cmaes.py ${CO}/surcm_np3/tiny/results.json 1500")
+add_test(NAME co_sur_cmaes_np1_np3 COMMAND sh -c "${script}")
+set_tests_properties(co_sur_cmaes_np1_np3 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED se_base TIMEOUT 180)

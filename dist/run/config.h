@@ -185,8 +185,13 @@ typedef double TdCfgNum3[3];
     X(merge.surrogate, FLOAT, exhaustive_max, "1e10", "[1,inf)",                                \
       "the largest grid (values^coefficients vectors) screened exhaustively, in Gray-code "    \
       "order; a larger one (block coefficients) is sampled: merge.surrogate.samples vectors")  \
+    X(merge.surrogate, ENUM, strategy, "grid", "grid|cmaes",                                    \
+      "how merge.search = surrogate screens: grid = the merge.surrogate.values grid, whole or "  \
+      "sampled; cmaes = CMA-ES within merge.bounds from the uniform alpha, restarted with "     \
+      "doubled populations (IPOP) until merge.surrogate.samples candidates are scored")        \
     X(merge.surrogate, INT, samples, "20000", "[1,inf)",                                        \
-      "random grid vectors screened when the grid is too large to enumerate")                  \
+      "candidates screened when the grid is too large to enumerate (random grid vectors), "    \
+      "or by the cmaes strategy")                                                              \
     X(merge.surrogate, INT, top_k, "100", "[1,inf)",                                            \
       "best screened vectors re-evaluated exactly on val; the choice is the best of them")     \
     X(merge.surrogate, BOOL, ntk, "true", NULL,                                                 \

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cmaes.h"
+#include "rng.h"
 #include "sur_data.h"
 #include "surrogate.h"
 #include "workqueue.h"
@@ -43,18 +45,24 @@ static void cand_coef(const Screen *S, uint64_t index, double *c)
     }
 }
 
+/* Coefficients c's surrogate score (mean normalised val accuracy), in double. */
+static double cand_score(const Screen *S, const double *c)
+{
+    double score = 0;
+    for (int t = 0; t < S->T; t++)
+        score += (double)sur_correct(S->task[t].p, S->task[t].y, S->task[t].n, 1 + S->K,
+                                     S->task[t].C, c) /
+                 (double)S->task[t].n * S->task[t].weight;
+    return score;
+}
+
 /* The sampled candidates [first, first + n): scored in double. */
 static uint64_t sample_chunk(Screen *S, long first, long n, SurCand *top, int k, int *ntop)
 {
     double c[512];
     for (long s = first; s < first + n && s < S->samples; s++) {
         cand_coef(S, (uint64_t)s, c);
-        double score = 0;
-        for (int t = 0; t < S->T; t++)
-            score += (double)sur_correct(S->task[t].p, S->task[t].y, S->task[t].n, 1 + S->K,
-                                         S->task[t].C, c) /
-                     (double)S->task[t].n * S->task[t].weight;
-        sur_top_add(top, k, ntop, (SurCand){score, (uint64_t)s});
+        sur_top_add(top, k, ntop, (SurCand){cand_score(S, c), (uint64_t)s});
     }
     return (uint64_t)(first + n < S->samples ? n : S->samples - first);
 }
@@ -257,6 +265,128 @@ static TdStatus screen_all(Screen *S, const char *journal, const char *key, SurC
     return s;
 }
 
+/* ---- the cmaes strategy: IPOP-CMA-ES on the surrogate ---- */
+
+/* Candidate (score, index, c) into the best k (score, then the smaller
+ * index), unless the same coefficients are there already (the boundary map
+ * puts many samples on a bound). X (k x K) rows follow their entries. */
+static void vec_top_add(SurCand *top, double *X, int K, int k, int *ntop, SurCand cand,
+                        const double *c)
+{
+    for (int i = 0; i < *ntop; i++)
+        if (memcmp(X + (size_t)i * K, c, (size_t)K * sizeof *c) == 0)
+            return;
+    int pos = *ntop;
+    while (pos > 0 && (top[pos - 1].score < cand.score ||
+                       (top[pos - 1].score == cand.score && top[pos - 1].index > cand.index)))
+        pos--;
+    if (pos >= k)
+        return;
+    int last = *ntop < k ? *ntop : k - 1;
+    memmove(top + pos + 1, top + pos, (size_t)(last - pos) * sizeof *top);
+    memmove(X + (size_t)(pos + 1) * K, X + (size_t)pos * K, (size_t)(last - pos) * K * sizeof *X);
+    top[pos] = cand;
+    memcpy(X + (size_t)pos * K, c, (size_t)K * sizeof *c);
+    if (*ntop < k)
+        (*ntop)++;
+}
+
+/* CMA-ES (kernels/cmaes.h) within merge.bounds, sigma0 a quarter of the box:
+ * restart 0 from the uniform alpha with the default population, restart r
+ * from a seeded uniform point with the population doubled r times (IPOP),
+ * each until CMA-ES's stop conditions, until S->samples candidates are
+ * scored (the start first). A generation's candidates are dealt over the
+ * ranks (candidate i on rank i % size) and their scores summed over ranks
+ * (one term each), so every rank tells the same values: the same search at
+ * any rank count. Not journaled: a rerun repeats it. top/X (k, k x K): the
+ * best distinct candidates, best first. */
+static TdStatus screen_cmaes(Screen *S, int k, SurCand *top, double *X, int *ntop,
+                             uint64_t *visited, double *busy)
+{
+    CoefRun *cr = S->cr;
+    ModeRun *r = cr->r;
+    const TdConfig *cfg = r->cfg;
+    const int K = S->K;
+    const double lo = cfg->merge.bounds[0], hi = cfg->merge.bounds[1];
+    const long budget = S->samples;
+    *ntop = 0;
+    double *los = malloc((size_t)K * sizeof *los), *his = malloc((size_t)K * sizeof *his),
+           *x0 = malloc((size_t)K * sizeof *x0);
+    TdStatus s = los && his && x0 ? TD_OK : td_fail(TD_ERR_NOMEM, "screen: out of memory");
+    if (s == TD_OK && !(lo < hi))
+        s = td_fail(TD_ERR_CONFIG, "merge.surrogate.strategy = cmaes needs merge.bounds[0] < "
+                                   "merge.bounds[1] (%g, %g)", lo, hi);
+    s = runtime_agree(g_rt.comm, s);
+    const double start = cr->ualpha < lo ? lo : cr->ualpha > hi ? hi : cr->ualpha;
+    for (int j = 0; s == TD_OK && j < K; j++) {
+        los[j] = lo;
+        his[j] = hi;
+        x0[j] = start;
+    }
+    long used = 0;
+    double t0 = td_wall(), last = t0;
+    if (s == TD_OK) { /* the start */
+        vec_top_add(top, X, K, k, ntop, (SurCand){cand_score(S, x0), 0}, x0);
+        used = 1;
+    }
+    double *G = NULL, *f = NULL;
+    int lam_default = 0, gens = 0;
+    for (int restart = 0; s == TD_OK && used < budget; restart++) {
+        if (restart > 0) {
+            TdRng g;
+            rng_seed(&g, rng_derive((uint64_t)cfg->merge.seed, 0x5352u, (uint64_t)restart));
+            for (int j = 0; j < K; j++)
+                x0[j] = lo + (hi - lo) * rng_uniform(&g);
+        }
+        int lam = restart == 0 ? 0 : lam_default << (restart < 20 ? restart : 20);
+        if (restart > 0 && used + lam > budget)
+            break;
+        CmaEs *es = NULL;
+        s = runtime_agree(g_rt.comm, cmaes_create(&es, K, x0, 0.25 * (hi - lo), lam,
+                                                  (uint64_t)cfg->merge.seed + (uint64_t)restart,
+                                                  los, his));
+        if (s != TD_OK)
+            break;
+        lam = cmaes_lambda(es);
+        if (restart == 0)
+            lam_default = lam;
+        free(G), free(f);
+        G = malloc((size_t)lam * K * sizeof *G);
+        f = malloc((size_t)lam * sizeof *f);
+        if (!G || !f)
+            s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "screen: out of memory"));
+        unsigned why = 0;
+        while (s == TD_OK && used + lam <= budget && !why) {
+            cmaes_ask(es, G);
+            for (int i = 0; i < lam; i++)
+                f[i] = i % g_rt.size == g_rt.rank ? -cand_score(S, G + (size_t)i * K) : 0.0;
+            MPI_Allreduce(MPI_IN_PLACE, f, lam, MPI_DOUBLE, MPI_SUM, g_rt.comm);
+            for (int i = 0; i < lam; i++)
+                vec_top_add(top, X, K, k, ntop, (SurCand){-f[i], (uint64_t)(used + i)},
+                            G + (size_t)i * K);
+            cmaes_tell(es, f);
+            used += lam;
+            gens++;
+            why = cmaes_stop(es);
+            if (g_rt.rank == 0 && td_wall() - last > 30) {
+                last = td_wall();
+                td_log("surrogate cmaes: restart %d (population %d), %ld of %ld candidates, "
+                       "best %.4f", restart, lam, used, budget, top[0].score);
+            }
+            if (runtime_stop_requested(g_rt.comm))
+                s = runtime_stop("in the surrogate CMA-ES screening (not journaled: a rerun "
+                                 "repeats its %ld candidates)", used);
+        }
+        cmaes_free(es);
+    }
+    *busy = td_wall() - t0;
+    *visited = (uint64_t)used;
+    if (s == TD_OK)
+        td_log("surrogate cmaes: %ld candidates in %d generation(s), %.1fs", used, gens, *busy);
+    free(G), free(f), free(los), free(his), free(x0);
+    return s;
+}
+
 static void screen_free(Screen *S)
 {
     sur_grid_free(S->grid);
@@ -294,9 +424,12 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         s = sur_data_project(&d, &cr->cs, t, r->head[t], r->classes[t], &S.p[t]);
         S.task[t] = (SurTask){d.n[t], r->classes[t], S.p[t], d.y[t], 1.0 / (S.T * cr->nval[t])};
     }
+    const int cm = strcmp(sc->strategy, "cmaes") == 0;
     double total = pow((double)S.A, (double)S.K);
-    S.exhaustive = total <= sc->exhaustive_max;
-    if (s == TD_OK && S.exhaustive) {
+    S.exhaustive = !cm && total <= sc->exhaustive_max;
+    if (cm) {
+        S.samples = sc->samples;
+    } else if (s == TD_OK && S.exhaustive) {
         s = sur_grid_create(&S.grid, S.task, S.T, S.K, S.vals, S.A);
         /* chunks: each a whole run of free digits, at least 1000 of them where
          * the grid allows (the ranks balance; the journal's chunks mean the
@@ -316,7 +449,8 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     s = runtime_agree(g_rt.comm, s);
     const int k = sc->top_k;
     SurCand *top = malloc(((size_t)k + 1) * sizeof *top);
-    if (s == TD_OK && !top)
+    double *X = malloc(((size_t)k + 1) * S.K * sizeof *X); /* the top's coefficients */
+    if (s == TD_OK && (!top || !X))
         s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "screen: out of memory"));
     int ntop = 0;
     uint64_t visited = 0, fresh = 0;
@@ -329,6 +463,9 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
                       S.exhaustive, S.samples, S.seed, k, tag, S.fixed, S.nchunks);
     for (int a = 0; a < S.A && wn > 0 && (size_t)wn < sizeof what; a++)
         wn += snprintf(what + wn, sizeof what - (size_t)wn, "%.17g,", S.vals[a]);
+    if (cm && wn > 0 && (size_t)wn < sizeof what) /* and the strategy's own settings */
+        snprintf(what + wn, sizeof what - (size_t)wn, "|cmaes|%.17g|%.17g|%.17g",
+                 cfg->merge.bounds[0], cfg->merge.bounds[1], cr->ualpha);
     if (s == TD_OK) {
         double *one = calloc((size_t)S.K, sizeof *one);
         for (int j = 0; one && j < S.K; j++)
@@ -337,11 +474,22 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
             coef_apply(cr, one);
         free(one);
         mode_search_key(r, what, key);
-        td_log("coefficients %s/%s/surrogate_%s: screening %s %.4g candidates (%d values per "
-               "coefficient, %d coefficients) in %ld chunks",
-               r->mode, cr->method, kind, S.exhaustive ? "all" : "a sample of",
-               S.exhaustive ? total : (double)S.samples, S.A, S.K, S.nchunks);
-        s = screen_all(&S, journal, key, top, k, &ntop, &visited, &fresh, &busy);
+        if (cm) {
+            td_log("coefficients %s/%s/surrogate_%s: screening with CMA-ES (IPOP restarts) %ld "
+                   "candidates of %d coefficients in [%g, %g]",
+                   r->mode, cr->method, kind, S.samples, S.K, cfg->merge.bounds[0],
+                   cfg->merge.bounds[1]);
+            s = screen_cmaes(&S, k, top, X, &ntop, &visited, &busy);
+            fresh = visited;
+        } else {
+            td_log("coefficients %s/%s/surrogate_%s: screening %s %.4g candidates (%d values "
+                   "per coefficient, %d coefficients) in %ld chunks",
+                   r->mode, cr->method, kind, S.exhaustive ? "all" : "a sample of",
+                   S.exhaustive ? total : (double)S.samples, S.A, S.K, S.nchunks);
+            s = screen_all(&S, journal, key, top, k, &ntop, &visited, &fresh, &busy);
+            for (int i = 0; s == TD_OK && i < ntop; i++)
+                cand_coef(&S, top[i].index, X + (size_t)i * S.K);
+        }
     }
     double screen_seconds = td_wall() - t1;
     /* the share of images scored candidate by candidate (the rest were
@@ -357,18 +505,15 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         snprintf(ustr, sizeof ustr, "; %.1f%% of images scored one candidate at a time",
                  100 * undecided);
     /* the top, verified exactly */
-    double *X = s == TD_OK ? malloc(((size_t)ntop + 1) * S.K * sizeof *X) : NULL;
     double *exact = s == TD_OK ? malloc(((size_t)ntop + 1) * sizeof *exact) : NULL;
     double *sur = s == TD_OK ? malloc(((size_t)ntop + 1) * sizeof *sur) : NULL;
-    if (s == TD_OK && (!X || !exact || !sur))
+    if (s == TD_OK && (!exact || !sur))
         s = runtime_agree(g_rt.comm, td_fail(TD_ERR_NOMEM, "screen: out of memory"));
-    for (int i = 0; s == TD_OK && i < ntop; i++) {
-        cand_coef(&S, top[i].index, X + (size_t)i * S.K);
+    for (int i = 0; s == TD_OK && i < ntop; i++)
         sur[i] = top[i].score;
-    }
     double t2 = td_wall();
     char vtag[300];
-    snprintf(vtag, sizeof vtag, "surrogate_%s_verify", kind);
+    snprintf(vtag, sizeof vtag, "surrogate_%s%s_verify", cm ? "cmaes_" : "", kind);
     if (s == TD_OK)
         s = coef_verify(cr, X, ntop, vtag, what, exact);
     double verify_seconds = td_wall() - t2;
@@ -398,9 +543,11 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         /* the rate of this run's own screening (a resumed run read the rest) */
         double per_rank = (double)fresh / g_rt.size / (screen_seconds > 0 ? screen_seconds : 1e-9);
         cJSON *x = cJSON_CreateObject();
-        cJSON_AddStringToObject(x, "screening", S.exhaustive ? "exhaustive" : "sampled");
+        cJSON_AddStringToObject(x, "screening",
+                                cm ? "cmaes" : S.exhaustive ? "exhaustive" : "sampled");
         cJSON_AddNumberToObject(x, "candidates", (double)visited);
-        cJSON_AddNumberToObject(x, "values_per_coefficient", S.A);
+        if (!cm)
+            cJSON_AddNumberToObject(x, "values_per_coefficient", S.A);
         cJSON_AddNumberToObject(x, "ranks", g_rt.size);
         cJSON_AddNumberToObject(x, "jvp_seconds", jvp_seconds);
         cJSON_AddNumberToObject(x, "surrogate_tensors_computed", d.seconds > 0);
