@@ -105,6 +105,83 @@ TdStatus sur_scores(const float *u, const int32_t *y, int64_t n, int R, int E, c
     return TD_OK;
 }
 
+TdStatus sur_objective(const float *u, const int32_t *y, const int64_t *idx, int64_t m, int R,
+                       int E, const float *head, int C, double scale, const double *a, double w,
+                       double *loss, double *ga)
+{
+    double *buf = malloc(((size_t)3 * E + 2 * (size_t)C) * sizeof *buf);
+    if (!buf)
+        return td_fail(TD_ERR_NOMEM, "surrogate objective: out of memory (%d values)", E);
+    double *f = buf, *g = f + E, *dg = g + E, *z = dg + E, *dz = z + C;
+    double sum = 0;
+    for (int64_t q = 0; q < m; q++) {
+        const int64_t i = idx ? idx[q] : q;
+        const float *U = u + (size_t)i * R * E;
+        for (int k = 0; k < E; k++)
+            f[k] = U[k];
+        for (int r = 1; r < R; r++)
+            if (a[r - 1] != 0)
+                for (int k = 0; k < E; k++)
+                    f[k] += a[r - 1] * U[(size_t)r * E + k];
+        double nn = 0;
+        for (int k = 0; k < E; k++)
+            nn += f[k] * f[k];
+        const double nrm = sqrt(nn), inv = nrm > 0 ? 1.0 / nrm : 0.0;
+        for (int k = 0; k < E; k++)
+            g[k] = f[k] * inv;
+        double zmax = -INFINITY;
+        for (int c = 0; c < C; c++) {
+            double v = 0;
+            for (int k = 0; k < E; k++)
+                v += g[k] * head[(size_t)c * E + k];
+            z[c] = scale * v;
+            zmax = z[c] > zmax ? z[c] : zmax;
+        }
+        double se = 0;
+        for (int c = 0; c < C; c++)
+            se += exp(z[c] - zmax);
+        const double lse = zmax + log(se);
+        double val;
+        if (y) { /* cross-entropy: dz = p - onehot */
+            val = lse - z[y[i]];
+            for (int c = 0; c < C; c++)
+                dz[c] = exp(z[c] - lse) - (c == y[i]);
+        } else { /* entropy H = -sum p log p: dH/dz_c = -p_c (log p_c + H) */
+            double H = 0;
+            for (int c = 0; c < C; c++) {
+                const double lp = z[c] - lse, p = exp(lp);
+                H -= p * lp;
+            }
+            val = H;
+            for (int c = 0; c < C; c++) {
+                const double lp = z[c] - lse;
+                dz[c] = -exp(lp) * (lp + H);
+            }
+        }
+        sum += val;
+        /* dL/dg = scale * h^T dz; dL/df = (dg - g <g, dg>) / |f|; dL/da_j = <dL/df, U_j> */
+        double gd = 0;
+        for (int k = 0; k < E; k++) {
+            double v = 0;
+            for (int c = 0; c < C; c++)
+                v += dz[c] * head[(size_t)c * E + k];
+            dg[k] = scale * v;
+            gd += g[k] * dg[k];
+        }
+        for (int k = 0; k < E; k++)
+            dg[k] = (dg[k] - g[k] * gd) * inv;
+        for (int r = 1; r < R; r++) {
+            double v = 0;
+            for (int k = 0; k < E; k++)
+                v += dg[k] * U[(size_t)r * E + k];
+            ga[r - 1] += w * v;
+        }
+    }
+    *loss += w * sum;
+    free(buf);
+    return TD_OK;
+}
+
 /* ---- exhaustive screening ---- */
 
 /* Coefficients scored as one block: A^SUR_INNER combinations per step of

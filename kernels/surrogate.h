@@ -49,6 +49,16 @@ int64_t sur_correct(const float *p, const int32_t *y, int64_t n, int R, int C, c
 TdStatus sur_scores(const float *u, const int32_t *y, int64_t n, int R, int E, const float *head,
                 int C, double scale, const double *a, int64_t *correct, double *ce_sum);
 
+/* AdaMerging's objective on the surrogate, for the m images idx (indices
+ * into u; NULL: 0 .. m-1) of one task, with its gradient: each image's
+ * embedding f = U_0 + sum_j a_j U_j, g = f / |f|, logits z = scale * h g;
+ * y NULL: the entropy of softmax(z) (labels never read), else the
+ * cross-entropy with label y[i]. Adds w times the sum of the images' values
+ * to *loss and w times its gradient in a (R - 1) to ga. Double throughout. */
+TdStatus sur_objective(const float *u, const int32_t *y, const int64_t *idx, int64_t m, int R,
+                       int E, const float *head, int C, double scale, const double *a, double w,
+                       double *loss, double *ga);
+
 /* The images of one task, for the Gray-code enumeration. */
 typedef struct {
     int64_t n;

@@ -55,7 +55,7 @@ set_tests_properties(co_same_np1_np4 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base FIXTURES_SETUP co_np1 TIMEOUT 240)
 
 # Black-box searches of ntk vectors score candidates through the linear
-# surrogate (coef_sur_val): against the same searches through the pool's
+# surrogate (coef_sur_tensors): against the same searches through the pool's
 # linearised forwards (merge.surrogate.ntk = false), the candidates both runs
 # share (at least CMA-ES's first generation, BOBYQA's interpolation points)
 # have the same per-task val accuracies, and cross-entropies (val_ce) to
@@ -136,26 +136,34 @@ add_test(NAME co_surrogate_np1_np2 COMMAND sh -c "${script}")
 set_tests_properties(co_surrogate_np1_np2 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED se_base TIMEOUT 180)
 
-# The cmaes strategy of merge.search = surrogate (IPOP-CMA-ES on the
-# surrogate's val scores) at 1 and 3 ranks: the same choice (a generation's
-# candidates are dealt over the ranks, each scored by one); it scores the
-# whole budget; for ntk the surrogate's scores of its best candidate are the
+# The cmaes and adamerging strategies of merge.search = surrogate at 1 and 3
+# ranks: the same choice (cmaes: a generation's candidates dealt over the
+# ranks, each scored by one; adamerging: every rank takes the same steps);
+# cmaes scores the whole budget, adamerging lowers its objective (the entropy
+# on test); for ntk the surrogate's scores of the best candidate are the
 # pool's exact ones (the surrogate is exact for the linearised model).
-set(SUR_RUN --set run.stages=addition --set merge.methods=sum --set merge.search=surrogate
-    --set merge.surrogate.strategy=cmaes --set merge.surrogate.samples=1500
-    --set merge.coefficients=task,block --set merge.surrogate.top_k=6)
-string(REPLACE ";" " " SUR_RUN "${SUR_RUN}")
-set(script "set -e")
-foreach(np 1 3)
-  string(APPEND script "; rm -rf ${CO}/surcm_np${np} && mkdir -p ${CO} && cp -r ${TADIST_TEST_OUT}/search/base ${CO}/surcm_np${np}; ${CO_MPI} ${np} --oversubscribe ${CO_BIN} ${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${CO}/surcm_np${np} ${SUR_RUN} > ${CO}/surcm_np${np}.log 2>&1 || { cat ${CO}/surcm_np${np}.log; exit 1; }")
-endforeach()
-string(APPEND script "; grep 'surrogate cmaes\\|surrogate_' ${CO}/surcm_np3.log")
-foreach(mode attn ntk)
-  foreach(st task block)
-    string(APPEND script "; ${CO_LEARN} same-coef ${CO}/surcm_np1/tiny ${CO}/surcm_np3/tiny ${mode} sum surrogate_${st}")
+foreach(case "cmaes;1500;--set merge.surrogate.samples=1500"
+             "adamerging;60;--set merge.adamerging.steps=60 --set merge.adamerging.lr=0.01")
+  list(GET case 0 strat)
+  list(GET case 1 budget)
+  list(GET case 2 extra)
+  set(SUR_RUN --set run.stages=addition --set merge.methods=sum --set merge.search=surrogate
+      --set merge.surrogate.strategy=${strat} ${extra} --set merge.coefficients=task,block
+      --set merge.surrogate.top_k=6)
+  string(REPLACE ";" " " SUR_RUN "${SUR_RUN}")
+  set(script "set -e")
+  foreach(np 1 3)
+    set(run ${CO}/sur${strat}_np${np})
+    string(APPEND script "; rm -rf ${run} && mkdir -p ${CO} && cp -r ${TADIST_TEST_OUT}/search/base ${run}; ${CO_MPI} ${np} --oversubscribe ${CO_BIN} ${CO_CFG} --set data.dir=${CO_FT}/data --set model.path=${CO_FT}/theta0.h5 --set run.out_dir=${run} ${SUR_RUN} > ${run}.log 2>&1 || { cat ${run}.log; exit 1; }")
   endforeach()
+  string(APPEND script "; grep 'surrogate ${strat}\\|surrogate_' ${CO}/sur${strat}_np3.log")
+  foreach(mode attn ntk)
+    foreach(st task block)
+      string(APPEND script "; ${CO_LEARN} same-coef ${CO}/sur${strat}_np1/tiny ${CO}/sur${strat}_np3/tiny ${mode} sum surrogate_${st}")
+    endforeach()
+  endforeach()
+  string(APPEND script "; python3 ${CMAKE_CURRENT_SOURCE_DIR}/coef/check_sur_strategy.py ${CO}/sur${strat}_np3/tiny/results.json ${strat} ${budget}")
+  add_test(NAME co_sur_${strat}_np1_np3 COMMAND sh -c "${script}")
+  set_tests_properties(co_sur_${strat}_np1_np3 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED se_base TIMEOUT 180)
 endforeach()
-string(APPEND script "; python3 ${CMAKE_CURRENT_SOURCE_DIR}/coef/check_sur_cmaes.py ${CO}/surcm_np3/tiny/results.json 1500")
-add_test(NAME co_sur_cmaes_np1_np3 COMMAND sh -c "${script}")
-set_tests_properties(co_sur_cmaes_np1_np3 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
-                     FIXTURES_REQUIRED se_base TIMEOUT 180)

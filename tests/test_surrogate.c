@@ -3,7 +3,9 @@
  * scoring every candidate from scratch in double (sur_correct), chunk by chunk
  * and whole; the scores of one coefficient vector (sur_scores) against the
  * embedding formed, normalised and scored directly, and against the argmax
- * of the projections (sur_correct); Spearman's rho against a hand-computed
+ * of the projections (sur_correct); AdaMerging's objective on the surrogate
+ * (sur_objective) against a direct computation and its gradient against
+ * central differences; Spearman's rho against a hand-computed
  * example. */
 #include <math.h>
 #include <setjmp.h>
@@ -90,6 +92,70 @@ static void test_scores(void **state)
     sur_project(u, N, R, E, h, C, p);
     assert_int_equal(ok, sur_correct(p, y, N, R, C, a));
     assert_true(ok > 0 && ok < N); /* the case is not degenerate */
+}
+
+/* sur_objective: the value against a direct computation, the gradient
+ * against central differences of the value, for the entropy and the
+ * cross-entropy, over a subset of images. */
+static void test_objective(void **state)
+{
+    (void)state;
+    enum { N = 30, R = 4, E = 6, C = 5, M = 7 };
+    static float u[N * R * E], h[C * E];
+    int32_t y[N];
+    const int64_t idx[M] = {3, 0, 17, 29, 8, 8, 21};
+    uint64_t s = 11;
+    for (int i = 0; i < N * R * E; i++)
+        u[i] = (float)frand(&s);
+    for (int i = 0; i < C * E; i++)
+        h[i] = (float)frand(&s);
+    for (int i = 0; i < N; i++)
+        y[i] = (int32_t)((frand(&s) + 1) * 2.5) % C;
+    const double a[R - 1] = {0.4, -0.3, 0.9}, scale = 6.0, w = 1.0 / M;
+    for (int ce = 0; ce < 2; ce++) {
+        const int32_t *yy = ce ? y : NULL;
+        double loss = 0, ga[R - 1] = {0};
+        assert_int_equal(sur_objective(u, yy, idx, M, R, E, h, C, scale, a, w, &loss, ga), TD_OK);
+        double want = 0; /* direct: softmax of scale * cosine */
+        for (int q = 0; q < M; q++) {
+            const int i = (int)idx[q];
+            double f[E], nn = 0, z[C], se = 0, zm = -INFINITY;
+            for (int e = 0; e < E; e++) {
+                f[e] = u[(i * R) * E + e];
+                for (int r = 1; r < R; r++)
+                    f[e] += a[r - 1] * u[(i * R + r) * E + e];
+                nn += f[e] * f[e];
+            }
+            for (int c = 0; c < C; c++) {
+                z[c] = 0;
+                for (int e = 0; e < E; e++)
+                    z[c] += scale * f[e] / sqrt(nn) * h[c * E + e];
+                zm = fmax(zm, z[c]);
+            }
+            for (int c = 0; c < C; c++)
+                se += exp(z[c] - zm);
+            double v = 0;
+            for (int c = 0; c < C; c++) {
+                const double p = exp(z[c] - zm) / se;
+                v -= ce ? (c == y[i] ? log(p) : 0) : p * log(p);
+            }
+            want += w * v;
+        }
+        assert_true(fabs(loss - want) < 1e-12 * fmax(1, fabs(want)));
+        for (int j = 0; j < R - 1; j++) {
+            const double hh = 1e-5;
+            double ap[R - 1], am[R - 1], lp = 0, lm = 0, gd[R - 1] = {0};
+            memcpy(ap, a, sizeof ap);
+            memcpy(am, a, sizeof am);
+            ap[j] += hh;
+            am[j] -= hh;
+            sur_objective(u, yy, idx, M, R, E, h, C, scale, ap, w, &lp, gd);
+            sur_objective(u, yy, idx, M, R, E, h, C, scale, am, w, &lm, gd);
+            const double fd = (lp - lm) / (2 * hh);
+            assert_true(fabs(ga[j] - fd) < 1e-6 * fmax(1, fabs(fd)));
+            assert_true(fabs(ga[j]) > 1e-4); /* the case is not degenerate */
+        }
+    }
 }
 
 enum { K = 3, A = 4, T = 2, NI = 40, C = 3, R = 1 + K };
@@ -189,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_project),
         cmocka_unit_test(test_scores),
+        cmocka_unit_test(test_objective),
         cmocka_unit_test(test_grid_against_scratch),
         cmocka_unit_test(test_spearman),
     };

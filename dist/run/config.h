@@ -185,10 +185,13 @@ typedef double TdCfgNum3[3];
     X(merge.surrogate, FLOAT, exhaustive_max, "1e10", "[1,inf)",                                \
       "the largest grid (values^coefficients vectors) screened exhaustively, in Gray-code "    \
       "order; a larger one (block coefficients) is sampled: merge.surrogate.samples vectors")  \
-    X(merge.surrogate, ENUM, strategy, "grid", "grid|cmaes",                                    \
+    X(merge.surrogate, ENUM, strategy, "grid", "grid|cmaes|adamerging",                         \
       "how merge.search = surrogate screens: grid = the merge.surrogate.values grid, whole or "  \
       "sampled; cmaes = CMA-ES within merge.bounds from the uniform alpha, restarted with "     \
-      "doubled populations (IPOP) until merge.surrogate.samples candidates are scored")        \
+      "doubled populations (IPOP) until merge.surrogate.samples candidates are scored; "       \
+      "adamerging = AdaMerging (merge.adamerging's objective, lr, init, batch, steps) on the " \
+      "surrogate's tensors (entropy: of the test split, at most eval.limit images per task), " \
+      "its iterates at merge.surrogate.top_k evenly spaced steps the candidates")             \
     X(merge.surrogate, INT, samples, "20000", "[1,inf)",                                        \
       "candidates screened when the grid is too large to enumerate (random grid vectors), "    \
       "or by the cmaes strategy")                                                              \

@@ -387,6 +387,120 @@ static TdStatus screen_cmaes(Screen *S, int k, SurCand *top, double *X, int *nto
     return s;
 }
 
+/* ---- the adamerging strategy: AdaMerging on the surrogate ---- */
+
+/* Adam (coef_adam_step, the settings of coef_learn.c) on merge.adamerging's
+ * objective through the tensors dt (entropy: test, labels never read; val_ce:
+ * val): each step takes merge.adamerging.batch images of every task from a
+ * seeded permutation of its images (a new one each epoch) and sums the
+ * tasks' means. Every rank computes the same steps (a step costs (1 + T x G)
+ * x E x batch x T multiply-adds: no communication). The candidates are the
+ * iterates after k evenly spaced steps (the last one included), scored on
+ * val through S's projections, best first in top/X. Not journaled: a rerun
+ * repeats it. trace (steps): the objective of each step. */
+static TdStatus screen_adamerging(Screen *S, const SurData *dt, int k, SurCand *top, double *X,
+                                  int *ntop, double *trace, double *busy)
+{
+    CoefRun *cr = S->cr;
+    ModeRun *r = cr->r;
+    const TdConfig *cfg = r->cfg;
+    const TdMergeAdamergingConfig *ac = &cfg->merge.adamerging;
+    const int K = S->K, T = S->T, TG = cr->cs.T * cr->cs.G, B = ac->batch;
+    const long steps = ac->steps;
+    const int entropy = strcmp(ac->objective, "entropy") == 0;
+    const double lo = cfg->merge.bounds[0], hi = cfg->merge.bounds[1];
+    *ntop = 0;
+    double *c = calloc((size_t)K, sizeof *c), *m = calloc((size_t)K, sizeof *m),
+           *v = calloc((size_t)K, sizeof *v), *gc = calloc((size_t)K, sizeof *gc),
+           *a = calloc((size_t)TG, sizeof *a), *ga = calloc((size_t)TG, sizeof *ga);
+    int64_t *perm[TV_MAX_TASKS] = {0}, *idx = calloc((size_t)B, sizeof *idx);
+    int64_t pos[TV_MAX_TASKS] = {0};
+    long epoch[TV_MAX_TASKS] = {0};
+    TdStatus s = c && m && v && gc && a && ga && idx ? TD_OK
+                                                     : td_fail(TD_ERR_NOMEM, "out of memory");
+    for (int t = 0; s == TD_OK && t < T; t++) {
+        if (dt->n[t] < 1)
+            s = td_fail(TD_ERR_CONFIG, "surrogate adamerging: task '%s' has no %s images",
+                        cfg->data.tasks.item[t], entropy ? "test" : "val");
+        else if (!(perm[t] = malloc((size_t)dt->n[t] * sizeof *perm[t])))
+            s = td_fail(TD_ERR_NOMEM, "out of memory");
+        pos[t] = dt->n[t]; /* a permutation is drawn at the first step */
+    }
+    s = runtime_agree(g_rt.comm, s);
+    for (int j = 0; j < K; j++)
+        c[j] = ac->init < lo ? lo : ac->init > hi ? hi : ac->init;
+    double t0 = td_wall(), last = t0;
+    int next = 0; /* the next snapshot */
+    for (long step = 0; s == TD_OK && step < steps; step++) {
+        coef_expand(&cr->cs, c, a);
+        memset(ga, 0, (size_t)TG * sizeof *ga);
+        double loss = 0;
+        for (int t = 0; s == TD_OK && t < T; t++) {
+            for (int b = 0; b < B; b++) {
+                if (pos[t] >= dt->n[t]) { /* a new epoch: a seeded Fisher-Yates shuffle */
+                    TdRng g;
+                    rng_seed(&g, rng_derive((uint64_t)cfg->run.seed * 1000003u + 77u,
+                                            (uint64_t)t, (uint64_t)epoch[t]++));
+                    for (int64_t i = 0; i < dt->n[t]; i++)
+                        perm[t][i] = i;
+                    for (int64_t i = dt->n[t] - 1; i > 0; i--) {
+                        int64_t j = (int64_t)rng_below(&g, (uint64_t)i + 1), x = perm[t][i];
+                        perm[t][i] = perm[t][j];
+                        perm[t][j] = x;
+                    }
+                    pos[t] = 0;
+                }
+                idx[b] = perm[t][pos[t]++];
+            }
+            s = sur_objective(dt->u[t], entropy ? NULL : dt->y[t], idx, B, dt->R, dt->E,
+                              r->head[t], r->classes[t], cfg->heads.logit_scale, a, 1.0 / B,
+                              &loss, ga);
+        }
+        if ((s = runtime_agree(g_rt.comm, s)) != TD_OK)
+            break;
+        coef_reduce(&cr->cs, ga, gc);
+        coef_adam_step(c, gc, m, v, (size_t)K, step + 1, ac->lr, 0.9, 0.999, 1e-8, lo, hi);
+        trace[step] = loss;
+        /* snapshot i after step floor((i + 1) * steps / k) (1-based) */
+        while (next < k && (long)(((long long)(next + 1) * steps) / k) == step + 1) {
+            top[*ntop] = (SurCand){cand_score(S, c), (uint64_t)(step + 1)};
+            memcpy(X + (size_t)*ntop * K, c, (size_t)K * sizeof *c);
+            (*ntop)++;
+            next++;
+        }
+        if (g_rt.rank == 0 && (td_wall() - last > 30 || (step + 1) % ac->log_every == 0)) {
+            last = td_wall();
+            td_log("surrogate adamerging: step %ld of %ld, %s %.5f", step + 1, steps,
+                   ac->objective, loss);
+        }
+        if (runtime_stop_requested(g_rt.comm))
+            s = runtime_stop("in the surrogate AdaMerging (not journaled: a rerun repeats its "
+                             "%ld steps)", steps);
+    }
+    /* best first (score, then the earlier step), rows following */
+    for (int i = 1; s == TD_OK && i < *ntop; i++)
+        for (int j = i; j > 0 && (top[j].score > top[j - 1].score ||
+                                  (top[j].score == top[j - 1].score &&
+                                   top[j].index < top[j - 1].index)); j--) {
+            SurCand x = top[j];
+            top[j] = top[j - 1];
+            top[j - 1] = x;
+            for (int q = 0; q < K; q++) {
+                double y = X[(size_t)j * K + q];
+                X[(size_t)j * K + q] = X[(size_t)(j - 1) * K + q];
+                X[(size_t)(j - 1) * K + q] = y;
+            }
+        }
+    *busy = td_wall() - t0;
+    if (s == TD_OK)
+        td_log("surrogate adamerging: %ld steps in %.2fs, %s %.5f -> %.5f", steps, *busy,
+               ac->objective, trace[0], trace[steps - 1]);
+    for (int t = 0; t < T; t++)
+        free(perm[t]);
+    free(c), free(m), free(v), free(gc), free(a), free(ga), free(idx);
+    return s;
+}
+
 static void screen_free(Screen *S)
 {
     sur_grid_free(S->grid);
@@ -417,18 +531,29 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     char tag[600];
     snprintf(tag, sizeof tag, "%s_%s_%s_val", r->mode, cr->method, kind);
     SurData d;
-    TD_TRY(coef_sur_val(cr, &d));
-    double jvp_seconds = td_wall() - t0;
+    TD_TRY(coef_sur_tensors(cr, TASK_VAL, &d));
+    double jvp_seconds = td_wall() - t0; /* (and the test split's, for adamerging) */
     TdStatus s = TD_OK;
     for (int t = 0; s == TD_OK && t < S.T; t++) {
         s = sur_data_project(&d, &cr->cs, t, r->head[t], r->classes[t], &S.p[t]);
         S.task[t] = (SurTask){d.n[t], r->classes[t], S.p[t], d.y[t], 1.0 / (S.T * cr->nval[t])};
     }
-    const int cm = strcmp(sc->strategy, "cmaes") == 0;
+    const int cm = strcmp(sc->strategy, "cmaes") == 0, am = strcmp(sc->strategy, "adamerging") == 0;
+    const int am_entropy = am && strcmp(cfg->merge.adamerging.objective, "entropy") == 0;
+    const long am_steps = cfg->merge.adamerging.steps;
     double total = pow((double)S.A, (double)S.K);
-    S.exhaustive = !cm && total <= sc->exhaustive_max;
-    if (cm) {
-        S.samples = sc->samples;
+    S.exhaustive = !cm && !am && total <= sc->exhaustive_max;
+    SurData dtest = {0}; /* adamerging with the entropy: the test split's tensors */
+    double *am_trace = NULL;
+    if (am && s == TD_OK) {
+        s = runtime_agree(g_rt.comm, (am_trace = calloc((size_t)am_steps, sizeof *am_trace))
+                                         ? TD_OK : td_fail(TD_ERR_NOMEM, "out of memory"));
+        if (s == TD_OK && am_entropy)
+            s = coef_sur_tensors(cr, TASK_TEST, &dtest);
+        jvp_seconds = td_wall() - t0;
+    }
+    if (cm || am) {
+        S.samples = cm ? sc->samples : 0;
     } else if (s == TD_OK && S.exhaustive) {
         s = sur_grid_create(&S.grid, S.task, S.T, S.K, S.vals, S.A);
         /* chunks: each a whole run of free digits, at least 1000 of them where
@@ -447,7 +572,7 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         S.nchunks = (S.samples + S.per - 1) / S.per;
     }
     s = runtime_agree(g_rt.comm, s);
-    const int k = sc->top_k;
+    const int k = am && sc->top_k > am_steps ? (int)am_steps : sc->top_k;
     SurCand *top = malloc(((size_t)k + 1) * sizeof *top);
     double *X = malloc(((size_t)k + 1) * S.K * sizeof *X); /* the top's coefficients */
     if (s == TD_OK && (!top || !X))
@@ -466,6 +591,13 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     if (cm && wn > 0 && (size_t)wn < sizeof what) /* and the strategy's own settings */
         snprintf(what + wn, sizeof what - (size_t)wn, "|cmaes|%.17g|%.17g|%.17g",
                  cfg->merge.bounds[0], cfg->merge.bounds[1], cr->ualpha);
+    if (am && wn > 0 && (size_t)wn < sizeof what) {
+        const TdMergeAdamergingConfig *ac = &cfg->merge.adamerging;
+        snprintf(what + wn, sizeof what - (size_t)wn,
+                 "|adamerging|%s|%.17g|%.17g|%d|%ld|%.17g|%.17g|%d", ac->objective, ac->lr,
+                 ac->init, ac->batch, am_steps, cfg->merge.bounds[0], cfg->merge.bounds[1],
+                 cfg->run.seed);
+    }
     if (s == TD_OK) {
         double *one = calloc((size_t)S.K, sizeof *one);
         for (int j = 0; one && j < S.K; j++)
@@ -474,7 +606,15 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
             coef_apply(cr, one);
         free(one);
         mode_search_key(r, what, key);
-        if (cm) {
+        if (am) {
+            td_log("coefficients %s/%s/surrogate_%s: AdaMerging on the surrogate (%s on %s, "
+                   "%ld steps), %d iterates the candidates",
+                   r->mode, cr->method, kind, cfg->merge.adamerging.objective,
+                   am_entropy ? "test" : "val", am_steps, k);
+            s = screen_adamerging(&S, am_entropy ? &dtest : &d, k, top, X, &ntop, am_trace,
+                                  &busy);
+            visited = fresh = (uint64_t)ntop;
+        } else if (cm) {
             td_log("coefficients %s/%s/surrogate_%s: screening with CMA-ES (IPOP restarts) %ld "
                    "candidates of %d coefficients in [%g, %g]",
                    r->mode, cr->method, kind, S.samples, S.K, cfg->merge.bounds[0],
@@ -513,7 +653,8 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         sur[i] = top[i].score;
     double t2 = td_wall();
     char vtag[300];
-    snprintf(vtag, sizeof vtag, "surrogate_%s%s_verify", cm ? "cmaes_" : "", kind);
+    snprintf(vtag, sizeof vtag, "surrogate_%s%s_verify", cm ? "cmaes_" : am ? "adamerging_" : "",
+             kind);
     if (s == TD_OK)
         s = coef_verify(cr, X, ntop, vtag, what, exact);
     double verify_seconds = td_wall() - t2;
@@ -544,7 +685,15 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
         double per_rank = (double)fresh / g_rt.size / (screen_seconds > 0 ? screen_seconds : 1e-9);
         cJSON *x = cJSON_CreateObject();
         cJSON_AddStringToObject(x, "screening",
-                                cm ? "cmaes" : S.exhaustive ? "exhaustive" : "sampled");
+                                cm ? "cmaes" : am ? "adamerging" : S.exhaustive ? "exhaustive"
+                                                                                : "sampled");
+        if (am) {
+            cJSON *tr = cJSON_CreateDoubleArray(am_trace, (int)am_steps);
+            cJSON_AddStringToObject(x, "adamerging_objective", cfg->merge.adamerging.objective);
+            cJSON_AddStringToObject(x, "adamerging_split", am_entropy ? "test" : "val");
+            if (tr)
+                cJSON_AddItemToObject(x, "adamerging_trace", tr);
+        }
         cJSON_AddNumberToObject(x, "candidates", (double)visited);
         if (!cm)
             cJSON_AddNumberToObject(x, "values_per_coefficient", S.A);
@@ -573,5 +722,8 @@ TdStatus coef_screen(CoefRun *cr, CoefResult *res)
     free(X), free(exact), free(sur), free(top);
     screen_free(&S);
     sur_data_free(&d);
+    if (am_entropy)
+        sur_data_free(&dtest);
+    free(am_trace);
     return s;
 }

@@ -84,12 +84,13 @@ static void bb_free(BbEval *e)
     memset(e, 0, sizeof *e);
 }
 
-TdStatus coef_sur_val(CoefRun *cr, SurData *d)
+TdStatus coef_sur_tensors(CoefRun *cr, int split, SurData *d)
 {
     ModeRun *r = cr->r;
     char tag[600];
-    snprintf(tag, sizeof tag, "%s_%s_%s_val", r->mode, cr->method, coef_kind_name(cr->cs.kind));
-    return sur_data_get(r, &cr->cs, cr->rows, NULL, 0, TASK_VAL, r->cfg->eval.limit, tag, d);
+    snprintf(tag, sizeof tag, "%s_%s_%s_%s", r->mode, cr->method, coef_kind_name(cr->cs.kind),
+             split == TASK_TEST ? "test" : "val");
+    return sur_data_get(r, &cr->cs, cr->rows, NULL, 0, split, r->cfg->eval.limit, tag, d);
 }
 
 /* tag names the journal; what (with the rows, through r->tau) keys it. sur:
@@ -122,7 +123,7 @@ static TdStatus bb_open(BbEval *e, CoefRun *cr, int ce, int cap, const char *tag
                      ? TD_OK : td_fail(TD_ERR_NOMEM, "coefficient search: out of memory");
     s = runtime_agree(g_rt.comm, s);
     if (s == TD_OK && sur && r->ntk && r->cfg->merge.surrogate.ntk) {
-        s = coef_sur_val(cr, &e->sur);
+        s = coef_sur_tensors(cr, TASK_VAL, &e->sur);
         e->use_sur = s == TD_OK;
     }
     return s;

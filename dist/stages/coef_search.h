@@ -18,7 +18,7 @@
  * replays its optimiser from the values on disk and resumes where it was.
  * ntk vectors (merge.surrogate.ntk, the default) are scored instead through
  * the linear surrogate, exact for them: one forward and T x G JVPs per val
- * image, once for every search of the structure (coef_sur_val), then each
+ * image, once for every search of the structure (coef_sur_tensors), then each
  * candidate costs (1 + T x G) x E multiply-adds per image.
  *   random      merge.budget vectors, each coefficient a seeded draw from the
  *               merge.alpha grid (one pool)
@@ -108,12 +108,13 @@ void coef_run_close(CoefRun *cr);
 TdStatus coef_verify(CoefRun *cr, const double *X, int m, const char *tag, const char *what,
                      double *norm_val);
 
-/* The surrogate's val tensors of cr's current structure (sur_data.h, tag
- * <mode>_<method>_<structure>_val: shared by the screening and the black-box
- * searches of ntk vectors, which score every candidate through them instead
- * of the pool when merge.surrogate.ntk is set: no journal, the same values at
- * any rank count). Collective, agreed. */
-TdStatus coef_sur_val(CoefRun *cr, SurData *d);
+/* The surrogate's tensors of cr's current structure on split (TASK_VAL or
+ * TASK_TEST, at most eval.limit images per task; sur_data.h, tag
+ * <mode>_<method>_<structure>_<split>). The val ones are shared by the
+ * screening and the black-box searches of ntk vectors, which score every
+ * candidate through them instead of the pool when merge.surrogate.ntk is set
+ * (no journal; the same values at any rank count). Collective, agreed. */
+TdStatus coef_sur_tensors(CoefRun *cr, int split, SurData *d);
 
 /* ---- screening through the linear surrogate (coef_screen.c) ----
  * merge.search = surrogate: the val tensors of the structure (sur_data.h),
