@@ -2,10 +2,13 @@
  * Loads and validates the configuration (rank 0 reads, every rank gets a copy),
  * then hands it to the pipeline. */
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "config.h"
+#include "hf_import.h"
 #include "image.h"
 #include "pipeline.h"
 #include "runtime.h"
@@ -35,12 +38,30 @@ static void log_plan(const TdConfig *cfg)
         td_log("sweep axis %d: %s", a + 1, cfg->sweep.axes.item[a]);
 }
 
+/* model.hf_import: a missing model.path is imported from that Hugging Face
+ * checkpoint before any stage (rank 0; with the text tower when the heads
+ * are zero-shot). An existing model.path is used as it is. */
+static TdStatus import_base(const TdConfig *cfg)
+{
+    TdStatus s = TD_OK;
+    if (cfg->model.hf_import[0] && g_rt.rank == 0 && access(cfg->model.path, F_OK) != 0) {
+        td_log("model.path '%s' is missing: importing model.hf_import '%s' into it",
+               cfg->model.path, cfg->model.hf_import);
+        HfImportOpts o = {.src = cfg->model.hf_import,
+                          .out = cfg->model.path,
+                          .text = strcmp(cfg->heads.source, "zeroshot") == 0};
+        s = hf_import(&o);
+    }
+    return runtime_agree(g_rt.comm, s);
+}
+
 /* The whole job: one run of the stages, or a sweep of runs. Collective over
  * MPI_COMM_WORLD; cfg is the same on every rank (config_load); the status is
  * agreed. */
 static TdStatus run_job(const TdConfig *cfg)
 {
     log_plan(cfg);
+    TD_TRY(import_base(cfg));
     if (cfg->sweep.axes.count > 0)
         return sweep_run(cfg);
     return pipeline_stages(cfg, NULL);
