@@ -41,6 +41,32 @@ if(NOT TADIST_CBLAS_IS_OPENBLAS)
   message(FATAL_ERROR "cblas.h in ${blas_PC_INCLUDE_DIRS} is not OpenBLAS's; install libopenblas-dev")
 endif()
 
+# oneDNN (Debian's libdnnl-dev, 2.6): the bf16 products of evaluation forwards
+# (kernels/mm_bf16.c; eval.precision = bf16). It has no pkg-config file. Its
+# Debian build threads with OpenMP (libgomp): mm_bf16.c sets that runtime's
+# thread count, so libgomp itself is linked, whichever compiler builds.
+find_path(TADIST_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+find_library(TADIST_DNNL_LIBRARY dnnl)
+find_library(TADIST_GOMP_LIBRARY NAMES gomp libgomp.so.1)
+if(NOT TADIST_DNNL_INCLUDE_DIR OR NOT TADIST_DNNL_LIBRARY)
+  message(FATAL_ERROR "tadist needs oneDNN's C API (oneapi/dnnl/dnnl.h, libdnnl; Debian package "
+                      "libdnnl-dev); run jobs/setup.sh")
+endif()
+if(NOT TADIST_GOMP_LIBRARY)
+  message(FATAL_ERROR "tadist needs libgomp, the OpenMP runtime Debian's oneDNN runs on (Debian "
+                      "package libgomp1); run jobs/setup.sh")
+endif()
+file(STRINGS ${TADIST_DNNL_INCLUDE_DIR}/oneapi/dnnl/dnnl_version.h TADIST_DNNL_MAJOR
+     REGEX "#define DNNL_VERSION_MAJOR")
+string(REGEX MATCH "[0-9]+" TADIST_DNNL_MAJOR "${TADIST_DNNL_MAJOR}")
+if(TADIST_DNNL_MAJOR LESS 2)
+  message(FATAL_ERROR "oneDNN ${TADIST_DNNL_MAJOR}.x found in ${TADIST_DNNL_INCLUDE_DIR}; tadist "
+                      "needs 2.x (Debian 12's libdnnl-dev 2.6)")
+endif()
+add_library(tadist::dnnl INTERFACE IMPORTED)
+target_include_directories(tadist::dnnl INTERFACE ${TADIST_DNNL_INCLUDE_DIR})
+target_link_libraries(tadist::dnnl INTERFACE ${TADIST_DNNL_LIBRARY} ${TADIST_GOMP_LIBRARY})
+
 pkg_check_modules(cmocka_PC QUIET IMPORTED_TARGET cmocka)
 if(cmocka_PC_FOUND)
   add_library(tadist::cmocka ALIAS PkgConfig::cmocka_PC)

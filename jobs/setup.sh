@@ -12,6 +12,7 @@ pkgs=(
   openmpi-bin libopenmpi-dev             # MPI (mpirun, mpicc)
   libhdf5-openmpi-dev hdf5-tools         # parallel HDF5 (MPI-IO), h5dump for inspection
   libopenblas-dev                        # BLAS (sgemm) with cblas.h
+  libdnnl-dev                            # oneDNN: bf16 products of evaluation (eval.precision = bf16)
   libconfig-dev                          # configuration files
   libcjson-dev                           # safetensors JSON headers
   libxxhash-dev                          # model checksums (XXH3-128)

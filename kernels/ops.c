@@ -7,6 +7,7 @@
  * LANES independent partial sums (a plain float reduction would stay scalar
  * under strict IEEE ordering). */
 #include "ops.h"
+#include "mm_bf16.h"
 #include "parallel.h"
 
 #include <cblas.h>
@@ -141,6 +142,8 @@ typedef struct {
     float *C;
     BlockHook pre, post;
     const void *hctx;
+    MmBf16 *mx;  /* not NULL: the product in bf16 (gemm_run_bf16); B is a weight, tb = 1 */
+    int phase;   /* what gemm_block does: GEMM_ALL, or one hook pass of gemm_run_bf16 */
 } Gemm;
 
 /* Pieces: at least GEMM_PIECE_MIN multiply-adds and two units each, at most
@@ -149,11 +152,17 @@ typedef struct {
 #define GEMM_PIECE_MIN 4.0e6
 enum { GEMM_UNIT = 16, /* rows or columns of C per unit of a split */
        GEMM_MAX_PIECES = 8 };
+enum { GEMM_ALL = 0, GEMM_PRE, GEMM_POST };
 
 static void gemm_block(const Gemm *g, size_t r0, size_t r1, size_t c0, size_t c1)
 {
     if (r0 >= r1 || c0 >= c1)
         return;
+    if (g->phase != GEMM_ALL) { /* a hook pass of gemm_run_bf16 */
+        BlockHook h = g->phase == GEMM_PRE ? g->pre : g->post;
+        h(g->hctx, r0, r1, c0, c1);
+        return;
+    }
     if (g->pre)
         g->pre(g->hctx, r0, r1, c0, c1);
     const float *A = g->ta ? g->A + r0 : g->A + r0 * (size_t)g->lda;
@@ -194,16 +203,45 @@ int gemm_plan(int M, int N, int K, int rows_only, int *by_cols)
     return K > 0 && p > 1 ? (int)p : 1;
 }
 
-static void gemm_run(Gemm *g)
+/* Runs g's pieces on the pool (one on the caller when there is one piece). */
+static void gemm_run_pieces(Gemm *g)
 {
-    if (g->M <= 0 || g->N <= 0)
-        return;
-    g->pieces = gemm_plan(g->M, g->N, g->K, g->rows_only, &g->by_cols);
     if (g->pieces <= 1) {
         gemm_block(g, 0, (size_t)g->M, 0, (size_t)g->N);
         return;
     }
     par_for((size_t)g->pieces, 1, gemm_pieces, g);
+}
+
+/* The product in bf16 (mm_bf16.h): one oneDNN call over the whole of C,
+ * between a pass of the pre hook and a pass of the post hook, each over the
+ * pieces of the fp32 plan (so a rows_only hook still gets whole rows). */
+static void gemm_run_bf16(Gemm *g)
+{
+    g->pieces = gemm_plan(g->M, g->N, g->K, g->rows_only, &g->by_cols);
+    if (g->pre) {
+        g->phase = GEMM_PRE;
+        gemm_run_pieces(g);
+    }
+    mm_bf16_gemm_nt(g->mx, g->M, g->N, g->K, g->A, g->lda, mm_bf16_weight(g->mx, g->B), g->ldb,
+                    g->beta, g->C, g->ldc);
+    if (g->post) {
+        g->phase = GEMM_POST;
+        gemm_run_pieces(g);
+    }
+    g->phase = GEMM_ALL;
+}
+
+static void gemm_run(Gemm *g)
+{
+    if (g->M <= 0 || g->N <= 0)
+        return;
+    if (g->mx) {
+        gemm_run_bf16(g);
+        return;
+    }
+    g->pieces = gemm_plan(g->M, g->N, g->K, g->rows_only, &g->by_cols);
+    gemm_run_pieces(g);
 }
 
 /* cblas_sgemm (row-major) on the pool, without hooks. */
@@ -240,11 +278,17 @@ static void bias_fill_block(const void *ctx, size_t r0, size_t r1, size_t c0, si
 void op_linear_fwd(float *out, const float *in, const float *w, const float *b, int N, int C,
                    int OC)
 {
+    op_linear_fwd_mx(out, in, w, b, N, C, OC, NULL);
+}
+
+void op_linear_fwd_mx(float *out, const float *in, const float *w, const float *b, int N, int C,
+                      int OC, MmBf16 *mx)
+{
     // out (N,OC), in (N,C), w (OC,C), b (OC) or NULL; the bias is filled in piece by piece
     BiasFill f = {out, b, OC};
     Gemm g = {.ta = 0, .tb = 1, .M = N, .N = OC, .K = C, .lda = C, .ldb = C, .ldc = OC,
               .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = out,
-              .pre = b ? bias_fill_block : NULL, .hctx = &f};
+              .pre = b ? bias_fill_block : NULL, .hctx = &f, .mx = mx};
     gemm_run(&g);
 }
 
@@ -1173,11 +1217,17 @@ static void fused_res_ln_post(const void *ctx, size_t r0, size_t r1, size_t c0, 
 void op_linear_act_fwd(float *act_out, float *deriv, const float *in, const float *w,
                        const float *b, int N, int C, int OC, TdAct act)
 {
+    op_linear_act_fwd_mx(act_out, deriv, in, w, b, N, C, OC, act, NULL);
+}
+
+void op_linear_act_fwd_mx(float *act_out, float *deriv, const float *in, const float *w,
+                          const float *b, int N, int C, int OC, TdAct act, MmBf16 *mx)
+{
     float *prod = deriv ? deriv : act_out; /* where the product lands */
     Fused f = {.out = prod, .act_out = act_out, .b = b, .OC = OC, .act = act};
     Gemm g = {.ta = 0, .tb = 1, .M = N, .N = OC, .K = C, .lda = C, .ldb = C, .ldc = OC,
               .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = prod,
-              .pre = fused_bias_pre, .post = fused_act_post, .hctx = &f};
+              .pre = fused_bias_pre, .post = fused_act_post, .hctx = &f, .mx = mx};
     gemm_run(&g);
 }
 
@@ -1185,11 +1235,21 @@ void op_linear_res_ln_fwd(float *out, float *ln_out, float *ln_mean, float *ln_r
                           const float *in, const float *w, const float *b, const float *res,
                           const float *ln_w, const float *ln_b, float eps, int N, int C, int OC)
 {
+    op_linear_res_ln_fwd_mx(out, ln_out, ln_mean, ln_rstd, in, w, b, res, ln_w, ln_b, eps, N, C,
+                            OC, NULL);
+}
+
+void op_linear_res_ln_fwd_mx(float *out, float *ln_out, float *ln_mean, float *ln_rstd,
+                             const float *in, const float *w, const float *b, const float *res,
+                             const float *ln_w, const float *ln_b, float eps, int N, int C,
+                             int OC, MmBf16 *mx)
+{
     Fused f = {.out = out, .ln_out = ln_out, .ln_mean = ln_mean, .ln_rstd = ln_rstd, .b = b,
                .res = res, .ln_w = ln_w, .ln_b = ln_b, .OC = OC, .eps = eps};
     Gemm g = {.ta = 0, .tb = 1, .M = N, .N = OC, .K = C, .lda = C, .ldb = C, .ldc = OC,
               .alpha = 1.0f, .beta = b ? 1.0f : 0.0f, .A = in, .B = w, .C = out,
-              .pre = fused_bias_pre, .post = fused_res_ln_post, .hctx = &f, .rows_only = 1};
+              .pre = fused_bias_pre, .post = fused_res_ln_post, .hctx = &f, .rows_only = 1,
+              .mx = mx};
     gemm_run(&g);
 }
 

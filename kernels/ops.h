@@ -11,13 +11,16 @@
  *   tangent output is OVERWRITTEN (=), not accumulated;
  * - row-major everywhere; linear weights are [OC, C], applied as x @ W^T + b.
  * Size letters: see vit_arch.h. N = number of rows (e.g. B*T).
- * Every matrix product goes through cblas_sgemm. */
+ * Every matrix product goes through cblas_sgemm, except those of the _mx
+ * forward ops below given an MmBf16 (oneDNN, bf16). */
 #ifndef TD_OPS_H
 #define TD_OPS_H
 
 #include <stddef.h>
 
 #include "vit_arch.h"
+
+typedef struct MmBf16 MmBf16; /* mm_bf16.h */
 
 /* ---- how a product (M,N,K) is split over the thread pool ----
  * Returns the number of pieces (1 = one cblas_sgemm call) and sets *by_cols
@@ -155,5 +158,21 @@ void op_linear_bwd_act(float *dpre, const float *dout, const float *w, const flo
 void op_linear_bwd_ln(float *dres, float *dln, const float *dout, const float *w,
                       const float *ln_in, const float *ln_w, const float *mean,
                       const float *rstd, int N, int C, int OC);
+
+/* ---- the forward linear ops with their product in bf16 ----
+ * op_linear_fwd, op_linear_act_fwd and op_linear_res_ln_fwd, the same
+ * arguments plus mx: NULL is exactly the op above (fp32, OpenBLAS); otherwise
+ * the product runs in bf16 with fp32 accumulation on oneDNN (mm_bf16.h), its
+ * weight read from mx's copy (w must point into the parameters bound to mx),
+ * and the bias, activation, residual add and LayerNorm stay fp32 as above
+ * (hook passes over the same pieces, before and after the one product). */
+void op_linear_fwd_mx(float *out, const float *in, const float *w, const float *b, int N, int C,
+                      int OC, MmBf16 *mx);
+void op_linear_act_fwd_mx(float *act_out, float *deriv, const float *in, const float *w,
+                          const float *b, int N, int C, int OC, TdAct act, MmBf16 *mx);
+void op_linear_res_ln_fwd_mx(float *out, float *ln_out, float *ln_mean, float *ln_rstd,
+                             const float *in, const float *w, const float *b, const float *res,
+                             const float *ln_w, const float *ln_b, float eps, int N, int C,
+                             int OC, MmBf16 *mx);
 
 #endif

@@ -127,6 +127,9 @@ TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, i
 
 void vit_work_free(VitWork *w)
 {
+    if (w->lowp)
+        mm_bf16_free(w->lowp);
+    free(w->lowp);
     td_free(w->memory);
     free(w->mlp_kept);
     memset(w, 0, sizeof *w);
@@ -187,32 +190,91 @@ static void zero_pad_rows(float *x, int B, int R, int D)
         memset(x + (size_t)B * D, 0, (size_t)(R - B) * D * sizeof(float));
 }
 
+/* ------------------------------------------------------------ bf16 copies */
+
+int vit_bf16_active(const VitWork *w) { return w->bf16 && w->no_grad && mm_bf16_native(); }
+
+TdStatus vit_bf16_bind(VitWork *w, const float *params)
+{
+    const Dims d = dims_of(&w->arch, w->max_batch);
+    const ParamTable *t = w->table;
+    if (!w->lowp) {
+        /* the largest A operand of a forward product: the patches, or the MLP's
+         * input to c_proj over every token (or the class-token rows) */
+        const size_t rows = max_sz((size_t)d.N, (size_t)vit_cls_rows(w->max_batch));
+        const size_t a_cap = max_sz((size_t)d.NP * d.K, rows * max_sz((size_t)d.F, d.D));
+        w->lowp = calloc(1, sizeof *w->lowp);
+        if (!w->lowp)
+            return TD_ERR_NOMEM;
+        TdStatus s = mm_bf16_alloc(w->lowp, t->total, a_cap);
+        if (s != TD_OK) {
+            free(w->lowp);
+            w->lowp = NULL;
+            return s;
+        }
+    }
+    enum { FIELDS = 4 };
+    static const int field[FIELDS] = {BLK_QKV_W, BLK_OUT_W, BLK_FC_W, BLK_PROJ_W};
+    const int count = 1 + FIELDS * d.L;
+    size_t *off = malloc((size_t)count * 2 * sizeof *off);
+    if (!off)
+        return TD_ERR_NOMEM;
+    size_t *len = off + count;
+    off[0] = t->info[PARAM_CONV1_W].offset;
+    len[0] = t->info[PARAM_CONV1_W].numel;
+    for (int l = 0; l < d.L; l++)
+        for (int f = 0; f < FIELDS; f++) {
+            const ParamInfo *p = &t->info[params_block_index(l, field[f])];
+            off[1 + l * FIELDS + f] = p->offset;
+            len[1 + l * FIELDS + f] = p->numel;
+        }
+    mm_bf16_bind(w->lowp, params, off, len, count);
+    free(off);
+    return TD_OK;
+}
+
+/* The bf16 copy a forward of params runs on, or NULL (fp32). Aborts when the
+ * forward is to run in bf16 and params are not the bound ones. */
+static MmBf16 *forward_mx(const VitWork *w, const float *params)
+{
+    if (!vit_bf16_active(w))
+        return NULL;
+    if (!w->lowp || w->lowp->src != params) {
+        fprintf(stderr, "vit: a bf16 forward of parameters that were not bound (call "
+                        "vit_bf16_bind with them first)\n");
+        abort();
+    }
+    return w->lowp;
+}
+
 /* ------------------------------------------------------------------ forward */
 
 /* Block l after its attention core, on `rows` rows of the slices a: out_proj
  * of atty plus the residual x into mid, ln_2, the MLP, and its residual into
  * out; when next (block l + 1's slices) is not NULL, that block's ln_1 of out. */
 static void block_fwd_upper(const float *params, const VitWork *w, int l, int rows,
-                            const BlockActs *a, const BlockActs *next)
+                            const BlockActs *a, const BlockActs *next, MmBf16 *mx)
 {
     const ParamTable *t = w->table;
     const int D = w->arch.width, F = w->arch.mlp, i0 = params_block_index(l, 0);
     const float eps = w->arch.ln_eps;
 #define W(i) params_at_c(t, params, (i))
-    op_linear_res_ln_fwd(a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, a->atty, W(i0 + BLK_OUT_W),
-                         W(i0 + BLK_OUT_B), a->x, W(i0 + BLK_LN2_W), W(i0 + BLK_LN2_B), eps,
-                         rows, D, D);
-    op_linear_act_fwd(a->fca, w->no_grad ? NULL : a->dact, a->ln2, W(i0 + BLK_FC_W),
-                      W(i0 + BLK_FC_B), rows, D, F, w->arch.act);
+    op_linear_res_ln_fwd_mx(a->mid, a->ln2, a->ln2_mean, a->ln2_rstd, a->atty,
+                            W(i0 + BLK_OUT_W), W(i0 + BLK_OUT_B), a->x, W(i0 + BLK_LN2_W),
+                            W(i0 + BLK_LN2_B), eps, rows, D, D, mx);
+    op_linear_act_fwd_mx(a->fca, w->no_grad ? NULL : a->dact, a->ln2, W(i0 + BLK_FC_W),
+                         W(i0 + BLK_FC_B), rows, D, F, w->arch.act, mx);
     const int n0 = params_block_index(next ? l + 1 : l, 0);
-    op_linear_res_ln_fwd(a->out, next ? next->ln1 : NULL, next ? next->ln1_mean : NULL,
-                         next ? next->ln1_rstd : NULL, a->fca, W(i0 + BLK_PROJ_W),
-                         W(i0 + BLK_PROJ_B), a->mid, W(n0 + BLK_LN1_W), W(n0 + BLK_LN1_B), eps,
-                         rows, F, D);
+    op_linear_res_ln_fwd_mx(a->out, next ? next->ln1 : NULL, next ? next->ln1_mean : NULL,
+                            next ? next->ln1_rstd : NULL, a->fca, W(i0 + BLK_PROJ_W),
+                            W(i0 + BLK_PROJ_B), a->mid, W(n0 + BLK_LN1_W), W(n0 + BLK_LN1_B),
+                            eps, rows, F, D, mx);
 #undef W
 }
 
-void vit_forward(const float *params, VitWork *w, const float *pixels, int B, float *embeds)
+/* vit_forward, its products in bf16 when mx is not NULL */
+static void forward(const float *params, VitWork *w, const float *pixels, int B, float *embeds,
+                    MmBf16 *mx)
 {
     const ParamTable *t = w->table;
     const Dims d = dims_of(&w->arch, B);
@@ -222,7 +284,7 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
 #define W(i) params_at_c(t, params, (i))
     float *patches = w->scr.c; /* (B*G*G, D), only until embed */
     op_im2col(s->cols, pixels, B, d.CH, d.S, d.P);
-    op_linear_fwd(patches, s->cols, W(PARAM_CONV1_W), NULL, d.NP, d.K, d.D);
+    op_linear_fwd_mx(patches, s->cols, W(PARAM_CONV1_W), NULL, d.NP, d.K, d.D, mx);
     op_embed_fwd(s->emb, patches, W(PARAM_CLASS_EMB), W(PARAM_POS_EMB), B, d.T, d.D);
     op_layernorm_fwd(s->res, s->lnpre_mean, s->lnpre_rstd, s->emb, W(PARAM_LN_PRE_W),
                      W(PARAM_LN_PRE_B), d.N, d.D, eps);
@@ -240,14 +302,15 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
             a.ln2 = w->scr.c;
             a.fca = w->scr.b;
         }
-        op_linear_fwd(a.qkv, a.ln1, W(i0 + BLK_QKV_W), W(i0 + BLK_QKV_B), d.N, d.D, 3 * d.D);
+        op_linear_fwd_mx(a.qkv, a.ln1, W(i0 + BLK_QKV_W), W(i0 + BLK_QKV_B), d.N, d.D, 3 * d.D,
+                         mx);
         if (l + 1 < d.L) {
             const BlockActs n = block_acts(w, l + 1);
             op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
-            block_fwd_upper(params, w, l, d.N, &a, &n);
+            block_fwd_upper(params, w, l, d.N, &a, &n, mx);
         } else if (!w->last_cls_only) {
             op_attention_fwd(a.atty, a.att, a.qkv, B, d.T, d.D, d.NH);
-            block_fwd_upper(params, w, l, d.N, &a, NULL);
+            block_fwd_upper(params, w, l, d.N, &a, NULL, mx);
             op_cls_gather(s->cls, a.out, B, d.T, d.D);
         } else {
             /* the embeddings depend on the last block's class tokens only: its
@@ -259,7 +322,7 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
             op_cls_gather(ca.x, a.x, B, d.T, d.D);
             zero_pad_rows(ca.atty, B, R, d.D);
             zero_pad_rows(ca.x, B, R, d.D);
-            block_fwd_upper(params, w, l, R, &ca, NULL);
+            block_fwd_upper(params, w, l, R, &ca, NULL, mx);
         }
     }
     const int ipost = params_ln_post_w(&w->arch), iproj = params_proj(&w->arch);
@@ -269,6 +332,11 @@ void vit_forward(const float *params, VitWork *w, const float *pixels, int B, fl
 #undef W
     w->B = B;
     w->params = params;
+}
+
+void vit_forward(const float *params, VitWork *w, const float *pixels, int B, float *embeds)
+{
+    forward(params, w, pixels, B, embeds, forward_mx(w, params));
 }
 
 const float *vit_hidden(const VitWork *w, int level)
@@ -585,7 +653,13 @@ void vit_ntk_forward(const float *theta0, VitWork *w, const float *delta,
 {
     float *base = f0 ? f0 : w->scr.be;
     w->trainable = mask; /* what the jvp here and the backward after it differentiate */
-    vit_forward(theta0, w, pixels, B, base);
+    /* an evaluation (no_grad) in bf16: the forward at theta0 in bf16, keeping
+     * what the jvp below reads as a forward without no_grad does */
+    MmBf16 *mx = forward_mx(w, theta0);
+    const int no_grad = w->no_grad;
+    w->no_grad = 0;
+    forward(theta0, w, pixels, B, base, mx);
+    w->no_grad = no_grad;
     vit_jvp(theta0, w, delta, mask, B, out);
     op_add_inplace(out, base, (size_t)B * w->arch.out_dim);
 }

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 
+#include "mm_bf16.h"
 #include "params.h"
 #include "status.h"
 #include "vit_arch.h"
@@ -102,6 +103,12 @@ typedef struct {
                                 MLP inputs (ln2, fca: read only by the MLP's weight
                                 gradients and tangents) only when that block's c_fc or
                                 c_proj weight is in it */
+    int bf16;                /* set by the caller: 1 runs the forward's linear products
+                                (patch embedding, in_proj, out_proj, c_fc, c_proj) in bf16
+                                with fp32 accumulation, when no_grad is set too and the CPU
+                                runs bf16 natively (vit_bf16_active); the parameters must
+                                be bound first (vit_bf16_bind). Backward and jvp stay fp32 */
+    MmBf16 *lowp;            /* the bf16 copy of the bound parameters (vit_bf16_bind), owned */
     unsigned char *mlp_kept; /* (L) which blocks' MLP inputs the last forward kept */
     int last_cls_only;       /* how the last forward ran its last block (!all_tokens) */
     const float *params;     /* parameters of the last vit_forward (borrowed) */
@@ -121,6 +128,17 @@ int vit_cls_rows(int B);
  * up to max_batch. */
 TdStatus vit_work_alloc(VitWork *w, const VitArch *a, const ParamTable *table, int max_batch);
 void vit_work_free(VitWork *w);
+
+/* Whether the next vit_forward (or vit_ntk_forward) runs its linear products
+ * in bf16: w->bf16 and w->no_grad set, and mm_bf16_native(). */
+int vit_bf16_active(const VitWork *w);
+
+/* Makes the bf16 copy of the linear weights of params (allocated on the first
+ * call) that bf16 forwards read; they then accept only this params pointer
+ * (another one aborts with a message). params must not change while the copy
+ * is in use: bind again after any change (evaluate.c binds once per pass over
+ * a split, whose parameters are const). */
+TdStatus vit_bf16_bind(VitWork *w, const float *params);
 
 /* Forward pass: embeds (B,E) = f(pixels (B,CH,S,S); params). Saves every
  * activation that backward and jvp need; params must stay unchanged until they
@@ -152,7 +170,9 @@ void vit_jvp(const float *params, VitWork *w, const float *tangent, const unsign
  * Runs vit_forward at theta0 (with w->trainable = mask) and vit_jvp along delta. The gradient of a loss
  * of out w.r.t. theta is J(theta0)^T dL/dout: call vit_backward next with
  * dL/dout; it uses the theta0 activations this call saved. If f0 is not NULL
- * it receives f(x; theta0) (B,E). */
+ * it receives f(x; theta0) (B,E). With vit_bf16_active (evaluation: theta0
+ * bound, no backward after it), the forward at theta0 runs its products in
+ * bf16 and the jvp stays fp32. */
 void vit_ntk_forward(const float *theta0, VitWork *w, const float *delta,
                      const unsigned char *mask, const float *pixels, int B, float *out,
                      float *f0);
