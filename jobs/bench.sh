@@ -54,8 +54,9 @@ echo "|---|---|---|---|---|"
 awk '/ img\/s / {
        split($0, h, ":"); split(h[1], w, " "); key = w[2] ", " w[4];
        split(h[2], v, " ");
-       if (v[2] == "step") { row = v[1] " step"; val = v[3] } else { row = v[1]; val = v[2] }
+       if (v[2] == "step" || v[2] == "bf16") { row = v[1] " " v[2]; val = v[3] } else { row = v[1]; val = v[2] }
        if (w[1] == "tadist") t[key SUBSEP row] = val; else p[key SUBSEP row] = val;
        if (!(key SUBSEP row in seen)) { seen[key SUBSEP row] = 1; order[++k] = key SUBSEP row } }
      END { for (i = 1; i <= k; i++) { split(order[i], kr, SUBSEP);
-             printf "| %s | %s | %s | %s | %.2fx |\n", kr[1], kr[2], t[order[i]], p[order[i]], t[order[i]] / p[order[i]] } }' "$out"
+             if (order[i] in p) printf "| %s | %s | %s | %s | %.2fx |\n", kr[1], kr[2], t[order[i]], p[order[i]], t[order[i]] / p[order[i]];
+             else printf "| %s | %s | %s | - | - |\n", kr[1], kr[2], t[order[i]] } }' "$out"

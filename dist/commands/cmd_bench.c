@@ -1,6 +1,9 @@
 /* tadist bench: images/s and memory of the engine on a randomly initialised
  * encoder: a forward pass, and one training step in full, attn and ntk mode
- * (forward, head loss, backward, gradient clipping, AdamW). Single-process:
+ * (forward, head loss, backward, gradient clipping, AdamW), and the forward of
+ * an evaluation in bf16 (eval.precision = bf16: its linear products on oneDNN
+ * in bf16 with fp32 accumulation; where the CPU has no native bf16 the row
+ * runs the fp32 fallback and says so). Single-process:
  * rank 0 measures while the other ranks wait. Compare against PyTorch with
  * jobs/bench.sh, which runs jobs/bench_torch.py with the same settings.
  * Each row times its iterations one by one and reports the median: on a
@@ -13,6 +16,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "mm_bf16.h"
 #include "model_io.h"
 #include "optim.h"
 #include "parallel.h"
@@ -131,15 +135,26 @@ static TdStatus bench_run(const char *arch_name, int B, int iters, int warmup)
            "workspace %.0f MiB\n",
            arch_name, desc, model_numel(&b.model), B, g_rt.blas_core, g_rt.blas_threads,
            (double)b.work.floats * 4.0 / 1048576.0);
-    const char *names[] = {"forward", "full step", "attn step", "ntk step"};
-    double ms[4], *each = malloc((size_t)iters * sizeof *each);
+    enum { ROWS = 5, BF16 = 4 };
+    const char *names[ROWS] = {"forward", "full step", "attn step", "ntk step", "forward bf16"};
+    double ms[ROWS], *each = malloc((size_t)iters * sizeof *each);
     if (!each)
         s = td_fail(TD_ERR_NOMEM, "bench: out of memory");
-    for (int m = 0; s == TD_OK && m < 4; m++) {
-        b.work.no_grad = m == 0; /* as evaluation runs it */
-        for (int it = 0; it < warmup + iters; it++) {
+    for (int m = 0; s == TD_OK && m < ROWS; m++) {
+        b.work.no_grad = m == 0 || m == BF16; /* as evaluation runs it */
+        b.work.bf16 = m == BF16;
+        if (m == BF16 && vit_bf16_active(&b.work)) { /* once per evaluation pass */
             double t0 = seconds();
-            if (m == 0)
+            s = vit_bf16_bind(&b.work, b.model.params);
+            printf("tadist %s: bf16 copy of the weights (oneDNN, %s) made in %.1f ms\n",
+                   arch_name, mm_bf16_isa(), (seconds() - t0) * 1e3);
+        } else if (m == BF16) {
+            printf("tadist %s: no native bf16 on this CPU (oneDNN: %s): the bf16 row runs the "
+                   "fp32 fallback\n", arch_name, mm_bf16_isa());
+        }
+        for (int it = 0; s == TD_OK && it < warmup + iters; it++) {
+            double t0 = seconds();
+            if (m == 0 || m == BF16)
                 vit_forward(b.model.params, &b.work, b.pixels, B, b.embeds);
             else
                 train_step(&b, m == 2 ? attn : full, m == 3);
@@ -156,8 +171,9 @@ static TdStatus bench_run(const char *arch_name, int B, int iters, int warmup)
     }
     free(each);
     if (s == TD_OK)
-        printf("tadist %s: attn step / full step = %.2f, ntk step / full step = %.2f\n", arch_name,
-               ms[2] / ms[1], ms[3] / ms[1]);
+        printf("tadist %s: attn step / full step = %.2f, ntk step / full step = %.2f, "
+               "forward bf16 / forward = %.2fx\n", arch_name, ms[2] / ms[1], ms[3] / ms[1],
+               ms[0] / ms[BF16]);
     free(full), free(attn);
     bench_free(&b);
     return s;

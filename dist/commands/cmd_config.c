@@ -10,6 +10,7 @@
 #include "config.h"
 #include "hf_import.h"
 #include "image.h"
+#include "mm_bf16.h"
 #include "pipeline.h"
 #include "runtime.h"
 #include "sweep.h"
@@ -108,6 +109,13 @@ TdStatus cmd_run(int argc, char **argv)
         return TD_OK;
     apply_blas_threads(&cfg);
     g_rt.micro_batch = cfg.blas.micro_batch;
+    g_rt.eval_bf16 = strcmp(cfg.eval.precision, "bf16") == 0;
+    if (g_rt.eval_bf16 && mm_bf16_native())
+        td_log("eval.precision = bf16: evaluation products in bf16 with fp32 accumulation "
+               "(oneDNN, %s)", mm_bf16_isa());
+    else if (g_rt.eval_bf16)
+        td_log("eval.precision = bf16, but this CPU has neither AVX512_BF16 nor AMX (oneDNN "
+               "runs %s): evaluation stays fp32", mm_bf16_isa());
     float mean[3], std[3];
     for (int c = 0; c < 3; c++)
         mean[c] = (float)cfg.data.mean[c], std[c] = (float)cfg.data.std[c];

@@ -245,7 +245,11 @@ typedef double TdCfgNum3[3];
       "heads that score a merged encoder: theta0's frozen heads, heads trained with the "       \
       "encoder (needs finetune.train_heads), heads refit on the merged features")               \
     X(eval, INT, limit, "0", "[0,inf)",                                                        \
-      "at most this many images per split and task, evenly spaced over the split; 0 = all")
+      "at most this many images per split and task, evenly spaced over the split; 0 = all")   \
+    X(eval, ENUM, precision, "fp32", "fp32|bf16",                                               \
+      "products of evaluation forwards (accuracies, search candidates, disentanglement "        \
+      "grids): bf16 = bf16 with fp32 accumulation through oneDNN where the CPU has AVX512_BF16 " \
+      "or AMX (fp32 elsewhere, logged); training and gradients stay fp32")
 
 #define TD_CONFIG_NEGATION(X)                                                                   \
     X(negation, NAMES, targets, "", NULL, "tasks to negate; [] = every task of data.tasks")     \

@@ -31,6 +31,8 @@ typedef struct {
     int micro_batch;           /* images per pass of the encoder (blas.micro_batch): the
                                   unit ranks share work in (dist/stages/train_step.h) */
     char blas_core[64];
+    int eval_bf16;             /* eval.precision = bf16: evaluation forwards set VitWork.bf16
+                                  (evaluate.c; fp32 where the CPU lacks native bf16) */
 } Runtime;
 
 extern Runtime g_rt;

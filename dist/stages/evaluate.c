@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mm_bf16.h"
 #include "runtime.h"
 #include "task_loader.h"
 #include "vit.h"
@@ -28,6 +29,12 @@ static void pass_close(EvalPass *p)
     memset(p, 0, sizeof *p);
 }
 
+/* The parameters the pass's forwards run on: theta0 for the linearised model. */
+static const float *pass_forward_params(const EvalEncoder *enc)
+{
+    return enc->params && !enc->ntk_delta ? enc->params : enc->model->params;
+}
+
 static TdStatus pass_open_local(EvalPass *p, const EvalEncoder *enc)
 {
     const VitArch *a = &enc->model->arch;
@@ -35,6 +42,13 @@ static TdStatus pass_open_local(EvalPass *p, const EvalEncoder *enc)
     p->S = a->image;
     p->E = a->out_dim;
     TD_TRY(vit_work_alloc(&p->w, a, &enc->model->table, p->mb));
+    /* evaluation: no backward follows (vit_ntk_forward keeps what its own jvp
+     * reads); eval.precision = bf16 binds the pass's parameters, const for
+     * the whole pass, to their bf16 copy once */
+    p->w.no_grad = 1;
+    p->w.bf16 = g_rt.eval_bf16;
+    if (vit_bf16_active(&p->w))
+        TD_TRY(vit_bf16_bind(&p->w, pass_forward_params(enc)));
     TD_ALLOC(p->x, (size_t)(p->nloc + 1) * 3 * p->S * p->S);
     TD_ALLOC(p->emb, (size_t)(p->nloc + 1) * p->E);
     TD_ALLOC(p->y, p->nloc + 1);
@@ -66,7 +80,6 @@ static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, LoaderBatch *b, i
         return TD_OK;
     const float *theta0 = enc->model->params;
     const size_t plane = (size_t)3 * p->S * p->S;
-    p->w.no_grad = !enc->ntk_delta; /* the linearised model's jvp needs the derivatives */
     for (int u = 0; u * p->mb < b->nlocal; u++) {
         float *x = p->x + (size_t)u * p->mb * plane, *emb = p->emb + (size_t)u * p->mb * p->E;
         int rows = b->nlocal - u * p->mb;
@@ -75,7 +88,7 @@ static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, LoaderBatch *b, i
         if (enc->ntk_delta)
             vit_ntk_forward(theta0, &p->w, enc->ntk_delta, enc->ntk_mask, x, p->mb, emb, NULL);
         else
-            vit_forward(enc->params ? enc->params : theta0, &p->w, x, p->mb, emb);
+            vit_forward(pass_forward_params(enc), &p->w, x, p->mb, emb);
     }
     for (int i = 0; i < b->nlocal; i++) {
         float *e = p->emb + (size_t)i * p->E;
@@ -138,9 +151,11 @@ static void cache_path(const char *task_path, int split, int64_t limit, char *bu
 {
     const char *base = strrchr(task_path, '/');
     base = base ? base + 1 : task_path;
-    snprintf(buf, n, "%s/%.*s_split%d_limit%lld.bin", s_cache_dir,
+    /* bf16 features are kept apart from fp32 ones (eval.precision) */
+    const char *prec = g_rt.eval_bf16 && mm_bf16_native() ? "_bf16" : "";
+    snprintf(buf, n, "%s/%.*s_split%d_limit%lld%s.bin", s_cache_dir,
              (int)(strchr(base, '.') ? strchr(base, '.') - base : (long)strlen(base)), base,
-             split, (long long)limit);
+             split, (long long)limit, prec);
 }
 
 /* File: "TDF1", checksum[40], int64 n, int32 E, labels int32[n], features float[n*E]. */
