@@ -34,20 +34,8 @@
 #include "parallel.h"
 #include "ref_file.h"
 #include "rng.h"
+#include "test_arrays.h"
 #include "vit.h"
-
-static float *fzeros(size_t n)
-{
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static void fill_randn(TdRng *r, float *x, size_t n, double sd)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(sd * rng_normal(r));
-}
 
 static float round_bf16(float x) { return mm_bf16_to_f32(mm_bf16_from_f32(x)); }
 

@@ -24,6 +24,7 @@
 
 #include "params.h"
 #include "rng.h"
+#include "test_arrays.h"
 #include "trainable.h"
 #include "vit.h"
 
@@ -48,19 +49,6 @@ typedef struct {
     int *labels;
     TdRng rng;
 } Net;
-
-static float *fzeros(size_t n)
-{
-    float *p = calloc(n ? n : 1, sizeof(float));
-    assert_non_null(p);
-    return p;
-}
-
-static void fill_randn(TdRng *r, float *x, size_t n, double sd)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(sd * rng_normal(r));
-}
 
 static double dot_d(const float *a, const float *b, size_t n)
 {

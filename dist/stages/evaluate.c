@@ -29,6 +29,8 @@ static void pass_close(EvalPass *p)
     memset(p, 0, sizeof *p);
 }
 
+const char *eval_precision_tag(void) { return g_rt.eval_bf16 && mm_bf16_native() ? "bf16" : ""; }
+
 /* The parameters the pass's forwards run on: theta0 for the linearised model. */
 static const float *pass_forward_params(const EvalEncoder *enc)
 {
@@ -151,11 +153,10 @@ static void cache_path(const char *task_path, int split, int64_t limit, char *bu
 {
     const char *base = strrchr(task_path, '/');
     base = base ? base + 1 : task_path;
-    /* bf16 features are kept apart from fp32 ones (eval.precision) */
-    const char *prec = g_rt.eval_bf16 && mm_bf16_native() ? "_bf16" : "";
-    snprintf(buf, n, "%s/%.*s_split%d_limit%lld%s.bin", s_cache_dir,
+    const char *prec = eval_precision_tag(); /* bf16 features apart from fp32 ones */
+    snprintf(buf, n, "%s/%.*s_split%d_limit%lld%s%s.bin", s_cache_dir,
              (int)(strchr(base, '.') ? strchr(base, '.') - base : (long)strlen(base)), base,
-             split, (long long)limit, prec);
+             split, (long long)limit, *prec ? "_" : "", prec);
 }
 
 /* File: "TDF1", checksum[40], int64 n, int32 E, labels int32[n], features float[n*E]. */

@@ -50,6 +50,12 @@ TdStatus eval_scores(MPI_Comm comm, const EvalEncoder *enc, const char *task_pat
  * exist; "" or NULL turns it off (the default). Process-wide. */
 void eval_theta0_cache(const char *dir, const char *checksum);
 
+/* "bf16" when this process's evaluations run their products in bf16
+ * (eval.precision = bf16 on a CPU with native bf16), else "": the keys of
+ * kept evaluations (journals, theta0's features) add it, so that a run never
+ * resumes from values of the other precision, and fp32 keys stay as before. */
+const char *eval_precision_tag(void);
+
 /* Accuracy of head (C,E) on normalised features feat (n,E). Local. */
 double eval_head_accuracy(const float *feat, const int32_t *labels, int64_t n, int E,
                           const float *head, int C);

@@ -85,6 +85,8 @@ void mode_search_key(const ModeRun *r, const char *what, char out[40])
                      c->eval.limit, r->sign);
     for (int t = 0; t < r->ntasks && n > 0 && (size_t)n < sizeof buf; t++)
         n += snprintf(buf + n, sizeof buf - (size_t)n, "|%s", r->paths[t]);
+    if (*eval_precision_tag() && n > 0 && (size_t)n < sizeof buf) /* fp32 keys as before */
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|%s", eval_precision_tag());
     uint64_t h = XXH64(buf, strlen(buf), 0);
     h ^= XXH64(r->tau, r->m.table.total * sizeof(float), 1);
     snprintf(out, 40, "%016llx", (unsigned long long)h);

@@ -102,6 +102,8 @@ static TdStatus single_key(ModeRun *r, const SingleCtx *c, char out[40])
         n += snprintf(buf + n, sizeof buf - (size_t)n, "|%s", r->paths[t]);
     for (int i = 0; i < c->nrows && n > 0 && (size_t)n < sizeof buf; i++)
         n += snprintf(buf + n, sizeof buf - (size_t)n, "|%d:%d", c->task[i], c->set[i]);
+    if (*eval_precision_tag() && n > 0 && (size_t)n < sizeof buf) /* fp32 keys as before */
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|%s", eval_precision_tag());
     uint64_t h = XXH64(buf, strlen(buf), 0);
     h ^= XXH64(r->tau, r->m.table.total * sizeof(float), 1);
     int E = r->m.arch.out_dim;
