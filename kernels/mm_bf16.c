@@ -1,10 +1,12 @@
 /* mm_bf16: bf16 products with fp32 accumulation through oneDNN (see mm_bf16.h).
  *
- * oneDNN's Debian build runs on OpenMP: a product uses omp_get_max_threads()
- * threads of the calling thread, set to par_threads() before each call so
- * that it obeys the same thread count as the pool and OpenBLAS. Primitives
- * are kept per shape (a forward has a handful: every token, the class-token
- * rows, the patches), created on first use. */
+ * A product is split into par_threads() pieces of whole 16-row units, run on
+ * the pool (parallel.h), each piece one oneDNN call on its thread alone:
+ * oneDNN's Debian build runs on OpenMP, whose team would spin on the cores
+ * that the pool needs between products (measured: the demo's forward at two
+ * threads 6x slower than fp32 on a busy machine), so each piece sets its
+ * thread's OpenMP thread count to 1 and no team is ever started. Primitives
+ * are kept per shape, with user scratchpads (one per pool thread). */
 #include "mm_bf16.h"
 
 #include <omp.h>
@@ -121,17 +123,21 @@ const char *mm_bf16_isa(void)
 typedef struct {
     int M, N, K, lda, ldw, ldc, accumulate;
     dnnl_primitive_t prim;
-    dnnl_memory_desc_t a, w, c;
+    dnnl_memory_desc_t a, w, c, scratch;
 } Prim;
 
-enum { PRIM_CACHE = 32 };
+/* Kept primitives: made on first use, never destroyed while the process runs
+ * (a forward has a handful of shapes), so that a piece may run one while
+ * another thread makes the next. A shape past the table is made for its call
+ * alone. */
+enum { PRIM_CACHE = 64 };
 static Prim s_prims[PRIM_CACHE];
-static int s_nprims, s_next; /* entries in use; the one replaced next when full */
+static int s_nprims;
 static pthread_mutex_t s_prim_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static Prim prim_make(int M, int N, int K, int lda, int ldw, int ldc, int accumulate)
 {
-    Prim p = {M, N, K, lda, ldw, ldc, accumulate, NULL, {0}, {0}, {0}};
+    Prim p = {M, N, K, lda, ldw, ldc, accumulate, NULL, {0}, {0}, {0}, {0}};
     dnnl_dims_t da = {M, K}, sa = {lda, 1};
     dnnl_dims_t dw = {K, N}, sw = {1, ldw}; /* W^T: (K,N) over W's rows */
     dnnl_dims_t dc = {M, N}, sc = {ldc, 1};
@@ -143,6 +149,8 @@ static Prim prim_make(int M, int N, int K, int lda, int ldw, int ldc, int accumu
     dnnl_primitive_attr_t attr;
     dnnl_post_ops_t ops = NULL;
     DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+    /* the caller's scratchpad: pieces run one primitive on several threads at once */
+    DNNL_CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
     if (accumulate) { /* beta = 1: C += the product */
         DNNL_CHECK(dnnl_post_ops_create(&ops));
         DNNL_CHECK(dnnl_post_ops_append_sum(ops, 1.0f));
@@ -150,6 +158,7 @@ static Prim prim_make(int M, int N, int K, int lda, int ldw, int ldc, int accumu
     }
     dnnl_primitive_desc_t pd;
     DNNL_CHECK(dnnl_primitive_desc_create(&pd, &md, attr, s_dnnl.engine, NULL));
+    p.scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     DNNL_CHECK(dnnl_primitive_create(&p.prim, pd));
     dnnl_primitive_desc_destroy(pd);
     dnnl_primitive_attr_destroy(attr);
@@ -158,26 +167,30 @@ static Prim prim_make(int M, int N, int K, int lda, int ldw, int ldc, int accumu
     return p;
 }
 
-/* The primitive of a shape: kept, or made now (replacing the oldest when the
- * table is full). The caller holds s_prim_lock while it runs it. */
-static const Prim *prim_get(int M, int N, int K, int lda, int ldw, int ldc, int accumulate)
+/* The kept primitive of a shape (made now if new), or, with the table full,
+ * *own made for this call (then *fresh = 1: the caller destroys it). */
+static const Prim *prim_get(int M, int N, int K, int lda, int ldw, int ldc, int accumulate,
+                            Prim *own, int *fresh)
 {
-    for (int i = 0; i < s_nprims; i++) {
+    *fresh = 0;
+    pthread_mutex_lock(&s_prim_lock);
+    const Prim *found = NULL;
+    for (int i = 0; i < s_nprims && !found; i++) {
         const Prim *p = &s_prims[i];
         if (p->M == M && p->N == N && p->K == K && p->lda == lda && p->ldw == ldw &&
             p->ldc == ldc && p->accumulate == accumulate)
-            return p;
+            found = p;
     }
-    int slot;
-    if (s_nprims < PRIM_CACHE) {
-        slot = s_nprims++;
-    } else {
-        slot = s_next;
-        s_next = (s_next + 1) % PRIM_CACHE;
-        dnnl_primitive_destroy(s_prims[slot].prim);
+    if (!found && s_nprims < PRIM_CACHE) {
+        s_prims[s_nprims] = prim_make(M, N, K, lda, ldw, ldc, accumulate);
+        found = &s_prims[s_nprims++];
     }
-    s_prims[slot] = prim_make(M, N, K, lda, ldw, ldc, accumulate);
-    return &s_prims[slot];
+    pthread_mutex_unlock(&s_prim_lock);
+    if (found)
+        return found;
+    *own = prim_make(M, N, K, lda, ldw, ldc, accumulate);
+    *fresh = 1;
+    return own;
 }
 
 /* ------------------------------------------------------------ the product */
@@ -200,6 +213,8 @@ void mm_bf16_free(MmBf16 *m)
 {
     td_free(m->w);
     td_free(m->a);
+    for (int t = 0; t < TD_PAR_MAX_THREADS; t++)
+        td_free(m->scratch[t]);
     memset(m, 0, sizeof *m);
 }
 
@@ -226,6 +241,60 @@ const uint16_t *mm_bf16_weight(const MmBf16 *m, const float *w)
     return m->w + (w - m->src);
 }
 
+/* One piece of a product: rows [r0, r1) of C, on the calling thread. */
+typedef struct {
+    MmBf16 *m;
+    int M, N, K, ldw, ldc, pieces;
+    const uint16_t *W;
+    float *C;
+    int accumulate;
+} Piece;
+
+static void piece_run(void *ctx, size_t i0, size_t i1, int tid)
+{
+    const Piece *g = ctx;
+    omp_set_num_threads(1); /* oneDNN on this thread alone: no OpenMP team */
+    for (size_t i = i0; i < i1; i++) {
+        const size_t units = ((size_t)g->M + 15) / 16;
+        const int r0 = (int)(i * units / (size_t)g->pieces * 16);
+        int r1 = (int)((i + 1) * units / (size_t)g->pieces * 16);
+        r1 = r1 < g->M ? r1 : g->M;
+        if (r0 >= r1)
+            continue;
+        Prim own;
+        int fresh;
+        const Prim *p = prim_get(r1 - r0, g->N, g->K, g->K, g->ldw, g->ldc, g->accumulate, &own,
+                                 &fresh);
+        MmBf16 *m = g->m;
+        const size_t need = dnnl_memory_desc_get_size(&p->scratch);
+        if (need > m->scratch_cap[tid]) {
+            td_free(m->scratch[tid]);
+            m->scratch[tid] = td_aligned_calloc(need);
+            m->scratch_cap[tid] = m->scratch[tid] ? need : 0;
+            if (!m->scratch[tid]) {
+                fprintf(stderr, "mm_bf16: no memory for a scratchpad of %zu bytes\n", need);
+                abort();
+            }
+        }
+        dnnl_memory_t ma, mw, mc, ms;
+        DNNL_CHECK(dnnl_memory_create(&ma, &p->a, s_dnnl.engine, m->a + (size_t)r0 * g->K));
+        DNNL_CHECK(dnnl_memory_create(&mw, &p->w, s_dnnl.engine, (void *)g->W));
+        DNNL_CHECK(dnnl_memory_create(&mc, &p->c, s_dnnl.engine, g->C + (size_t)r0 * g->ldc));
+        DNNL_CHECK(dnnl_memory_create(&ms, &p->scratch, s_dnnl.engine, m->scratch[tid]));
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma},
+                                   {DNNL_ARG_WEIGHTS, mw},
+                                   {DNNL_ARG_DST, mc},
+                                   {DNNL_ARG_SCRATCHPAD, ms}};
+        DNNL_CHECK(dnnl_primitive_execute(p->prim, s_dnnl.stream, 4, args));
+        dnnl_memory_destroy(ma);
+        dnnl_memory_destroy(mw);
+        dnnl_memory_destroy(mc);
+        dnnl_memory_destroy(ms);
+        if (fresh)
+            dnnl_primitive_destroy(own.prim);
+    }
+}
+
 void mm_bf16_gemm_nt(MmBf16 *m, int M, int N, int K, const float *A, int lda, const uint16_t *W,
                      int ldw, float beta, float *C, int ldc)
 {
@@ -238,18 +307,9 @@ void mm_bf16_gemm_nt(MmBf16 *m, int M, int N, int K, const float *A, int lda, co
     }
     dnnl_ensure();
     convert(m->a, A, (size_t)M, (size_t)K, (size_t)lda);
-    omp_set_num_threads(par_threads());
-    pthread_mutex_lock(&s_prim_lock);
-    const Prim *p = prim_get(M, N, K, K, ldw, ldc, beta != 0.0f);
-    dnnl_memory_t ma, mw, mc;
-    DNNL_CHECK(dnnl_memory_create(&ma, &p->a, s_dnnl.engine, m->a));
-    DNNL_CHECK(dnnl_memory_create(&mw, &p->w, s_dnnl.engine, (void *)W));
-    DNNL_CHECK(dnnl_memory_create(&mc, &p->c, s_dnnl.engine, C));
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, mc}};
-    DNNL_CHECK(dnnl_primitive_execute(p->prim, s_dnnl.stream, 3, args));
+    /* one piece of whole 16-row units per thread */
+    const int units = (M + 15) / 16, threads = par_threads();
+    Piece g = {m, M, N, K, ldw, ldc, threads < units ? threads : units, W, C, beta != 0.0f};
+    par_for((size_t)g.pieces, 1, piece_run, &g);
     DNNL_CHECK(dnnl_stream_wait(s_dnnl.stream));
-    pthread_mutex_unlock(&s_prim_lock);
-    dnnl_memory_destroy(ma);
-    dnnl_memory_destroy(mw);
-    dnnl_memory_destroy(mc);
 }

@@ -7,16 +7,17 @@
  * A is rounded to bf16 (nearest even) on every call; W is a weight, rounded
  * once: an MmBf16 holds the bf16 copy of a whole parameter vector, made by
  * mm_bf16_bind from one fp32 vector and answering only for pointers into that
- * vector (mm_bf16_weight). Each product is one oneDNN call over the whole M,
- * threaded by oneDNN's OpenMP runtime with par_threads() threads (so the bf16
- * results may differ in the last bits between thread counts; fp32 results
- * never do). Single-process: no MPI, no HDF5. */
+ * vector (mm_bf16_weight). A product runs on the pool (parallel.h) in row
+ * pieces, one single-threaded oneDNN call each; a row's result does not
+ * depend on the piece it falls in (test_bf16 checks 1 against 2 threads bit
+ * for bit). Single-process: no MPI, no HDF5. */
 #ifndef TD_MM_BF16_H
 #define TD_MM_BF16_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parallel.h"
 #include "status.h"
 
 /* 1 when oneDNN dispatches bf16 products to native bf16 instructions on this
@@ -36,6 +37,8 @@ typedef struct MmBf16 {
     uint16_t *w;      /* (n) bf16 copy; ranges never converted stay 0 */
     uint16_t *a;      /* (a_cap) the A operand of the running product, in bf16 */
     size_t a_cap;
+    void *scratch[TD_PAR_MAX_THREADS]; /* oneDNN's scratchpad of each pool thread */
+    size_t scratch_cap[TD_PAR_MAX_THREADS];
 } MmBf16;
 
 /* Room for a vector of n floats and A operands of up to a_cap values. */

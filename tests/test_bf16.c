@@ -5,7 +5,8 @@
  *   exactly the product of the bf16-rounded inputs up to fp32 accumulation
  *   (so that it is bf16 and nothing coarser);
  * - the fused forward ops in bf16 equal the product followed by the separate
- *   fp32 ops, bit for bit (their bias, activation, residual, LayerNorm);
+ *   fp32 ops, bit for bit (their bias, activation, residual, LayerNorm), and
+ *   the same bits at 1 and 2 threads (the row pieces differ);
  * - a fixture CLIP tower (tests/fixtures/clip_tiny_a and _b, imported) over
  *   256 deterministic images: argmax agreement with fp32 and the largest
  *   cosine deviation of the embeddings, plain and linearised (ntk), within
@@ -159,6 +160,7 @@ static void test_fused_ops(void **state)
         (size_t)N * OC);
     float *lnw = fzeros((size_t)N * OC), *lng = fzeros((size_t)N * OC);
     float mw[80], rw[80], mg[80], rg[80];
+    float *one = fzeros((size_t)N * OC); /* the 1-thread result: 2 threads give the same bits */
     for (int threads = 1; threads <= 2; threads++) {
         par_set_threads(threads);
         /* product + bias */
@@ -167,6 +169,10 @@ static void test_fused_ops(void **state)
         mm_bf16_gemm_nt(&m, N, OC, C, in, C, mm_bf16_weight(&m, w), C, 1.0f, want, OC);
         op_linear_fwd_mx(got, in, w, b, N, C, OC, &m);
         assert_memory_equal(got, want, (size_t)N * OC * sizeof(float));
+        if (threads == 1)
+            memcpy(one, got, (size_t)N * OC * sizeof(float));
+        else
+            assert_memory_equal(got, one, (size_t)N * OC * sizeof(float));
         /* + activation and its derivative */
         float *pre = fzeros((size_t)N * OC);
         memcpy(pre, want, (size_t)N * OC * sizeof(float));
@@ -189,7 +195,7 @@ static void test_fused_ops(void **state)
     }
     par_set_threads(1);
     mm_bf16_free(&m);
-    free(in), free(w), free(res), free(want), free(got), free(dv), free(lnw), free(lng);
+    free(in), free(w), free(res), free(want), free(got), free(dv), free(lnw), free(lng), free(one);
 }
 
 /* ---- a fixture tower: agreement with fp32 ---------------------------------- */
@@ -302,6 +308,12 @@ static void fixture_agreement(const char *name)
         assert_int_equal(vit_bf16_bind(&w, m.params), TD_OK);
     embed_all(&m, &w, pixels, NULL, e16);
     embed_all(&m, &w, pixels, delta, n16);
+    par_set_threads(2); /* other row pieces, the same bits */
+    float *two = fzeros((size_t)IMAGES * E);
+    embed_all(&m, &w, pixels, NULL, two);
+    assert_memory_equal(two, e16, (size_t)IMAGES * E * sizeof(float));
+    free(two);
+    par_set_threads(1);
     if (!mm_bf16_native()) { /* the fallback: fp32 itself */
         assert_false(vit_bf16_active(&w));
         assert_memory_equal(e16, e32, (size_t)IMAGES * E * sizeof(float));
