@@ -1296,3 +1296,43 @@ void op_linear_bwd_ln(float *dres, float *dln, const float *dout, const float *w
               .post = dres ? fused_ln_bwd_post : NULL, .hctx = &f, .rows_only = 1};
     gemm_run(&g);
 }
+
+void op_l2norm_row(float *f, int n)
+{
+    double s = 0;
+    for (int k = 0; k < n; k++)
+        s += (double)f[k] * f[k];
+    const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+    for (int k = 0; k < n; k++)
+        f[k] *= inv;
+}
+
+int op_head_score(const float *f, const float *head, int C, int E, double scale, int label,
+                  double *ce)
+{
+    int best = 0;
+    double bv = -INFINITY, m = -INFINITY, se = 0, zl = 0;
+    for (int c = 0; c < C; c++) {
+        double z = 0;
+        for (int k = 0; k < E; k++)
+            z += (double)f[k] * head[(size_t)c * E + k];
+        if (z > bv) {
+            bv = z;
+            best = c;
+        }
+        if (!ce)
+            continue;
+        z *= scale;
+        if (c == label)
+            zl = z;
+        if (z > m) {
+            se = se * exp(m - z) + 1.0;
+            m = z;
+        } else {
+            se += exp(z - m);
+        }
+    }
+    if (ce)
+        *ce = m + log(se) - zl;
+    return best;
+}

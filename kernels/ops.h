@@ -109,6 +109,16 @@ void op_cls_scatter_add(float *dx, const float *dout, int B, int T, int D);
 
 /* ---- L2 normalisation of each row: out = x / ||x||; norm (N) saved ---- */
 void op_l2norm_fwd(float *out, float *norm, const float *x, int N, int C);
+/* The evaluation's scoring of one feature row (dist/stages/evaluate.c, the
+ * linear surrogate): op_l2norm_row normalises f (n) in place, the squared
+ * norm summed in double and its inverse square root rounded to float (a zero
+ * row stays zero); op_head_score returns the first index of the largest
+ * h_c . f over head (C, E), each dot product in double, and when ce is not
+ * NULL stores the cross-entropy of the logits scale * h f against label
+ * (a running log-sum-exp over the same dot products). */
+void op_l2norm_row(float *f, int n);
+int op_head_score(const float *f, const float *head, int C, int E, double scale, int label,
+                  double *ce);
 void op_l2norm_bwd(float *dx, const float *dout, const float *out, const float *norm, int N, int C);
 void op_l2norm_jvp(float *tout, const float *tx, const float *out, const float *norm, int N, int C);
 

@@ -63,3 +63,13 @@ double rng_normal(TdRng *r)
         u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
+
+void rng_shuffle(TdRng *r, int64_t *a, int64_t n)
+{
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)rng_below(r, (uint64_t)(i + 1));
+        int64_t x = a[i];
+        a[i] = a[j];
+        a[j] = x;
+    }
+}

@@ -20,5 +20,8 @@ double rng_uniform(TdRng *r);
 uint64_t rng_below(TdRng *r, uint64_t n);
 /* Standard normal. */
 double rng_normal(TdRng *r);
+/* Shuffles a (n) in place: Fisher-Yates from the last element down, element
+ * i swapped with rng_below(r, i + 1). */
+void rng_shuffle(TdRng *r, int64_t *a, int64_t n);
 
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
+
 void sur_project(const float *u, int64_t n, int R, int E, const float *head, int C, float *p)
 {
     for (int64_t i = 0; i < n; i++)
@@ -66,36 +68,12 @@ TdStatus sur_scores(const float *u, const int32_t *y, int64_t n, int R, int E, c
                 for (int k = 0; k < E; k++)
                     acc[k] += ar * qr[k];
         }
-        double ss = 0;
-        for (int k = 0; k < E; k++) {
-            f[k] = (float)acc[k];
-            ss += (double)f[k] * f[k];
-        }
-        const float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
         for (int k = 0; k < E; k++)
-            f[k] *= inv;
-        int best = 0;
-        double bv = -INFINITY, m = -INFINITY, se = 0, zl = 0;
-        for (int c = 0; c < C; c++) {
-            double z = 0;
-            for (int k = 0; k < E; k++)
-                z += (double)f[k] * head[(size_t)c * E + k];
-            if (z > bv) {
-                bv = z;
-                best = c;
-            }
-            z *= scale; /* the cross-entropy's logit, as row_ce (streaming log-sum-exp) */
-            if (c == y[i])
-                zl = z;
-            if (z > m) {
-                se = se * exp(m - z) + 1.0;
-                m = z;
-            } else {
-                se += exp(z - m);
-            }
-        }
-        ok += best == y[i];
-        ce += m + log(se) - zl;
+            f[k] = (float)acc[k];
+        op_l2norm_row(f, E);
+        double v = 0;
+        ok += op_head_score(f, head, C, E, scale, y[i], ce_sum ? &v : NULL) == y[i];
+        ce += v;
     }
     free(f);
     free(acc);

@@ -45,6 +45,19 @@ static void test_project(void **state)
             }
 }
 
+/* Uniform values in [-1, 1) for u (nu) and h (nh), labels in [0, C) for y
+ * (ny), from the stream s. */
+static void random_case(float *u, int nu, float *h, int nh, int32_t *y, int ny, int C,
+                        uint64_t *s)
+{
+    for (int i = 0; i < nu; i++)
+        u[i] = (float)frand(s);
+    for (int i = 0; i < nh; i++)
+        h[i] = (float)frand(s);
+    for (int i = 0; i < ny; i++)
+        y[i] = (int32_t)((frand(s) + 1) * 2.5) % C;
+}
+
 static void test_scores(void **state)
 {
     (void)state;
@@ -52,12 +65,7 @@ static void test_scores(void **state)
     static float u[N * R * E], h[C * E], p[N * R * C];
     int32_t y[N];
     uint64_t s = 3;
-    for (int i = 0; i < N * R * E; i++)
-        u[i] = (float)frand(&s);
-    for (int i = 0; i < C * E; i++)
-        h[i] = (float)frand(&s);
-    for (int i = 0; i < N; i++)
-        y[i] = (int32_t)((frand(&s) + 1) * 2.5) % C;
+    random_case(u, N * R * E, h, C * E, y, N, C, &s);
     const double a[R - 1] = {0.3, -1.2, 0.7}, scale = 7.5;
     int64_t ok;
     double ce;
@@ -105,12 +113,7 @@ static void test_objective(void **state)
     int32_t y[N];
     const int64_t idx[M] = {3, 0, 17, 29, 8, 8, 21};
     uint64_t s = 11;
-    for (int i = 0; i < N * R * E; i++)
-        u[i] = (float)frand(&s);
-    for (int i = 0; i < C * E; i++)
-        h[i] = (float)frand(&s);
-    for (int i = 0; i < N; i++)
-        y[i] = (int32_t)((frand(&s) + 1) * 2.5) % C;
+    random_case(u, N * R * E, h, C * E, y, N, C, &s);
     const double a[R - 1] = {0.4, -0.3, 0.9}, scale = 6.0, w = 1.0 / M;
     for (int ce = 0; ce < 2; ce++) {
         const int32_t *yy = ce ? y : NULL;

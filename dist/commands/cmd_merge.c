@@ -280,19 +280,6 @@ TdStatus cmd_merge(int argc, char **argv)
 
 /* ---- export ---- */
 
-static int piece_dims(const ParamInfo *p, int npieces, const HfPiece *pc, int64_t *shape)
-{
-    for (int d = 0; d < p->ndim; d++)
-        shape[d] = p->shape[d];
-    if (npieces == 3)
-        shape[0] /= 3;
-    if (pc->transpose) {
-        shape[0] = p->shape[1];
-        shape[1] = p->shape[0];
-    }
-    return p->ndim;
-}
-
 /* The JSON header and the data area (pieces back to back, in table order). */
 static TdStatus export_build(const VitModel *m, char **header, float **data, size_t *nfloats)
 {
@@ -312,7 +299,7 @@ static TdStatus export_build(const VitModel *m, char **header, float **data, siz
         int n = hf_pieces(&m->arch, t, i, pcs);
         for (int k = 0; k < n; k++) {
             int64_t shape[TD_PARAM_MAX_DIMS];
-            int nd = piece_dims(p, n, &pcs[k], shape);
+            int nd = hf_piece_shape(p, n, &pcs[k], shape);
             const float *src = m->params + p->offset + pcs[k].offset;
             float *dst = *data + at;
             if (pcs[k].transpose) { /* proj [D,E] -> visual_projection.weight [E,D] */

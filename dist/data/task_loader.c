@@ -18,12 +18,7 @@ static void make_order(TaskLoader *L)
         return;
     TdRng r;
     rng_seed(&r, rng_derive(L->o.seed ^ SALT_SHUFFLE, (uint64_t)L->epoch, 0));
-    for (int64_t i = L->n - 1; i > 0; i--) { /* Fisher-Yates */
-        int64_t j = (int64_t)rng_below(&r, (uint64_t)(i + 1));
-        int64_t x = L->order[i];
-        L->order[i] = L->order[j];
-        L->order[j] = x;
-    }
+    rng_shuffle(&r, L->order, L->n);
 }
 
 static TdStatus open_local(TaskLoader *L)

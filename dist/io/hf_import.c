@@ -221,20 +221,6 @@ static void shape_str(char *buf, size_t cap, int nd, const int64_t *shape)
         snprintf(buf + n, cap - (size_t)n, "]");
 }
 
-/* The shape a Hugging Face piece must have for tadist tensor p. */
-static int piece_shape(const ParamInfo *p, int npieces, const HfPiece *pc, int64_t *shape)
-{
-    for (int d = 0; d < p->ndim; d++)
-        shape[d] = p->shape[d];
-    if (npieces == 3)
-        shape[0] /= 3;
-    if (pc->transpose) {
-        shape[0] = p->shape[1];
-        shape[1] = p->shape[0];
-    }
-    return p->ndim;
-}
-
 static TdStatus copy_piece(const StFile *f, const ParamInfo *p, const HfPiece *pc,
                            const StTensor *t, float *dst)
 {
@@ -265,7 +251,7 @@ static TdStatus fill_tensor(const StFile *f, VitModel *m, int i, unsigned char *
         if (!t)
             return td_fail(TD_ERR_FORMAT, "%s: missing tensor '%s'", f->path, pcs[k].name);
         int64_t want[TD_PARAM_MAX_DIMS];
-        int nd = piece_shape(p, n, &pcs[k], want);
+        int nd = hf_piece_shape(p, n, &pcs[k], want);
         int ok = t->ndim == nd;
         for (int d = 0; ok && d < nd; d++)
             ok = t->shape[d] == want[d];

@@ -72,3 +72,16 @@ int hf_pieces(const VitArch *a, const ParamTable *t, int i, HfPiece pieces[3])
     piece(&pieces[0], 0, n, 0, "%s%s", prefix, block_field(field));
     return 1;
 }
+
+int hf_piece_shape(const ParamInfo *p, int npieces, const HfPiece *pc, int64_t *shape)
+{
+    for (int d = 0; d < p->ndim; d++)
+        shape[d] = p->shape[d];
+    if (npieces == 3)
+        shape[0] /= 3;
+    if (pc->transpose) {
+        shape[0] = p->shape[1];
+        shape[1] = p->shape[0];
+    }
+    return p->ndim;
+}

@@ -11,6 +11,8 @@
 #ifndef TD_HF_NAMES_H
 #define TD_HF_NAMES_H
 
+#include <stdint.h>
+
 #include "params.h"
 
 typedef struct {
@@ -22,5 +24,9 @@ typedef struct {
 
 /* Fills pieces (up to 3) for tadist tensor index i of table t; returns how many. */
 int hf_pieces(const VitArch *a, const ParamTable *t, int i, HfPiece pieces[3]);
+
+/* The shape of Hugging Face piece pc (one of npieces) of tadist tensor p, into
+ * shape; returns its rank (p->ndim). */
+int hf_piece_shape(const ParamInfo *p, int npieces, const HfPiece *pc, int64_t *shape);
 
 #endif

@@ -437,17 +437,13 @@ static TdStatus screen_adamerging(Screen *S, const SurData *dt, int k, SurCand *
         double loss = 0;
         for (int t = 0; s == TD_OK && t < T; t++) {
             for (int b = 0; b < B; b++) {
-                if (pos[t] >= dt->n[t]) { /* a new epoch: a seeded Fisher-Yates shuffle */
+                if (pos[t] >= dt->n[t]) { /* a new epoch: a seeded shuffle */
                     TdRng g;
                     rng_seed(&g, rng_derive((uint64_t)cfg->run.seed * 1000003u + 77u,
                                             (uint64_t)t, (uint64_t)epoch[t]++));
                     for (int64_t i = 0; i < dt->n[t]; i++)
                         perm[t][i] = i;
-                    for (int64_t i = dt->n[t] - 1; i > 0; i--) {
-                        int64_t j = (int64_t)rng_below(&g, (uint64_t)i + 1), x = perm[t][i];
-                        perm[t][i] = perm[t][j];
-                        perm[t][j] = x;
-                    }
+                    rng_shuffle(&g, perm[t], dt->n[t]);
                     pos[t] = 0;
                 }
                 idx[b] = perm[t][pos[t]++];

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "mm_bf16.h"
+#include "ops.h"
 #include "runtime.h"
 #include "task_loader.h"
 #include "vit.h"
@@ -92,40 +93,18 @@ static TdStatus pass_next(EvalPass *p, const EvalEncoder *enc, LoaderBatch *b, i
         else
             vit_forward(pass_forward_params(enc), &p->w, x, p->mb, emb);
     }
-    for (int i = 0; i < b->nlocal; i++) {
-        float *e = p->emb + (size_t)i * p->E;
-        double s = 0;
-        for (int k = 0; k < p->E; k++)
-            s += (double)e[k] * e[k];
-        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-        for (int k = 0; k < p->E; k++)
-            e[k] *= inv;
-    }
+    for (int i = 0; i < b->nlocal; i++)
+        op_l2norm_row(p->emb + (size_t)i * p->E, p->E);
     return TD_OK;
 }
 
-static int argmax_row(const float *f, const float *head, int C, int E)
-{
-    int best = 0;
-    double bv = -INFINITY;
-    for (int c = 0; c < C; c++) {
-        double s = 0;
-        for (int k = 0; k < E; k++)
-            s += (double)f[k] * head[(size_t)c * E + k];
-        if (s > bv) {
-            bv = s;
-            best = c;
-        }
-    }
-    return best;
-}
 
 double eval_head_accuracy(const float *feat, const int32_t *labels, int64_t n, int E,
                           const float *head, int C)
 {
     int64_t ok = 0;
     for (int64_t i = 0; i < n; i++)
-        ok += argmax_row(feat + i * E, head, C, E) == labels[i];
+        ok += op_head_score(feat + i * E, head, C, E, 1.0, -1, NULL) == labels[i];
     return n ? (double)ok / (double)n : 0.0;
 }
 
@@ -229,28 +208,6 @@ TdStatus eval_features(MPI_Comm comm, const EvalEncoder *enc, const char *task_p
     return TD_OK;
 }
 
-/* The cross-entropy of the logits scale * f @ head^T against label, in
- * double (a running log-sum-exp: one pass over the classes). */
-static double row_ce(const float *f, const float *head, int C, int E, double scale, int label)
-{
-    double m = -INFINITY, se = 0, zl = 0;
-    for (int c = 0; c < C; c++) {
-        double z = 0;
-        for (int k = 0; k < E; k++)
-            z += (double)f[k] * head[(size_t)c * E + k];
-        z *= scale;
-        if (c == label)
-            zl = z;
-        if (z > m) {
-            se = se * exp(m - z) + 1.0;
-            m = z;
-        } else {
-            se += exp(z - m);
-        }
-    }
-    return m + log(se) - zl;
-}
-
 TdStatus eval_accuracy(MPI_Comm comm, const EvalEncoder *enc, const char *task_path, int split,
                        int batch, int64_t limit, const float *head, int C, double *acc)
 {
@@ -267,13 +224,16 @@ TdStatus eval_scores(MPI_Comm comm, const EvalEncoder *enc, const char *task_pat
         int64_t n;
         const int E = enc->model->arch.out_dim;
         TD_TRY(eval_features(comm, enc, task_path, split, batch, limit, &F, &Y, &n));
-        *acc = eval_head_accuracy(F, Y, n, E, head, C);
-        if (ce) {
-            double sum = 0;
-            for (int64_t i = 0; i < n; i++)
-                sum += row_ce(F + i * E, head, C, E, scale, Y[i]);
-            *ce = n ? sum / (double)n : 0.0;
+        int64_t ok = 0;
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double v = 0;
+            ok += op_head_score(F + i * E, head, C, E, scale, Y[i], ce ? &v : NULL) == Y[i];
+            sum += v;
         }
+        *acc = n ? (double)ok / (double)n : 0.0;
+        if (ce)
+            *ce = n ? sum / (double)n : 0.0;
         free(F);
         free(Y);
         return TD_OK;
@@ -290,10 +250,10 @@ TdStatus eval_scores(MPI_Comm comm, const EvalEncoder *enc, const char *task_pat
         if (s != TD_OK || stop)
             break;
         for (int i = 0; i < b.nlocal; i++) {
-            const float *f = p.emb + (size_t)i * p.E;
-            cnt[0] += argmax_row(f, head, C, p.E) == p.y[i];
-            if (ce)
-                cesum += row_ce(f, head, C, p.E, scale, p.y[i]);
+            double v = 0;
+            cnt[0] += op_head_score(p.emb + (size_t)i * p.E, head, C, p.E, scale, p.y[i],
+                                    ce ? &v : NULL) == p.y[i];
+            cesum += v;
         }
         cnt[1] += b.nlocal;
     }
