@@ -78,7 +78,7 @@ int params_find(const ParamTable *t, const char *name)
     return -1;
 }
 
-static void fill_normal(TdRng *r, float *x, size_t n, double std)
+void params_fill_normal(TdRng *r, float *x, size_t n, double std)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = (float)(std * rng_normal(r));
@@ -103,15 +103,15 @@ void params_init_random(const VitArch *a, const ParamTable *t, float *buf, unsig
         rng_seed(&r, rng_derive(seed, (uint64_t)i, 0));
         int field = p->block >= 0 ? (i - PARAM_BLOCKS_BEGIN) % PARAM_PER_BLOCK : -1;
         if (i == PARAM_CONV1_W) {
-            fill_normal(&r, x, p->numel, pow(a->channels * a->patch * a->patch, -0.5));
+            params_fill_normal(&r, x, p->numel, pow(a->channels * a->patch * a->patch, -0.5));
         } else if (i == PARAM_CLASS_EMB || i == PARAM_POS_EMB || i == params_proj(a)) {
-            fill_normal(&r, x, p->numel, pow(D, -0.5));
+            params_fill_normal(&r, x, p->numel, pow(D, -0.5));
         } else if (field == BLK_QKV_W) {
-            fill_normal(&r, x, p->numel, attn_std);
+            params_fill_normal(&r, x, p->numel, attn_std);
         } else if (field == BLK_OUT_W || field == BLK_PROJ_W) {
-            fill_normal(&r, x, p->numel, proj_std);
+            params_fill_normal(&r, x, p->numel, proj_std);
         } else if (field == BLK_FC_W) {
-            fill_normal(&r, x, p->numel, fc_std);
+            params_fill_normal(&r, x, p->numel, fc_std);
         } else if (p->ndim == 1 && strstr(p->name, ".weight") &&
                    (strstr(p->name, "ln_") != NULL)) {
             fill_const(x, p->numel, 1.0f);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "rng.h"
 #include "status.h"
 #include "vit_arch.h"
 
@@ -81,5 +82,7 @@ static inline const float *params_at_c(const ParamTable *t, const float *buf, in
  * normal(0, D^-0.5) embeddings, attention and MLP weights scaled by depth,
  * LayerNorm weight 1 / bias 0, proj normal(0, D^-0.5)); deterministic in seed. */
 void params_init_random(const VitArch *a, const ParamTable *t, float *buf, unsigned long long seed);
+/* x[i] = std * N(0,1) draws of r, i < n. */
+void params_fill_normal(TdRng *r, float *x, size_t n, double std);
 
 #endif

@@ -1,11 +1,13 @@
 #include "text.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
 #include "ops_causal.h"
+#include "rng.h"
 
 TdStatus text_arch_validate(const TextArch *a)
 {
@@ -27,6 +29,14 @@ TdStatus text_arch_validate(const TextArch *a)
     if (!(a->ln_eps > 0.0f && a->ln_eps < 1.0f))
         return td_fail(TD_ERR_ARG, "text tower: ln_eps %g must be in (0, 1)", (double)a->ln_eps);
     return TD_OK;
+}
+
+TdStatus text_arch_by_name(const char *name, int vocab, int eos_id, int out_dim, TextArch *a)
+{
+    if (strcmp(name, "text_demo") != 0)
+        return td_fail(TD_ERR_ARG, "unknown text tower '%s' (known: text_demo)", name);
+    *a = (TextArch){128, 2, 4, 512, 16, vocab, out_dim, eos_id, TD_ACT_QUICK_GELU, 1e-5f};
+    return text_arch_validate(a);
 }
 
 static void set_info(ParamInfo *p, const char *name, int block, int ndim, const int *shape)
@@ -183,4 +193,31 @@ TdStatus text_forward(const float *params, TextWork *w, const int *ids, int B, i
                      params_at_c(tb, params, text_ln_final_b(a)), B, D, a->ln_eps);
     op_matmul_fwd(embeds, w->pooled, params_at_c(tb, params, text_proj(a)), B, D, a->out_dim);
     return TD_OK;
+}
+
+void text_params_init_random(const TextArch *a, const ParamTable *t, float *buf,
+                             unsigned long long seed)
+{
+    const double D = a->width, L = a->layers;
+    const double attn_std = pow(D, -0.5), proj_std = pow(D, -0.5) * pow(2.0 * L, -0.5);
+    const double fc_std = pow(2.0 * D, -0.5);
+    memset(buf, 0, t->total * sizeof(float));
+    for (int i = 0; i < t->count; i++) {
+        const ParamInfo *p = &t->info[i];
+        float *x = buf + p->offset;
+        TdRng r;
+        rng_seed(&r, rng_derive(seed, (uint64_t)i, 0x74657874ULL)); /* "text" */
+        int field = p->block >= 0 ? (i - TEXT_BLOCKS_BEGIN) % PARAM_PER_BLOCK : -1;
+        double std = i == TEXT_TOKEN_EMB ? 0.02
+                     : i == TEXT_POS_EMB ? 0.01
+                     : i == text_proj(a) || field == BLK_QKV_W ? attn_std
+                     : field == BLK_OUT_W || field == BLK_PROJ_W ? proj_std
+                     : field == BLK_FC_W ? fc_std
+                                         : 0.0;
+        if (std > 0.0)
+            params_fill_normal(&r, x, p->numel, std);
+        else if (i == text_ln_final_w(a) || field == BLK_LN1_W || field == BLK_LN2_W)
+            for (size_t k = 0; k < p->numel; k++)
+                x[k] = 1.0f;
+    }
 }

@@ -49,9 +49,22 @@ static inline int text_ln_final_w(const TextArch *a) { return TEXT_BLOCKS_BEGIN 
 static inline int text_ln_final_b(const TextArch *a) { return text_ln_final_w(a) + 1; }
 static inline int text_proj(const TextArch *a) { return text_ln_final_w(a) + 2; }
 
+/* The shape fields of a named text tower (width, layers, heads, mlp, ctx,
+ * act, ln_eps); vocab, out_dim and eos_id are the caller's (tokenizer, image
+ * tower). text_demo: width 128, 2 layers, 4 heads, mlp 512, ctx 16. */
+TdStatus text_arch_by_name(const char *name, int vocab, int eos_id, int out_dim, TextArch *a);
+
 /* Positivity, heads dividing width, eos_id inside the vocabulary; the message names the field. */
 TdStatus text_arch_validate(const TextArch *a);
 TdStatus text_table_build(const TextArch *a, ParamTable *t);
+
+/* CLIP's initialisation of a text tower (open_clip's init_parameters): token
+ * embeddings N(0, 0.02), positional N(0, 0.01), in_proj N(0, D^-1/2), out_proj
+ * and c_proj N(0, D^-1/2 (2L)^-1/2), c_fc N(0, (2D)^-1/2), text_projection
+ * N(0, D^-1/2), LayerNorm weights 1, every bias 0. Tensor i draws from its own
+ * stream of seed, so the result is a pure function of (arch, seed). */
+void text_params_init_random(const TextArch *a, const ParamTable *t, float *buf,
+                             unsigned long long seed);
 
 /* Forward-only workspace for batches up to max_batch of up to CTX tokens:
  * one allocation, activations of one block at a time. */

@@ -50,3 +50,44 @@ add_test(NAME pt_cached COMMAND sh -c
          "m=${PT}/np2/theta0.h5; before=$(stat -c %Y.%s $m; md5sum < $m) || exit 1; sleep 1; ${run2} > ${PT}/cached.log 2>&1; rc=$?; cat ${PT}/cached.log; [ $rc -eq 0 ] || exit 1; grep -q 'reused, not retrained' ${PT}/cached.log || { echo 'FAIL: no reuse line'; exit 1; }; ! grep -q 'pretrain step' ${PT}/cached.log || { echo 'FAIL: retrained'; exit 1; }; after=$(stat -c %Y.%s $m; md5sum < $m); [ \"$before\" = \"$after\" ] || { echo 'FAIL: model file rewritten'; exit 1; }")
 set_tests_properties(pt_cached PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED "pt_run_np2" TIMEOUT 60)
+
+# CLIP-style pre-training (pretrain.text_arch): a scaled-down captioned scenes
+# set (tadist data suite --only scenes: 6485 captions, most without an image at
+# this scale), a vit_tiny image tower against the text_demo tower's captions,
+# at 1 and 2 ranks. Claims: the loss goes down; both towers are the same at 1
+# and 2 ranks; the model file carries the text tower, which `tadist zeroshot`
+# reads with the shipped demo tokenizer to make heads of the tiny model's width.
+set(PTC ${TADIST_TEST_OUT}/ptc)
+add_test(NAME ptc_setup COMMAND sh -c
+         "rm -rf ${PTC} && TADIST_QUIET=1 $<TARGET_FILE:tadist> data suite --out ${PTC}/data --scale 0.02 --only scenes")
+set_tests_properties(ptc_setup PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_SETUP ptc_data TIMEOUT 120
+                     PASS_REGULAR_EXPRESSION "scenes +6485 ")
+foreach(np 1 2)
+  set(run ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} --oversubscribe
+      $<TARGET_FILE:tadist> ${PT_CFG} --set data.dir=${PTC}/data --set run.out_dir=${PTC}/runs
+      --set model.path=${PTC}/np${np}/theta0.h5 --set pretrain.task=scenes
+      --set data.tasks=scenes --set pretrain.text_arch=text_demo --set pretrain.steps=24
+      --set heads.vocab=${PROJECT_SOURCE_DIR}/config/text/vocab.json
+      --set heads.merges=${PROJECT_SOURCE_DIR}/config/text/merges.txt)
+  string(REPLACE ";" " " run "${run}")
+  add_test(NAME ptc_run_np${np} COMMAND sh -c
+           "${run} > ${PTC}/np${np}.log 2>&1; rc=$?; cat ${PTC}/np${np}.log; exit $rc")
+  set_tests_properties(ptc_run_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED ptc_data FIXTURES_SETUP ptc_run_np${np} TIMEOUT 120
+                       PASS_REGULAR_EXPRESSION "6485 captions of .*embedded by the text tower.*pretrain: wrote .*theta0\\.h5")
+  add_test(NAME ptc_loss_np${np} COMMAND test_pretrain loss ${PTC}/np${np}.log)
+  set_tests_properties(ptc_loss_np${np} PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                       FIXTURES_REQUIRED ptc_run_np${np} TIMEOUT 30)
+endforeach()
+add_test(NAME ptc_same_np1_np2 COMMAND test_pretrain same ${PTC}/np1/theta0.h5 ${PTC}/np2/theta0.h5 5e-4)
+set_tests_properties(ptc_same_np1_np2 PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "ptc_run_np1;ptc_run_np2" TIMEOUT 30
+                     PASS_REGULAR_EXPRESSION "text tower: relative difference")
+add_test(NAME ptc_zeroshot COMMAND $<TARGET_FILE:tadist> zeroshot --model ${PTC}/np2/theta0.h5
+         --vocab ${PROJECT_SOURCE_DIR}/config/text/vocab.json
+         --merges ${PROJECT_SOURCE_DIR}/config/text/merges.txt --classes circle,square,star
+         --name shapes --templates ${PROJECT_SOURCE_DIR}/config/templates/demo/shapes.txt
+         -o ${PTC}/heads.h5)
+set_tests_properties(ptc_zeroshot PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED ptc_run_np2 TIMEOUT 30)

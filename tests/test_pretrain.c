@@ -3,7 +3,9 @@
  *                                      (relative L2 of the difference over the whole
  *                                      model; the largest per-tensor one is printed:
  *                                      tensors whose true gradient is 0, like the key
- *                                      bias, get Adam steps of pure rounding noise)
+ *                                      bias, get Adam steps of pure rounding noise);
+ *                                      when A has a text tower, B has one and its
+ *                                      parameters are equal to TOL too
  *   test_pretrain source A.h5 PREFIX   the model's source attribute starts with PREFIX
  *   test_pretrain loss LOG             in a tadist log, the summary line "pretrain: N
  *                                      steps ..., loss A -> B" has B < A and the last
@@ -16,8 +18,58 @@
 #include <string.h>
 
 #include "model_io.h"
+#include "text_io.h"
 
 #define FAIL(...) (fprintf(stderr, "FAIL: " __VA_ARGS__), fprintf(stderr, "\n"), 1)
+
+/* Relative L2 distance of two parameter buffers of table t; the worst tensor's name. */
+static double rel_diff(const ParamTable *t, const float *x, const float *y, const char **where,
+                       double *worst)
+{
+    double dall = 0, nall = 0;
+    *worst = 0;
+    *where = "";
+    for (int i = 0; i < t->count; i++) {
+        const ParamInfo *p = &t->info[i];
+        double d = 0, n = 0;
+        for (size_t k = p->offset; k < p->offset + p->numel; k++) {
+            d += ((double)x[k] - y[k]) * ((double)x[k] - y[k]);
+            n += (double)x[k] * x[k];
+        }
+        dall += d, nall += n;
+        double rel = sqrt(d) / (sqrt(n) + 1e-30);
+        if (rel > *worst)
+            *worst = rel, *where = p->name;
+    }
+    return sqrt(dall) / (sqrt(nall) + 1e-30);
+}
+
+static int same_text(const char *pa, const char *pb, double tol)
+{
+    TextModel a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    if (text_model_read(pa, &a) != TD_OK)
+        return 0; /* no tower in A: nothing to compare */
+    if (text_model_read(pb, &b) != TD_OK) {
+        text_model_free(&a);
+        return FAIL("%s has a text tower, %s none: %s", pa, pb, td_error_message());
+    }
+    int rc = 0;
+    if (memcmp(&a.arch, &b.arch, sizeof a.arch) != 0)
+        rc = FAIL("the text towers of %s and %s differ in architecture", pa, pb);
+    else {
+        const char *where;
+        double worst, all = rel_diff(&a.table, a.params, b.params, &where, &worst);
+        printf("text tower: relative difference %.3g (tolerance %.3g); largest per tensor %.3g "
+               "(%s)\n",
+               all, tol, worst, where);
+        rc = all <= tol ? 0 : FAIL("the text tower of %s differs from %s's by %.3g", pa, pb, all);
+    }
+    text_model_free(&a);
+    text_model_free(&b);
+    return rc;
+}
 
 static int same(const char *pa, const char *pb, double tol)
 {
@@ -28,29 +80,15 @@ static int same(const char *pa, const char *pb, double tol)
         return FAIL("cannot read %s or %s: %s", pa, pb, td_error_message());
     if (memcmp(&a.arch, &b.arch, sizeof a.arch) != 0 || a.table.count != b.table.count)
         return FAIL("%s and %s differ in architecture", pa, pb);
-    double worst = 0, dall = 0, nall = 0;
-    const char *where = "";
-    for (int i = 0; i < a.table.count; i++) {
-        const ParamInfo *p = &a.table.info[i];
-        double d = 0, n = 0;
-        for (size_t k = p->offset; k < p->offset + p->numel; k++) {
-            double x = a.params[k], y = b.params[k];
-            d += (x - y) * (x - y);
-            n += x * x;
-        }
-        dall += d, nall += n;
-        double rel = sqrt(d) / (sqrt(n) + 1e-30);
-        if (rel > worst)
-            worst = rel, where = p->name;
-    }
-    double all = sqrt(dall) / (sqrt(nall) + 1e-30);
+    const char *where;
+    double worst, all = rel_diff(&a.table, a.params, b.params, &where, &worst);
     printf("relative difference %.3g over the model (tolerance %.3g); largest per tensor %.3g "
            "(%s)\n",
            all, tol, worst, where);
     int rc = all <= tol ? 0 : FAIL("%s differs from %s by %.3g", pa, pb, all);
     model_free(&a);
     model_free(&b);
-    return rc;
+    return rc ? rc : same_text(pa, pb, tol);
 }
 
 static int source(const char *path, const char *prefix)

@@ -58,7 +58,7 @@ static const char *const k_coarse_names[5] = {"fm-top", "fm-bottom", "fm-dress",
 
 typedef enum {
     GEN_FMNIST, GEN_MNIST, GEN_LETTERS, GEN_STREET, GEN_SYMBOLS, GEN_SHAPES, GEN_TEXTURES,
-    GEN_COUNTING, GEN_PRETRAIN
+    GEN_COUNTING, GEN_PRETRAIN, GEN_SCENES
 } GenKind;
 
 typedef struct {
@@ -88,10 +88,21 @@ static const SuiteTask k_suite[] = {
     {"pretrain", GEN_PRETRAIN, 45, 3, 0, 0,
      "pre-training: A-Z and 0-9 glyphs (train fonts), Fashion-MNIST train images with 5 coarse "
      "labels, 4 shapes not in the shapes task"},
+    {"scenes", GEN_SCENES, 0, 3, 0, 0,
+     "captioned scenes for contrastive pre-training: A-Z and 0-9 glyphs (train fonts) or 1-6 "
+     "shapes, in 6 colours on dark, light or 8 textured grounds; Fashion-MNIST train images "
+     "captioned with 5 coarse words; each class is a caption"},
 };
 enum { N_SUITE = sizeof k_suite / sizeof k_suite[0] };
 enum { PRE_GLYPHS = 36, PRE_GLYPH_PER_CLASS = 800, PRE_FMNIST_PER_CLASS = 2000,
        PRE_SHAPE_PER_CLASS = 1500 };
+/* scenes: images of each kind, and the caption classes: glyph (36 x colour x
+ * ground), shapes (kind x count 1-6 x colour x ground), Fashion-MNIST (5) */
+enum { SCN_GLYPH = 24000, SCN_SHAPE = 34000, SCN_FMNIST_PER_CLASS = 1200,
+       SCN_GLYPH_CLASSES = PRE_GLYPHS * SCENE_COLOURS * SCENE_BG_KINDS,
+       SCN_SHAPE_CLASSES = SHAPE_KINDS * 6 * SCENE_COLOURS * SCENE_BG_KINDS,
+       SCN_CLASSES = SCN_GLYPH_CLASSES + SCN_SHAPE_CLASSES + 5 };
+static const char *const k_scene_fmnist_words[5] = {"top", "trouser", "dress", "boot", "bag"};
 
 int suite_count(void) { return N_SUITE; }
 const char *suite_name(int i) { return (i >= 0 && i < N_SUITE) ? k_suite[i].name : NULL; }
@@ -326,6 +337,96 @@ static TdStatus build_pretrain(Ctx *c, const SuiteTask *st, int index, TaskData 
     return import_finish(t, 0, &io);
 }
 
+/* Caption class of a scene: the index of its factors (SCN_ enum). */
+static int scene_class(const SceneSpec *sp)
+{
+    int tail = sp->colour * SCENE_BG_KINDS + sp->bg;
+    if (sp->shape < 0) {
+        int g = sp->cp >= 'A' && sp->cp <= 'Z' ? (int)(sp->cp - 'A') : 26 + (int)(sp->cp - '0');
+        return g * SCENE_COLOURS * SCENE_BG_KINDS + tail;
+    }
+    return SCN_GLYPH_CLASSES + (sp->shape * 6 + sp->count - 1) * SCENE_COLOURS * SCENE_BG_KINDS +
+           tail;
+}
+
+/* A random scene: uniform ground, then a colour that shows on it. */
+static void scene_draw(SceneSpec *sp, int glyph, TdRng *r)
+{
+    memset(sp, 0, sizeof *sp);
+    sp->bg = (int)rng_below(r, SCENE_BG_KINDS);
+    do
+        sp->colour = (int)rng_below(r, SCENE_COLOURS);
+    while (!synth_scene_valid(sp->bg, sp->colour));
+    if (glyph) {
+        int g = (int)rng_below(r, PRE_GLYPHS);
+        sp->shape = -1;
+        sp->cp = g < 26 ? (uint32_t)('A' + g) : (uint32_t)('0' + g - 26);
+        sp->count = 1;
+        sp->font = pick_font(r, TASK_TRAIN);
+    } else {
+        sp->shape = (int)rng_below(r, SHAPE_KINDS);
+        sp->count = 1 + (int)rng_below(r, 6);
+    }
+}
+
+static TdStatus build_scenes(Ctx *c, const SuiteTask *st, int index, TaskData *t)
+{
+    const SuiteOpts *o = c->o;
+    TaskData fm;
+    TD_TRY(build_fmnist(c, &fm));
+    int64_t ng = scaled(o, SCN_GLYPH), ns = scaled(o, SCN_SHAPE),
+            nf = scaled(o, SCN_FMNIST_PER_CLASS), total = ng + ns + 5 * nf, at = 0;
+    TdStatus s = task_init(t, st->name, st->source, o->seed, SIDE, SIDE, 3, SCN_CLASSES);
+    t->captions = 1;
+    if (s == TD_OK)
+        s = task_split_alloc(t, TASK_TRAIN, total);
+    /* every caption, positive somewhere or not, is a class (a negative for the others) */
+    for (int g = 0; g < PRE_GLYPHS + SHAPE_KINDS * 6 && s == TD_OK; g++)
+        for (int col = 0; col < SCENE_COLOURS; col++)
+            for (int bg = 0; bg < SCENE_BG_KINDS; bg++) {
+                SceneSpec sp = {bg, col, 1, -1, 0, 0};
+                if (g < PRE_GLYPHS)
+                    sp.cp = g < 26 ? (uint32_t)('A' + g) : (uint32_t)('0' + g - 26);
+                else {
+                    sp.shape = (g - PRE_GLYPHS) / 6;
+                    sp.count = 1 + (g - PRE_GLYPHS) % 6;
+                }
+                synth_scene_caption(&sp, t->classes[scene_class(&sp)], TASK_CLASS_LEN);
+            }
+    for (int q = 0; q < 5; q++)
+        snprintf(t->classes[SCN_GLYPH_CLASSES + SCN_SHAPE_CLASSES + q], TASK_CLASS_LEN,
+                 "a photo of a %s", k_scene_fmnist_words[q]);
+    int64_t ib = task_image_bytes(t);
+    for (int64_t i = 0; i < ng + ns && s == TD_OK; i++, at++) {
+        TdRng r;
+        rng_seed(&r, rng_derive(o->seed + 0x9e37u * (uint64_t)index, i < ng ? 1 : 2, (uint64_t)i));
+        SceneSpec sp;
+        scene_draw(&sp, i < ng, &r);
+        s = synth_scene(t->split[TASK_TRAIN].images + at * ib, SIDE, c->fonts, &sp, &r);
+        t->split[TASK_TRAIN].labels[at] = scene_class(&sp);
+    }
+    int64_t taken[5] = {0};
+    const TaskSplit *ft = &fm.split[TASK_TRAIN];
+    for (int64_t i = 0; i < ft->n && s == TD_OK; i++) {
+        int q = k_fmnist_coarse[ft->labels[i]];
+        if (taken[q] >= nf)
+            continue;
+        taken[q]++;
+        for (int p = 0; p < SIDE * SIDE; p++)
+            memset(t->split[TASK_TRAIN].images + at * ib + 3 * p, ft->images[i * SIDE * SIDE + p], 3);
+        t->split[TASK_TRAIN].labels[at++] = SCN_GLYPH_CLASSES + SCN_SHAPE_CLASSES + q;
+    }
+    task_free(&fm);
+    if (s == TD_OK && at != total)
+        s = td_fail(TD_ERR_FORMAT, "scenes: %lld images for %lld slots (too few Fashion-MNIST "
+                                   "train images of a coarse class)",
+                    (long long)at, (long long)total);
+    if (s != TD_OK)
+        return s;
+    ImportOpts io = {st->name, o->seed, 0.1, NULL};
+    return import_finish(t, 0, &io);
+}
+
 static TdStatus build_one(Ctx *c, int i, const char *path, const char *png)
 {
     const SuiteTask *st = &k_suite[i];
@@ -336,6 +437,7 @@ static TdStatus build_one(Ctx *c, int i, const char *path, const char *png)
     case GEN_FMNIST: s = build_fmnist(c, &t); break;
     case GEN_MNIST: s = build_mnist(c, &t); break;
     case GEN_PRETRAIN: s = build_pretrain(c, st, i, &t); break;
+    case GEN_SCENES: s = build_scenes(c, st, i, &t); break;
     default: s = build_generated(c, st, i, &t); break;
     }
     if (s == TD_OK)
@@ -409,7 +511,7 @@ static TdStatus write_index(const SuiteOpts *o)
     if (!f)
         return td_fail(TD_ERR_IO, "%s: cannot create", tmp);
     for (int i = 0; i < N_SUITE; i++)
-        if (k_suite[i].kind != GEN_PRETRAIN)
+        if (k_suite[i].kind != GEN_PRETRAIN && k_suite[i].kind != GEN_SCENES)
             fprintf(f, "%s\n", k_suite[i].name);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);

@@ -353,7 +353,8 @@ static double texture_value(int kind, const TexParams *p, double x, double y)
     return 0.0;
 }
 
-void synth_texture(uint8_t *out, int S, int kind, TdRng *r)
+/* The random parameters of a texture of kind at S px. */
+static void texture_params(TexParams *q, int S, int kind, TdRng *r)
 {
     TexParams p;
     memset(&p, 0, sizeof p);
@@ -379,15 +380,28 @@ void synth_texture(uint8_t *out, int S, int kind, TdRng *r)
     case TEX_GRID: p.lam = unif(r, 5.0, 9.0); p.w = unif(r, 0.6, 1.2); break;
     case TEX_SPOKES: p.k = 5 + (int)rng_below(r, 6); break;
     }
+    *q = p;
+}
+
+/* Value in [0,1] at pixel (x, y), 2x2 supersampled. */
+static double texture_pixel(int kind, const TexParams *p, int x, int y)
+{
+    double t = 0.0;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            t += texture_value(kind, p, x + 0.25 + 0.5 * b, y + 0.25 + 0.5 * a);
+    return t * 0.25;
+}
+
+void synth_texture(uint8_t *out, int S, int kind, TdRng *r)
+{
+    TexParams p;
+    texture_params(&p, S, kind, r);
     double c1[3], c2[3];
     colour_pair(r, c1, c2, 60);
     for (int y = 0; y < S; y++)
         for (int x = 0; x < S; x++) {
-            double t = 0.0;
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++)
-                    t += texture_value(kind, &p, x + 0.25 + 0.5 * b, y + 0.25 + 0.5 * a);
-            t *= 0.25;
+            double t = texture_pixel(kind, &p, x, y);
             for (int k = 0; k < 3; k++)
                 out[(y * S + x) * 3 + k] = clamp8(c1[k] + (c2[k] - c1[k]) * t + 6.0 * rng_normal(r));
         }
@@ -433,4 +447,132 @@ void synth_count(uint8_t *out, int S, int count, TdRng *r)
             }
             out[y * S + x] = clamp8(v + 4.0 * rng_normal(r));
         }
+}
+
+/* ---- captioned scenes ---- */
+
+const char *const k_colour_names[SCENE_COLOURS] = {"red", "green", "blue", "yellow", "white",
+                                                   "black"};
+static const double k_palette[SCENE_COLOURS][3] = {
+    {215, 45, 40}, {45, 175, 65}, {50, 90, 225}, {230, 210, 45}, {240, 240, 240}, {15, 15, 15}};
+
+int synth_scene_valid(int bg, int colour)
+{
+    if (bg == SCENE_BG_LIGHT)
+        return colour != SCENE_WHITE && colour != SCENE_YELLOW;
+    return colour != SCENE_BLACK; /* dark and textured grounds are dark */
+}
+
+const char *synth_scene_bg_name(int bg)
+{
+    return bg == SCENE_BG_DARK ? "dark" : bg == SCENE_BG_LIGHT ? "light"
+                                                               : k_texture_names[bg - SCENE_BG_TEXTURE];
+}
+
+/* Object radius (px) range by count: fewer objects, larger ones. */
+static void scene_radius(int count, int S, double *lo, double *hi)
+{
+    static const double k_r[7][2] = {{0, 0},         {0.30, 0.40}, {0.17, 0.22}, {0.14, 0.17},
+                                     {0.12, 0.15},   {0.10, 0.13}, {0.09, 0.12}};
+    int c = count < 1 ? 1 : count > 6 ? 6 : count;
+    *lo = k_r[c][0] * S;
+    *hi = k_r[c][1] * S;
+}
+
+TdStatus synth_scene(uint8_t *out, int S, SynthFonts *f, const SceneSpec *sp, TdRng *r)
+{
+    float cov[64 * 64] = {0};
+    if (S > 64)
+        return td_fail(TD_ERR_ARG, "synthetic images are at most 64 px");
+    if (sp->count < 1 || sp->count > 6 || sp->colour < 0 || sp->colour >= SCENE_COLOURS ||
+        sp->bg < 0 || sp->bg >= SCENE_BG_KINDS || sp->shape >= SHAPE_KINDS)
+        return td_fail(TD_ERR_ARG, "scene: count %d, colour %d, ground %d, shape %d out of range",
+                       sp->count, sp->colour, sp->bg, sp->shape);
+    /* objects: non-overlapping discs of the count's radius, rejection-sampled */
+    double cx[6], cy[6], rad[6], lo, hi;
+    scene_radius(sp->count, S, &lo, &hi);
+    for (int placed = 0; placed < sp->count;) { /* restart when stuck */
+        int tries = 0;
+        for (placed = 0; placed < sp->count && tries < 300; tries++) {
+            double rr = unif(r, lo, hi), x = unif(r, rr, S - rr), y = unif(r, rr, S - rr);
+            if (sp->count == 1) { /* one object: near the centre, as a photo frames it */
+                x = S / 2.0 + unif(r, -0.1, 0.1) * S;
+                y = S / 2.0 + unif(r, -0.1, 0.1) * S;
+            }
+            int ok = 1;
+            for (int i = 0; i < placed && ok; i++)
+                ok = hypot(x - cx[i], y - cy[i]) >= rr + rad[i] + 1.0;
+            if (!ok)
+                continue;
+            cx[placed] = x;
+            cy[placed] = y;
+            rad[placed] = rr;
+            placed++;
+        }
+    }
+    for (int i = 0; i < sp->count; i++) {
+        if (sp->shape < 0) {
+            double fill = 2.0 * rad[i] / S;
+            GlyphJitter j = {10.0, 0.15, fill * 0.9, fill * 1.1, 0.1, 0.0};
+            TD_TRY(synth_glyph(cov, S, f, sp->font, sp->cp, &j, cx[i] - S / 2.0, cy[i] - S / 2.0,
+                               r));
+            continue;
+        }
+        double th = unif(r, 0, 2 * k_pi), ax = unif(r, 0.88, 1.12), c = cos(th), s = sin(th);
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                int hit = 0;
+                for (int a = 0; a < SUB; a++)
+                    for (int b = 0; b < SUB; b++) {
+                        double px = x + (b + 0.5) / SUB - cx[i], py = y + (a + 0.5) / SUB - cy[i];
+                        double u = (c * px + s * py) / (rad[i] * ax), v = (-s * px + c * py) / rad[i];
+                        hit += shape_inside(sp->shape, u, v);
+                    }
+                float t = (float)hit / (SUB * SUB);
+                if (t > cov[y * S + x])
+                    cov[y * S + x] = t;
+            }
+    }
+    /* ground: plain dark, plain light, or a texture between two muted dark colours */
+    double g0[3], g1[3], fg[3];
+    TexParams tp;
+    int tex = sp->bg >= SCENE_BG_TEXTURE ? sp->bg - SCENE_BG_TEXTURE : -1;
+    if (tex >= 0)
+        texture_params(&tp, S, tex, r);
+    for (int k = 0; k < 3; k++) {
+        double base = sp->bg == SCENE_BG_LIGHT ? unif(r, 200, 250) : unif(r, 5, 40);
+        g0[k] = base;
+        g1[k] = tex >= 0 ? unif(r, 70, 125) : base;
+        fg[k] = k_palette[sp->colour][k] + unif(r, -20, 20);
+    }
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++) {
+            double t = tex >= 0 ? texture_pixel(tex, &tp, x, y) : 0.0, a = cov[y * S + x];
+            for (int k = 0; k < 3; k++) {
+                double g = g0[k] + (g1[k] - g0[k]) * t;
+                out[(y * S + x) * 3 + k] = clamp8(g + (fg[k] - g) * a + 5.0 * rng_normal(r));
+            }
+        }
+    return TD_OK;
+}
+
+void synth_scene_caption(const SceneSpec *sp, char *buf, size_t cap)
+{
+    char noun[32];
+    if (sp->shape < 0) {
+        int digit = sp->cp >= '0' && sp->cp <= '9';
+        snprintf(noun, sizeof noun, "%s %c", digit ? "digit" : "letter",
+                 digit ? (char)sp->cp : (char)(sp->cp - 'A' + 'a'));
+    } else {
+        const char *n = k_shape_names[sp->shape];
+        size_t len = strlen(n);
+        snprintf(noun, sizeof noun, "%s%s", n,
+                 sp->count == 1 ? "" : len && n[len - 1] == 's' ? "es" : "s");
+    }
+    if (sp->count == 1)
+        snprintf(buf, cap, "a %s %s on %s", k_colour_names[sp->colour], noun,
+                 synth_scene_bg_name(sp->bg));
+    else
+        snprintf(buf, cap, "%d %s %s on %s", sp->count, k_colour_names[sp->colour], noun,
+                 synth_scene_bg_name(sp->bg));
 }

@@ -8,6 +8,7 @@
 #ifndef TD_SYNTH_H
 #define TD_SYNTH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "rng.h"
@@ -64,5 +65,30 @@ void synth_texture(uint8_t *out, int S, int kind, TdRng *r);
 
 /* 1..max_count small blobs on dark ground, non-overlapping; gray. */
 void synth_count(uint8_t *out, int S, int count, TdRng *r);
+
+/* Captioned scenes, RGB, for contrastive pre-training: count objects (1..6),
+ * all one glyph or one shape kind, in one named colour, on a named ground. A
+ * single object sits near the centre; several are placed apart, smaller the
+ * more there are. */
+enum { SCENE_RED, SCENE_GREEN, SCENE_BLUE, SCENE_YELLOW, SCENE_WHITE, SCENE_BLACK, SCENE_COLOURS };
+extern const char *const k_colour_names[SCENE_COLOURS];
+enum { SCENE_BG_DARK, SCENE_BG_LIGHT, SCENE_BG_TEXTURE, /* + texture kind */
+       SCENE_BG_KINDS = SCENE_BG_TEXTURE + TEX_KINDS };
+typedef struct {
+    int bg;      /* SCENE_BG_DARK, SCENE_BG_LIGHT or SCENE_BG_TEXTURE + a TEX_ kind */
+    int colour;  /* SCENE_ colour of the objects */
+    int count;   /* 1..6 */
+    int shape;   /* SHAPE_ kind, or -1: the glyph cp in font */
+    uint32_t cp;
+    int font;
+} SceneSpec;
+/* Whether objects of colour show on ground bg (no black on dark grounds, no
+ * white or yellow on light ones). */
+int synth_scene_valid(int bg, int colour);
+const char *synth_scene_bg_name(int bg);
+TdStatus synth_scene(uint8_t *out, int S, SynthFonts *f, const SceneSpec *sp, TdRng *r);
+/* "a red star on stripes", "3 blue circles on light", "a white letter k on dark",
+ * "a green digit 7 on grid" (glyphs lower-cased; the digit or letter is a word). */
+void synth_scene_caption(const SceneSpec *sp, char *buf, size_t cap);
 
 #endif

@@ -69,7 +69,8 @@ void image_buf_free(ImageBuf *img);
 TdStatus image_write_png(const char *path, const uint8_t *px, int h, int w, int c);
 
 /* Writes a contact sheet PNG of t: one row per class with up to per_class of
- * its train images, magnified `zoom` times, on a gray grid. RGB. */
+ * its train images, magnified `zoom` times, on a gray grid. RGB. A set of more
+ * than 64 classes (captions) gets its first 16 * per_class train images in order. */
 TdStatus task_write_sheet(const TaskData *t, const char *png, int per_class, int zoom);
 
 /* Number of names in a comma-separated list ("a,b,c" -> 3; NULL or "" -> 0). */

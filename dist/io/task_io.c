@@ -144,7 +144,7 @@ TdStatus task_validate(const TaskData *t, const char *what)
                 count[y]++;
         }
     }
-    for (int k = 0; k < t->num_classes && s == TD_OK; k++)
+    for (int k = 0; k < t->num_classes && s == TD_OK && !t->captions; k++)
         if (count[k] == 0)
             s = td_fail(TD_ERR_FORMAT, "%s: class %d ('%s') has no train images", what, k,
                         t->classes[k]);
@@ -269,6 +269,10 @@ static TdStatus write_file(hid_t f, const TaskData *t, const char *path)
     for (int i = 0; i < 4; i++)
         TD_TRY(h5u_attr_write(f, path, hwck_names[i], H5T_STD_I32LE, H5T_NATIVE_INT32,
                               &hwck[i]));
+    if (t->captions) {
+        int32_t one = 1;
+        TD_TRY(h5u_attr_write(f, path, "captions", H5T_STD_I32LE, H5T_NATIVE_INT32, &one));
+    }
     TD_TRY(write_classes(f, t, path));
     char sum[40];
     task_checksum(t, sum);
@@ -406,6 +410,11 @@ static TdStatus read_file(hid_t f, TaskData *t, int want_data, const char *path)
     TdStatus s = task_init(t, name, source, seed, v[0], v[1], v[2], v[3]);
     if (s != TD_OK)
         return td_fail(TD_ERR_FORMAT, "%s: bad header", path);
+    if (h5u_attr_exists(f, "captions")) {
+        int32_t c = 0;
+        TD_TRY(h5u_attr_read(f, path, "captions", H5T_NATIVE_INT32, &c));
+        t->captions = c != 0;
+    }
     TD_TRY(read_classes(f, t, path));
     for (int sp = 0; sp < TASK_NSPLITS; sp++)
         TD_TRY(read_split(f, t, sp, want_data, path));

@@ -30,7 +30,7 @@
 enum { TASK_TRAIN = 0, TASK_VAL = 1, TASK_TEST = 2, TASK_NSPLITS = 3 };
 extern const char *const k_task_split_names[TASK_NSPLITS];
 
-enum { TASK_NAME_LEN = 64, TASK_SOURCE_LEN = 512, TASK_CLASS_LEN = 64, TASK_MAX_CLASSES = 1024 };
+enum { TASK_NAME_LEN = 64, TASK_SOURCE_LEN = 512, TASK_CLASS_LEN = 64, TASK_MAX_CLASSES = 8192 };
 enum { TASK_VAL_MAX = 5000 };
 
 typedef struct {
@@ -46,6 +46,9 @@ typedef struct {
     int height, width, channels; /* H, W, C */
     int num_classes;             /* K */
     char (*classes)[TASK_CLASS_LEN];
+    int captions;                /* 1: the class names are captions of a contrastive
+                                    pre-training set (attribute captions = 1): a caption
+                                    may have no image, and is then a negative only */
     TaskSplit split[TASK_NSPLITS];
 } TaskData;
 

@@ -96,7 +96,8 @@ typedef double TdCfgNum3[3];
       "tower: tadist import --text)")                                                           \
     X(heads, STR, merges, "", NULL, "heads.source = zeroshot: the CLIP tokenizer's merges.txt") \
     X(heads, STR, templates, "", NULL,                                                          \
-      "heads.source = zeroshot: prompt templates, a file or a shipped set name; \"\" = the set " \
+      "heads.source = zeroshot: prompt templates, a file or a shipped set name for every task, " \
+      "or a folder of <task>.txt files; \"\" = the set " \
       "named after each task (config/templates/<task>.txt)")                                   \
     X(heads, FLOAT, logit_scale, "100", "(0,inf)",                                              \
       "logits = logit_scale * cosine(feature, head row), for every head source")               \
@@ -116,7 +117,12 @@ typedef double TdCfgNum3[3];
     X(pretrain, FLOAT, weight_decay, "0.1", "[0,inf)", "AdamW decoupled weight decay (encoder)") \
     X(pretrain, FLOAT, scale, "20", "(0,inf)",                                                  \
       "cosine classifier: logits = scale * cos(feature, class embedding), class embeddings "   \
-      "learned with the encoder")
+      "learned with the encoder")                                                              \
+    X(pretrain, STR, text_arch, "", NULL,                                                       \
+      "\"\" = a learned embedding per class; a text tower (text_demo) = CLIP-style: the class "   \
+      "names are captions, each embedded by a text tower of this architecture (random trunk, "  \
+      "learned projection; tokenizer heads.vocab and heads.merges), contrasted with every "     \
+      "caption; the model file then carries the tower, for heads.source = zeroshot")
 
 #define TD_CONFIG_FINETUNE(X)                                                                   \
     X(finetune, CHOICES, modes, "attn", "full|attn|attn_bias|mlp|linear|ntk",                   \

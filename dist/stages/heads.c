@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "evaluate.h"
@@ -175,8 +176,17 @@ static TdStatus zeroshot_head(const TdConfig *cfg, ZsText *z, const char *task_p
     TdStatus s = names ? TD_OK : td_fail(TD_ERR_NOMEM, "heads: out of memory");
     for (int c = 0; s == TD_OK && c < C; c++)
         names[c] = td.classes[c];
+    /* heads.templates: "" = the set named after the task, a folder = its <task>.txt,
+     * else one file or set name for every task */
+    char tpath[700];
+    struct stat st;
+    const char *tsrc = cfg->heads.templates[0] ? cfg->heads.templates : task;
+    if (cfg->heads.templates[0] && stat(cfg->heads.templates, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(tpath, sizeof tpath, "%s/%s.txt", cfg->heads.templates, task);
+        tsrc = tpath;
+    }
     if (s == TD_OK)
-        s = zeroshot_templates_load(cfg->heads.templates[0] ? cfg->heads.templates : task, &tm);
+        s = zeroshot_templates_load(tsrc, &tm);
     if (s == TD_OK)
         s = zeroshot_heads(&z->text, &z->tok, names, C, &tm, w);
     zeroshot_templates_free(&tm);

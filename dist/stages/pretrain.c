@@ -6,21 +6,25 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clip_tokenizer.h"
 #include "evaluate.h"
 #include "h5util.h"
 #include "model_io.h"
+#include "ops.h"
 #include "optim.h"
 #include "params.h"
 #include "rng.h"
 #include "runtime.h"
 #include "task_io.h"
+#include "text_io.h"
 #include "train_step.h"
 #include "trainable.h"
 
 static void expected_source(const TdConfig *cfg, char *buf, size_t n)
 {
-    snprintf(buf, n, "pretrain:%.100s/%.60s:steps=%d:seed=%d", cfg->data.dir, cfg->pretrain.task,
-             cfg->pretrain.steps, cfg->run.seed);
+    snprintf(buf, n, "pretrain:%.100s/%.60s:steps=%d:seed=%d%s%.40s", cfg->data.dir,
+             cfg->pretrain.task, cfg->pretrain.steps, cfg->run.seed,
+             cfg->pretrain.text_arch[0] ? ":text=" : "", cfg->pretrain.text_arch);
 }
 
 /* hn = rows of w (C,E) normalised; norms kept for the backward. */
@@ -102,12 +106,20 @@ static TdStatus check_inputs(const TdConfig *cfg, const char *path, int *classes
     return TD_OK;
 }
 
+/* The head's class rows hn (C,E) come from its learned parameters w:
+ *  - class embeddings (pretrain.text_arch = ""): w (C,E), hn = normalise(w);
+ *  - captions (CLIP-style): w = the text projection P (D,E), hn = normalise(Z P)
+ *    with Z (C,D) the text tower's ln_final output for each class name (a
+ *    caption), computed once: the trunk stays at its random initialisation. */
 typedef struct {
     VitModel m;
     unsigned char *mask;
     DpTrainer T;
     AdamW o, oh;          /* encoder, head */
     float *w, *hn, *norm, *dw;
+    int D;                /* captions: the text tower's width; 0: class embeddings */
+    float *Z, *ec, *dec;  /* captions: (C,D) features, (C,E) embeddings and their gradient */
+    TextModel text;       /* captions: the tower written into the model file */
     ParamInfo hinfo;
     ParamTable htab;      /* the head as a one-tensor table, for AdamW */
     unsigned char hmask;
@@ -119,37 +131,158 @@ static void pt_free(Pretrainer *p)
     adamw_free(&p->o);
     adamw_free(&p->oh);
     model_free(&p->m);
+    if (p->text.params)
+        text_model_free(&p->text);
     free(p->mask), free(p->w), free(p->hn), free(p->norm), free(p->dw);
+    free(p->Z), free(p->ec), free(p->dec);
     memset(p, 0, sizeof *p);
 }
 
-static TdStatus pt_alloc(Pretrainer *p, const TdConfig *cfg, int C)
+static void head_forward(Pretrainer *p, int C, int E)
+{
+    if (p->D) {
+        op_matmul_fwd(p->ec, p->Z, p->w, C, p->D, E);
+        normalise_rows(p->ec, C, E, p->hn, p->norm);
+    } else {
+        normalise_rows(p->w, C, E, p->hn, p->norm);
+    }
+}
+
+/* dw = dL/dw from dhn = dL/dhn (C,E). */
+static void head_backward(Pretrainer *p, const float *dhn, int C, int E)
+{
+    if (p->D) {
+        normalise_rows_backward(p->hn, p->norm, dhn, C, E, p->dec);
+        memset(p->dw, 0, (size_t)p->D * E * sizeof *p->dw);
+        op_matmul_bwd(NULL, p->dw, p->dec, p->Z, p->w, C, p->D, E);
+    } else {
+        normalise_rows_backward(p->hn, p->norm, dhn, C, E, p->dw);
+    }
+}
+
+/* Rank 0: Z (C,D) = the random-init tower's ln_final output for each class name
+ * of the task at path (tokenised with heads.vocab / heads.merges). */
+static TdStatus caption_features(const TdConfig *cfg, const char *path, const TextModel *tm,
+                                 const ClipTokenizer *tok, int C, float *Z)
+{
+    const int T = tm->arch.ctx, D = tm->arch.width, NB = 256;
+    TaskData td;
+    TD_TRY(task_read_header(path, &td));
+    TextWork w;
+    memset(&w, 0, sizeof w);
+    int *ids = malloc((size_t)NB * T * sizeof *ids);
+    float *emb = malloc((size_t)NB * tm->arch.out_dim * sizeof *emb);
+    TdStatus s = ids && emb ? text_work_alloc(&w, &tm->arch, &tm->table, NB)
+                            : td_fail(TD_ERR_NOMEM, "pretrain: out of memory for captions");
+    int longest = 0;
+    for (int c0 = 0; s == TD_OK && c0 < C; c0 += NB) {
+        int nb = C - c0 < NB ? C - c0 : NB;
+        for (int b = 0; s == TD_OK && b < nb; b++) {
+            int *full = NULL, n = 0;
+            s = clip_tokenize(tok, td.classes[c0 + b], &full, &n);
+            free(full);
+            if (s == TD_OK && n > T)
+                s = td_fail(TD_ERR_CONFIG, "%s: class %d's caption '%s' is %d tokens, more than "
+                                           "the text tower's context %d",
+                            path, c0 + b, td.classes[c0 + b], n, T);
+            longest = n > longest ? n : longest;
+            if (s == TD_OK)
+                s = clip_tokenize_ctx(tok, td.classes[c0 + b], T, ids + (size_t)b * T);
+        }
+        if (s == TD_OK)
+            s = text_forward(tm->params, &w, ids, nb, T, emb);
+        if (s == TD_OK)
+            memcpy(Z + (size_t)c0 * D, w.pooled, (size_t)nb * D * sizeof *Z);
+    }
+    if (s == TD_OK)
+        td_log("pretrain: %d captions of %s embedded by the text tower (%d tokens at most, "
+               "e.g. '%s')",
+               C, path, longest, td.classes[0]);
+    text_work_free(&w);
+    free(ids);
+    free(emb);
+    task_free(&td);
+    return s;
+}
+
+/* The caption head: the text tower (random init of run.seed), its ln_final
+ * features of every class name on every rank, and P = its text projection. */
+static TdStatus caption_head_alloc(const TdConfig *cfg, const char *path, Pretrainer *p, int C,
+                                   int E)
+{
+    ClipTokenizer tok;
+    memset(&tok, 0, sizeof tok);
+    int ids[2] = {0, 0};
+    TdStatus s = TD_OK;
+    if (!cfg->heads.vocab[0] || !cfg->heads.merges[0])
+        s = td_fail(TD_ERR_CONFIG, "pretrain.text_arch = \"%s\" needs heads.vocab and "
+                                   "heads.merges (the tokenizer of the captions)",
+                    cfg->pretrain.text_arch);
+    if (s == TD_OK && g_rt.rank == 0)
+        s = clip_tokenizer_load(&tok, cfg->heads.vocab, cfg->heads.merges);
+    if (s == TD_OK && g_rt.rank == 0) {
+        ids[0] = tok.max_id + 1;
+        ids[1] = tok.end_id;
+    }
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    MPI_Bcast(ids, 2, MPI_INT, 0, g_rt.comm);
+    TextArch a;
+    s = text_arch_by_name(cfg->pretrain.text_arch, ids[0], ids[1], E, &a);
+    if (s == TD_OK)
+        s = text_model_alloc(&p->text, &a);
+    if (s == TD_OK) {
+        text_params_init_random(&a, &p->text.table, p->text.params,
+                                rng_derive((uint64_t)cfg->run.seed, 0x74657874ULL, 1));
+        p->D = a.width;
+        p->Z = malloc((size_t)C * a.width * sizeof *p->Z);
+        p->ec = malloc((size_t)C * E * sizeof *p->ec);
+        p->dec = malloc((size_t)C * E * sizeof *p->dec);
+        if (!p->Z || !p->ec || !p->dec)
+            s = td_fail(TD_ERR_NOMEM, "pretrain: out of memory for %d captions", C);
+    }
+    if (s == TD_OK && g_rt.rank == 0)
+        s = caption_features(cfg, path, &p->text, &tok, C, p->Z);
+    if (g_rt.rank == 0 && tok.vocab.keys)
+        clip_tokenizer_free(&tok);
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    MPI_Bcast(p->Z, (int)((size_t)C * p->D), MPI_FLOAT, 0, g_rt.comm);
+    return TD_OK;
+}
+
+static TdStatus pt_alloc(Pretrainer *p, const TdConfig *cfg, const char *path, int C)
 {
     VitArch a;
     TD_TRY(vit_arch_by_name(cfg->model.arch, &a));
     TD_TRY(model_alloc(&p->m, &a));
     params_init_random(&a, &p->m.table, p->m.params, (uint64_t)cfg->run.seed);
     int E = a.out_dim;
-    size_t nh = (size_t)C * E;
+    if (cfg->pretrain.text_arch[0])
+        TD_TRY(caption_head_alloc(cfg, path, p, C, E));
+    size_t nh = (size_t)(p->D ? p->D : C) * E;
     TD_ALLOC(p->mask, p->m.table.count);
     TD_ALLOC(p->w, nh);
-    TD_ALLOC(p->hn, nh);
+    TD_ALLOC(p->hn, (size_t)C * E);
     TD_ALLOC(p->dw, nh);
     TD_ALLOC(p->norm, C);
     TD_TRY(trainable_mask(&p->m.table, "full", p->mask));
-    TdRng r;
-    rng_seed(&r, rng_derive((uint64_t)cfg->run.seed, 0x70726574ULL, 1)); /* "pret" */
-    for (size_t k = 0; k < nh; k++)
-        p->w[k] = (float)rng_normal(&r);
+    if (p->D) {
+        memcpy(p->w, params_at_c(&p->text.table, p->text.params, text_proj(&p->text.arch)),
+               nh * sizeof *p->w);
+    } else {
+        TdRng r;
+        rng_seed(&r, rng_derive((uint64_t)cfg->run.seed, 0x70726574ULL, 1)); /* "pret" */
+        for (size_t k = 0; k < nh; k++)
+            p->w[k] = (float)rng_normal(&r);
+    }
     const TdFinetuneConfig *f = &cfg->finetune;
     AdamWConfig oc = {(float)cfg->pretrain.lr, (float)f->beta1, (float)f->beta2, (float)f->eps,
                       (float)cfg->pretrain.weight_decay};
     TD_TRY(adamw_init(&p->o, &oc, p->m.table.total));
     oc.weight_decay = 0;
     TD_TRY(adamw_init(&p->oh, &oc, nh));
-    snprintf(p->hinfo.name, sizeof p->hinfo.name, "class_embeddings");
+    snprintf(p->hinfo.name, sizeof p->hinfo.name, p->D ? "text_projection" : "class_embeddings");
     p->hinfo.ndim = 2;
-    p->hinfo.shape[0] = C;
+    p->hinfo.shape[0] = p->D ? p->D : C;
     p->hinfo.shape[1] = E;
     p->hinfo.numel = nh;
     p->hinfo.block = -1;
@@ -170,7 +303,7 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
 {
     const TdPretrainConfig *pc = &cfg->pretrain;
     int E = p->m.arch.out_dim;
-    size_t nh = (size_t)C * E;
+    size_t nh = (size_t)(p->D ? p->D : C) * E;
     DpSpec spec = {&p->m, p->mask, trainable_count(&p->m.table, p->mask), 0, C, 1, 0.0f};
     LoaderOpts lo = {path,
                      TASK_TRAIN,
@@ -191,10 +324,10 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
     long step = 0, step_last = 0;
     int every = cfg->finetune.log_every;
     while (step < pc->steps) {
-        normalise_rows(p->w, C, E, p->hn, p->norm);
+        head_forward(p, C, E);
         TD_TRY(dp_step(&p->T, g_rt.comm, &spec, p->m.params, p->hn, (float)pc->scale,
                        &loss));
-        normalise_rows_backward(p->hn, p->norm, p->T.dhead, C, E, p->dw);
+        head_backward(p, p->T.dhead, C, E);
         double norm = sqrt(optim_grad_sumsq(&p->m.table, p->mask, p->T.grads) +
                            head_sumsq(p->dw, nh));
         if (!isfinite(loss) || !isfinite(norm))
@@ -240,12 +373,12 @@ TdStatus pretrain_stage(const TdConfig *cfg)
     TD_TRY(runtime_agree(g_rt.comm, check_inputs(cfg, path, &C)));
     Pretrainer p;
     memset(&p, 0, sizeof p);
-    TdStatus s = runtime_agree(g_rt.comm, pt_alloc(&p, cfg, C));
+    TdStatus s = runtime_agree(g_rt.comm, pt_alloc(&p, cfg, path, C));
     double secs = 0;
     if (s == TD_OK)
         s = train(cfg, &p, path, C, &secs);
     if (s == TD_OK) {
-        normalise_rows(p.w, C, p.m.arch.out_dim, p.hn, p.norm);
+        head_forward(&p, C, p.m.arch.out_dim);
         EvalEncoder enc = {&p.m, NULL, NULL, NULL};
         double acc[2] = {0, 0};
         s = eval_accuracy(g_rt.comm, &enc, path, TASK_VAL, cfg->eval.batch, cfg->eval.limit,
@@ -254,9 +387,9 @@ TdStatus pretrain_stage(const TdConfig *cfg)
             s = eval_accuracy(g_rt.comm, &enc, path, TASK_TEST, cfg->eval.batch,
                               cfg->eval.limit, p.hn, C, &acc[1]);
         if (s == TD_OK)
-            td_log("pretrain: accuracy on %s with the learned class embeddings: val %.4f test "
-                   "%.4f",
-                   cfg->pretrain.task, acc[0], acc[1]);
+            td_log("pretrain: accuracy on %s with the learned %s: val %.4f test %.4f",
+                   cfg->pretrain.task, p.D ? "caption embeddings (exact caption)" : "class embeddings",
+                   acc[0], acc[1]);
     }
     if (s == TD_OK) {
         TdStatus w = TD_OK;
@@ -271,6 +404,11 @@ TdStatus pretrain_stage(const TdConfig *cfg)
             expected_source(cfg, p.m.source, sizeof p.m.source);
             if (w == TD_OK)
                 w = model_write(cfg->model.path, &p.m);
+            if (w == TD_OK && p.D) { /* the tower, with its learned projection */
+                memcpy(params_at(&p.text.table, p.text.params, text_proj(&p.text.arch)), p.w,
+                       (size_t)p.D * p.m.arch.out_dim * sizeof *p.w);
+                w = text_model_add(cfg->model.path, &p.text);
+            }
         }
         s = runtime_agree(g_rt.comm, w);
         if (s == TD_OK)
