@@ -67,7 +67,7 @@ foreach(np 1 2)
   set(run ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} --oversubscribe
       $<TARGET_FILE:tadist> ${PT_CFG} --set data.dir=${PTC}/data --set run.out_dir=${PTC}/runs
       --set model.path=${PTC}/np${np}/theta0.h5 --set pretrain.task=scenes
-      --set data.tasks=scenes --set pretrain.text_arch=text_demo --set pretrain.steps=24
+      --set data.tasks=scenes --set pretrain.text_arch=text_demo --set pretrain.steps=32 --set pretrain.batch=64
       --set heads.vocab=${PROJECT_SOURCE_DIR}/config/text/vocab.json
       --set heads.merges=${PROJECT_SOURCE_DIR}/config/text/merges.txt)
   string(REPLACE ";" " " run "${run}")
