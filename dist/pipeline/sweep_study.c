@@ -17,10 +17,14 @@
 #include "sweep.h"
 
 /* What one (run, mode) reports. */
-enum { M_SINGLE, M_SINGLE_VAL, M_ABS, M_NORM, M_ALPHA, M_TVNORM, M_XI_PRED, M_XI_REPR, M_SECS, M_N };
+/* M_THETA0: theta0's test accuracy with the task's own head (single.<task>.
+ * theta0_test); the gains are per run, so that their intervals are paired. */
+enum { M_SINGLE, M_SINGLE_VAL, M_ABS, M_NORM, M_ALPHA, M_TVNORM, M_XI_PRED, M_XI_REPR, M_SECS,
+       M_THETA0, M_GAIN_SINGLE, M_GAIN_MERGED, M_N };
 static const char *const k_metric[M_N] = {"single_test", "single_val", "merged_abs", "merged_norm",
                                           "alpha", "tv_norm", "xi_pred", "xi_repr",
-                                          "train_seconds"};
+                                          "train_seconds", "theta0_test", "single_gain",
+                                          "merged_gain"};
 
 /* Coefficient searches of a run's first merge method (modes.<mode>.coef_search.
  * <method>.<search>_<structure>), by name: merged abs and norm test accuracy. */
@@ -147,6 +151,9 @@ static TdStatus read_run(const TdConfig *base, const TdSweep *sw, long r, const 
         rec.m[M_XI_PRED] = task_mean(obj(mo, "disentangle"), "mean_err_pred_inner");
         rec.m[M_XI_REPR] = task_mean(obj(mo, "disentangle"), "mean_err_repr_inner");
         rec.m[M_SECS] = num(mo, "train_seconds");
+        rec.m[M_THETA0] = task_mean(obj(mo, "single"), "theta0_test");
+        rec.m[M_GAIN_SINGLE] = rec.m[M_SINGLE] - rec.m[M_THETA0];
+        rec.m[M_GAIN_MERGED] = rec.m[M_ABS] - rec.m[M_THETA0];
         rec.ncs = 0;
         const cJSON *cso;
         cJSON_ArrayForEach(cso, obj(obj(mo, "coef_search"), rc->merge.methods.item[0]))
@@ -644,12 +651,18 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
                    "times are wall seconds of each run's fine-tuning on its group of ranks, "
                    "which shares the machine with the other groups.\n\n");
         fprintf(f, "## Configurations (mean ± 95%% interval over seeds)\n\n"
-                   "| mode | settings | seeds | single-task (%%) | merged abs (%%) | merged norm "
+                   "theta0 is the pre-trained encoder with the same heads; the gains over it "
+                   "are taken per run (points).\n\n"
+                   "| mode | settings | seeds | theta0 (%%) | single-task (%%) | single - theta0 "
+                   "| merged abs (%%) | merged - theta0 | merged norm "
                    "(%%) | alpha | task-vector norm | xi pred, abs(a)<=1 | training (s) |\n"
-                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < nc; i++) {
             const Cfg *c = &cf[i];
-            char a[8][64];
+            char a[11][64];
+            pm(a[7], 64, c->mean[M_THETA0], c->half[M_THETA0], 100, 2);
+            pm(a[8], 64, c->mean[M_GAIN_SINGLE], c->half[M_GAIN_SINGLE], 100, 2);
+            pm(a[9], 64, c->mean[M_GAIN_MERGED], c->half[M_GAIN_MERGED], 100, 2);
             pm(a[0], 64, c->mean[M_SINGLE], c->half[M_SINGLE], 100, 2);
             pm(a[1], 64, c->mean[M_ABS], c->half[M_ABS], 100, 2);
             pm(a[2], 64, c->mean[M_NORM], c->half[M_NORM], 100, 2);
@@ -657,8 +670,9 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
             pm(a[4], 64, c->mean[M_TVNORM], c->half[M_TVNORM], 1, 3);
             pm(a[5], 64, c->mean[M_XI_PRED], c->half[M_XI_PRED], 1, 3);
             pm(a[6], 64, c->mean[M_SECS], c->half[M_SECS], 1, 1);
-            fprintf(f, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", c->mode,
-                    c->other[0] ? c->other : "-", c->n, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+            fprintf(f, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                    c->mode, c->other[0] ? c->other : "-", c->n, a[7], a[0], a[8], a[1], a[9],
+                    a[2], a[3], a[4], a[5], a[6]);
         }
         int any_cs = 0;
         for (int i = 0; i < nc; i++)
@@ -687,13 +701,15 @@ TdStatus sweep_study(const TdConfig *cfg, const TdSweep *sw)
                 }
             }
         }
-        fprintf(f, "\n## Every run\n\n| run | mode | settings | seed | single-task | merged abs | "
-                   "merged norm | alpha | task-vector norm | xi pred | training (s) |\n"
-                   "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        fprintf(f, "\n## Every run\n\n| run | mode | settings | seed | theta0 | single-task | "
+                   "merged abs | merged norm | alpha | task-vector norm | xi pred | training (s) |\n"
+                   "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < rs.n; i++) {
             const Rec *r = &rs.rec[i];
-            fprintf(f, "| r%03ld | %s | %s | %g | %.4f | %.4f | %.4f | %g | %.4g | %.4f | %.1f |\n",
-                    r->run, r->mode, r->other[0] ? r->other : "-", r->seed, r->m[M_SINGLE],
+            fprintf(f, "| r%03ld | %s | %s | %g | %.4f | %.4f | %.4f | %.4f | %g | %.4g | %.4f | "
+                       "%.1f |\n",
+                    r->run, r->mode, r->other[0] ? r->other : "-", r->seed, r->m[M_THETA0],
+                    r->m[M_SINGLE],
                     r->m[M_ABS], r->m[M_NORM], r->m[M_ALPHA], r->m[M_TVNORM], r->m[M_XI_PRED],
                     r->m[M_SECS]);
         }
