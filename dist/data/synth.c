@@ -569,10 +569,10 @@ void synth_scene_caption(const SceneSpec *sp, char *buf, size_t cap)
         snprintf(noun, sizeof noun, "%s%s", n,
                  sp->count == 1 ? "" : len && n[len - 1] == 's' ? "es" : "s");
     }
-    if (sp->count == 1)
+    if (sp->shape < 0) /* glyphs: one, named by its identity */
         snprintf(buf, cap, "a %s %s on %s", k_colour_names[sp->colour], noun,
                  synth_scene_bg_name(sp->bg));
-    else
+    else /* shapes: counted, whatever the count */
         snprintf(buf, cap, "%d %s %s on %s", sp->count, k_colour_names[sp->colour], noun,
                  synth_scene_bg_name(sp->bg));
 }

@@ -87,8 +87,9 @@ typedef struct {
 int synth_scene_valid(int bg, int colour);
 const char *synth_scene_bg_name(int bg);
 TdStatus synth_scene(uint8_t *out, int S, SynthFonts *f, const SceneSpec *sp, TdRng *r);
-/* "a red star on stripes", "3 blue circles on light", "a white letter k on dark",
- * "a green digit 7 on grid" (glyphs lower-cased; the digit or letter is a word). */
+/* "1 red star on stripes", "3 blue circles on light", "a white letter k on dark",
+ * "a green digit 7 on grid" (glyphs lower-cased; the digit or letter is a word;
+ * shapes are counted, glyphs are one). */
 void synth_scene_caption(const SceneSpec *sp, char *buf, size_t cap);
 
 #endif

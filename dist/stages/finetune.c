@@ -194,7 +194,10 @@ static DpSpec ft_spec(const FtRun *r, int t)
                 r->ntk,
                 r->heads->classes[t],
                 r->cfg->finetune.train_heads,
-                (float)r->cfg->finetune.label_smoothing};
+                (float)r->cfg->finetune.label_smoothing,
+                0,
+                NULL,
+                NULL};
     return p;
 }
 

@@ -117,6 +117,7 @@ typedef struct {
     DpTrainer T;
     AdamW o, oh;          /* encoder, head */
     float *w, *hn, *norm, *dw;
+    int C;                /* classes (captions) */
     int D;                /* captions: the text tower's width; 0: class embeddings */
     float *Z, *ec, *dec;  /* captions: (C,D) features, (C,E) embeddings and their gradient */
     TextModel text;       /* captions: the tower written into the model file */
@@ -148,16 +149,21 @@ static void head_forward(Pretrainer *p, int C, int E)
     }
 }
 
-/* dw = dL/dw from dhn = dL/dhn (C,E). */
+/* dw = dL/dw from dhn = dL/dhn (C,E): the class embeddings' gradient. */
 static void head_backward(Pretrainer *p, const float *dhn, int C, int E)
 {
-    if (p->D) {
-        normalise_rows_backward(p->hn, p->norm, dhn, C, E, p->dec);
-        memset(p->dw, 0, (size_t)p->D * E * sizeof *p->dw);
-        op_matmul_bwd(NULL, p->dw, p->dec, p->Z, p->w, C, p->D, E);
-    } else {
-        normalise_rows_backward(p->hn, p->norm, dhn, C, E, p->dw);
-    }
+    normalise_rows_backward(p->hn, p->norm, dhn, C, E, p->dw);
+}
+
+/* DpSpec.head_map of the caption head: a micro-batch's dL/dhn (C,E) to dL/dP
+ * (D,E), through the rows' normalisation and Z P. */
+static void caption_head_map(void *ctx, const float *dhn, float *dP)
+{
+    Pretrainer *p = ctx;
+    const int C = p->C, E = p->m.arch.out_dim;
+    normalise_rows_backward(p->hn, p->norm, dhn, C, E, p->dec);
+    memset(dP, 0, (size_t)p->D * E * sizeof *dP);
+    op_matmul_bwd(NULL, dP, p->dec, p->Z, p->w, C, p->D, E);
 }
 
 /* Rank 0: Z (C,D) = the random-init tower's ln_final output for each class name
@@ -256,6 +262,7 @@ static TdStatus pt_alloc(Pretrainer *p, const TdConfig *cfg, const char *path, i
     TD_TRY(model_alloc(&p->m, &a));
     params_init_random(&a, &p->m.table, p->m.params, (uint64_t)cfg->run.seed);
     int E = a.out_dim;
+    p->C = C;
     if (cfg->pretrain.text_arch[0])
         TD_TRY(caption_head_alloc(cfg, path, p, C, E));
     size_t nh = (size_t)(p->D ? p->D : C) * E;
@@ -304,7 +311,13 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
     const TdPretrainConfig *pc = &cfg->pretrain;
     int E = p->m.arch.out_dim;
     size_t nh = (size_t)(p->D ? p->D : C) * E;
-    DpSpec spec = {&p->m, p->mask, trainable_count(&p->m.table, p->mask), 0, C, 1, 0.0f};
+    DpSpec spec = {&p->m, p->mask, trainable_count(&p->m.table, p->mask), 0, C, 1, 0.0f,
+                   0, NULL, NULL};
+    if (p->D) { /* the exact sum carries dL/dP, not the C caption rows' gradient */
+        spec.head_params = nh;
+        spec.head_map = caption_head_map;
+        spec.head_ctx = p;
+    }
     LoaderOpts lo = {path,
                      TASK_TRAIN,
                      pc->batch,
@@ -327,7 +340,10 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
         head_forward(p, C, E);
         TD_TRY(dp_step(&p->T, g_rt.comm, &spec, p->m.params, p->hn, (float)pc->scale,
                        &loss));
-        head_backward(p, p->T.dhead, C, E);
+        if (p->D)
+            memcpy(p->dw, p->T.dhead, nh * sizeof *p->dw);
+        else
+            head_backward(p, p->T.dhead, C, E);
         double norm = sqrt(optim_grad_sumsq(&p->m.table, p->mask, p->T.grads) +
                            head_sumsq(p->dw, nh));
         if (!isfinite(loss) || !isfinite(norm))

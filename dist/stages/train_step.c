@@ -75,7 +75,8 @@ static TdStatus trainer_alloc(DpTrainer *T, const DpSpec *p)
     int mb = T->mb, S = a->image, E = a->out_dim;
     int nl = loader_local_max(&T->L); /* whole micro-batches */
     T->units = nl / mb > 0 ? nl / mb : 1;
-    size_t head = (size_t)p->classes * E, npk = p->ntrain + (p->train_head ? head : 0);
+    size_t rows = (size_t)p->classes * E, head = p->head_map ? p->head_params : rows;
+    size_t npk = p->ntrain + (p->train_head ? head : 0);
     TD_TRY(vit_work_alloc(&T->w, a, tab, mb));
     TD_TRY(vit_head_alloc(&T->h, mb, E, p->classes));
     TD_ALLOC(T->x, (size_t)T->units * mb * 3 * S * S);
@@ -83,7 +84,7 @@ static TdStatus trainer_alloc(DpTrainer *T, const DpSpec *p)
     TD_ALLOC(T->demb, (size_t)mb * E);
     TD_ALLOC(T->y, (size_t)T->units * mb);
     TD_ALLOC(T->packed, p->ntrain + head + 1);
-    TD_ALLOC(T->dhead, head + 1);
+    TD_ALLOC(T->dhead, (head > rows ? head : rows) + 1);
     TD_ALLOC(T->goff, (size_t)tab->count + 2);
     T->groups = 0;
     T->goff[0] = 0;
@@ -152,7 +153,9 @@ static double micro_step(DpTrainer *T, const DpSpec *p, const float *theta, cons
     vit_backward(&T->w, T->demb, T->grads, p->mask);
     float *g = T->ugrad + (size_t)u * T->goff[T->groups];
     dp_pack(tab, p->mask, T->grads, g);
-    if (nhead)
+    if (nhead && p->head_map)
+        p->head_map(p->head_ctx, T->dhead, g + p->ntrain);
+    else if (nhead)
         memcpy(g + p->ntrain, T->dhead, nhead * sizeof(float));
     for (int k = 0; k < T->groups; k++) {
         float m = xsum_max_abs(g + T->goff[k], T->goff[k + 1] - T->goff[k]);
@@ -209,8 +212,9 @@ TdStatus dp_step(DpTrainer *T, MPI_Comm comm, const DpSpec *p, const float *thet
     }
     dp_unpack(tab, p->mask, T->packed, T->grads);
     if (p->train_head)
-        memcpy(T->dhead, T->packed + p->ntrain, (size_t)p->classes * p->m->arch.out_dim *
-                                                    sizeof(float));
+        memcpy(T->dhead, T->packed + p->ntrain,
+               (p->head_map ? p->head_params : (size_t)p->classes * p->m->arch.out_dim) *
+                   sizeof(float));
     double lsum = 0; /* in micro-batch order: each slot came from one rank */
     for (int u = 0; u < uglobal; u++)
         lsum += T->uloss[u];

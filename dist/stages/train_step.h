@@ -34,6 +34,14 @@ typedef struct {
     int classes;                /* C, rows of the head */
     int train_head;             /* 1: dp_step also returns the summed head gradient */
     float label_smoothing;      /* of the cross-entropy (VitHead.smoothing); 0 = none */
+    /* With train_head, optionally: the head's rows are a function of head_params
+     * floats (pre-training's text projection), and head_map(head_ctx, dhead,
+     * dparams) maps a micro-batch's row gradient dhead (C,E) to theirs (linear
+     * in dhead), before the exact sum: the sum then carries head_params floats,
+     * not C*E. NULL: the rows are the head's parameters. */
+    size_t head_params;
+    void (*head_map)(void *head_ctx, const float *dhead, float *dparams);
+    void *head_ctx;
 } DpSpec;
 
 /* Buffers of one trainer: the loader, the workspace and the gradients. */
@@ -63,7 +71,8 @@ void dp_trainer_free(DpTrainer *T);
  * row); head (C,E) is used as given; cross-entropy label-smoothed by
  * spec->label_smoothing), backward, gradient sum over comm.
  * Afterwards T->grads holds the summed gradient of the trained tensors (table
- * layout) and, with spec->train_head, T->dhead (C,E) the head's; *loss is the
+ * layout) and, with spec->train_head, T->dhead (C,E) the head's (with a
+ * head_map: the head_params floats of its parameters); *loss is the
  * global mean loss. Collective over comm. */
 TdStatus dp_step(DpTrainer *T, MPI_Comm comm, const DpSpec *spec, const float *theta,
                  const float *head, float scale, double *loss);
