@@ -13,7 +13,8 @@ bash jobs/setup.sh
 bash jobs/build.sh tadist
 source jobs/env.sh
 ranks=${TADIST_RANKS:-8}
-if [ ! -f data/suite/suite.txt ] || [ ! -f data/suite/pretrain.h5 ]; then
+if [ ! -f data/suite/suite.txt ] || [ ! -f data/suite/pretrain.h5 ] ||
+       [ ! -f data/suite/scenes.h5 ]; then
     bash jobs/fetch_mnist.sh
     mpirun -np 2 --oversubscribe ./build/tadist data suite --out data/suite
 fi

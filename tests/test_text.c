@@ -443,6 +443,29 @@ static void test_zeroshot_heads(void **state)
     assert_int_equal(dims[0], N_CLASSES);
     assert_memory_equal(piped, got, (size_t)N_CLASSES * E * sizeof(float));
     free(piped);
+    /* heads.templates may name a folder: each task takes its <task>.txt */
+    char folder[1100], tfile[1200];
+    snprintf(folder, sizeof folder, "%s/tpl_folder", dir);
+    snprintf(tfile, sizeof tfile, "%s/pets.txt", folder);
+    snprintf(args, sizeof args, "mkdir -p '%s'", folder);
+    assert_int_equal(system(args), 0);
+    spit(tfile, k_templates);
+    snprintf(args, sizeof args,
+             "run = { name = \"zs2\"; out_dir = \"%s/runs\"; stages = [\"finetune\"]; };\n"
+             "model = { path = \"%s\"; };\n"
+             "data = { dir = \"%s\"; tasks = [\"pets\"]; };\n"
+             "heads = { source = \"zeroshot\"; vocab = \"%s\"; merges = \"%s\"; "
+             "templates = \"%s\"; };\n"
+             "finetune = { steps = 1; warmup = 0; batch = 4; };\n",
+             dir, model, dir, vocab, merges, folder);
+    spit(cfg, args);
+    snprintf(args, sizeof args, "'%s'", cfg);
+    assert_int_equal(run_tadist(args), 0);
+    snprintf(run_heads, sizeof run_heads, "%s/runs/zs2/heads.h5", dir);
+    piped = h5_read(run_heads, "pets", H5T_NATIVE_FLOAT, sizeof(float), dims);
+    assert_int_equal(dims[0], N_CLASSES);
+    assert_memory_equal(piped, got, (size_t)N_CLASSES * E * sizeof(float));
+    free(piped);
     free(got);
     text_work_free(&w);
     clip_tokenizer_free(&tok);
