@@ -89,17 +89,18 @@ static const SuiteTask k_suite[] = {
      "pre-training: A-Z and 0-9 glyphs (train fonts), Fashion-MNIST train images with 5 coarse "
      "labels, 4 shapes not in the shapes task"},
     {"scenes", GEN_SCENES, 0, 3, 0, 0,
-     "captioned scenes for contrastive pre-training: A-Z and 0-9 glyphs (train fonts) or 1-6 "
+     "captioned scenes for contrastive pre-training: A-Z, 0-9 and 12 symbol glyphs (train fonts) or 1-6 "
      "shapes, in 6 colours on dark, light or 8 textured grounds; Fashion-MNIST train images "
      "captioned with 5 coarse words; each class is a caption"},
 };
 enum { N_SUITE = sizeof k_suite / sizeof k_suite[0] };
 enum { PRE_GLYPHS = 36, PRE_GLYPH_PER_CLASS = 800, PRE_FMNIST_PER_CLASS = 2000,
        PRE_SHAPE_PER_CLASS = 1500 };
-/* scenes: images of each kind, and the caption classes: glyph (36 x colour x
+/* scenes: images of each kind, and the caption classes: glyph (48 x colour x
  * ground), shapes (kind x count 1-6 x colour x ground), Fashion-MNIST (5) */
-enum { SCN_GLYPH = 24000, SCN_SHAPE = 34000, SCN_FMNIST_PER_CLASS = 1200,
-       SCN_GLYPH_CLASSES = PRE_GLYPHS * SCENE_COLOURS * SCENE_BG_KINDS,
+enum { SCN_GLYPHS = PRE_GLYPHS + 12, /* A-Z, 0-9, then the 12 symbols (k_symbols) */
+       SCN_GLYPH = 24000, SCN_SHAPE = 34000, SCN_FMNIST_PER_CLASS = 1200,
+       SCN_GLYPH_CLASSES = SCN_GLYPHS * SCENE_COLOURS * SCENE_BG_KINDS,
        SCN_SHAPE_CLASSES = SHAPE_KINDS * 6 * SCENE_COLOURS * SCENE_BG_KINDS,
        SCN_CLASSES = SCN_GLYPH_CLASSES + SCN_SHAPE_CLASSES + 5 };
 static const char *const k_scene_fmnist_words[5] = {"top", "trouser", "dress", "boot", "bag"};
@@ -337,31 +338,39 @@ static TdStatus build_pretrain(Ctx *c, const SuiteTask *st, int index, TaskData 
     return import_finish(t, 0, &io);
 }
 
-/* Caption class of a scene: the index of its factors (SCN_ enum). */
-static int scene_class(const SceneSpec *sp)
+/* Glyph g of the scenes (0..SCN_GLYPHS): A-Z, 0-9, then the symbols. */
+static void scene_glyph(SceneSpec *sp, int g)
+{
+    sp->shape = -1;
+    sp->count = 1;
+    sp->symbol = g >= PRE_GLYPHS ? k_symbol_names[g - PRE_GLYPHS] : NULL;
+    sp->cp = g < 26 ? (uint32_t)('A' + g)
+             : g < PRE_GLYPHS ? (uint32_t)('0' + g - 26) : k_symbols[g - PRE_GLYPHS];
+}
+
+/* Caption class of a scene: the index of its factors (SCN_ enum); g is the
+ * glyph index for glyph scenes. */
+static int scene_class(const SceneSpec *sp, int g)
 {
     int tail = sp->colour * SCENE_BG_KINDS + sp->bg;
-    if (sp->shape < 0) {
-        int g = sp->cp >= 'A' && sp->cp <= 'Z' ? (int)(sp->cp - 'A') : 26 + (int)(sp->cp - '0');
+    if (sp->shape < 0)
         return g * SCENE_COLOURS * SCENE_BG_KINDS + tail;
-    }
     return SCN_GLYPH_CLASSES + (sp->shape * 6 + sp->count - 1) * SCENE_COLOURS * SCENE_BG_KINDS +
            tail;
 }
 
-/* A random scene: uniform ground, then a colour that shows on it. */
-static void scene_draw(SceneSpec *sp, int glyph, TdRng *r)
+/* A random scene: uniform ground, then a colour that shows on it; *g the glyph. */
+static void scene_draw(SceneSpec *sp, int glyph, int *g, TdRng *r)
 {
     memset(sp, 0, sizeof *sp);
     sp->bg = (int)rng_below(r, SCENE_BG_KINDS);
     do
         sp->colour = (int)rng_below(r, SCENE_COLOURS);
     while (!synth_scene_valid(sp->bg, sp->colour));
+    *g = -1;
     if (glyph) {
-        int g = (int)rng_below(r, PRE_GLYPHS);
-        sp->shape = -1;
-        sp->cp = g < 26 ? (uint32_t)('A' + g) : (uint32_t)('0' + g - 26);
-        sp->count = 1;
+        *g = (int)rng_below(r, SCN_GLYPHS);
+        scene_glyph(sp, *g);
         sp->font = pick_font(r, TASK_TRAIN);
     } else {
         sp->shape = (int)rng_below(r, SHAPE_KINDS);
@@ -381,17 +390,17 @@ static TdStatus build_scenes(Ctx *c, const SuiteTask *st, int index, TaskData *t
     if (s == TD_OK)
         s = task_split_alloc(t, TASK_TRAIN, total);
     /* every caption, positive somewhere or not, is a class (a negative for the others) */
-    for (int g = 0; g < PRE_GLYPHS + SHAPE_KINDS * 6 && s == TD_OK; g++)
+    for (int g = 0; g < SCN_GLYPHS + SHAPE_KINDS * 6 && s == TD_OK; g++)
         for (int col = 0; col < SCENE_COLOURS; col++)
             for (int bg = 0; bg < SCENE_BG_KINDS; bg++) {
-                SceneSpec sp = {bg, col, 1, -1, 0, 0};
-                if (g < PRE_GLYPHS)
-                    sp.cp = g < 26 ? (uint32_t)('A' + g) : (uint32_t)('0' + g - 26);
+                SceneSpec sp = {bg, col, 1, -1, 0, 0, NULL};
+                if (g < SCN_GLYPHS)
+                    scene_glyph(&sp, g);
                 else {
-                    sp.shape = (g - PRE_GLYPHS) / 6;
-                    sp.count = 1 + (g - PRE_GLYPHS) % 6;
+                    sp.shape = (g - SCN_GLYPHS) / 6;
+                    sp.count = 1 + (g - SCN_GLYPHS) % 6;
                 }
-                synth_scene_caption(&sp, t->classes[scene_class(&sp)], TASK_CLASS_LEN);
+                synth_scene_caption(&sp, t->classes[scene_class(&sp, g)], TASK_CLASS_LEN);
             }
     for (int q = 0; q < 5; q++)
         snprintf(t->classes[SCN_GLYPH_CLASSES + SCN_SHAPE_CLASSES + q], TASK_CLASS_LEN,
@@ -401,9 +410,10 @@ static TdStatus build_scenes(Ctx *c, const SuiteTask *st, int index, TaskData *t
         TdRng r;
         rng_seed(&r, rng_derive(o->seed + 0x9e37u * (uint64_t)index, i < ng ? 1 : 2, (uint64_t)i));
         SceneSpec sp;
-        scene_draw(&sp, i < ng, &r);
+        int g;
+        scene_draw(&sp, i < ng, &g, &r);
         s = synth_scene(t->split[TASK_TRAIN].images + at * ib, SIDE, c->fonts, &sp, &r);
-        t->split[TASK_TRAIN].labels[at] = scene_class(&sp);
+        t->split[TASK_TRAIN].labels[at] = scene_class(&sp, g);
     }
     int64_t taken[5] = {0};
     const TaskSplit *ft = &fm.split[TASK_TRAIN];

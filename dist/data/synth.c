@@ -559,7 +559,9 @@ TdStatus synth_scene(uint8_t *out, int S, SynthFonts *f, const SceneSpec *sp, Td
 void synth_scene_caption(const SceneSpec *sp, char *buf, size_t cap)
 {
     char noun[32];
-    if (sp->shape < 0) {
+    if (sp->shape < 0 && sp->symbol) {
+        snprintf(noun, sizeof noun, "symbol %s", sp->symbol);
+    } else if (sp->shape < 0) {
         int digit = sp->cp >= '0' && sp->cp <= '9';
         snprintf(noun, sizeof noun, "%s %c", digit ? "digit" : "letter",
                  digit ? (char)sp->cp : (char)(sp->cp - 'A' + 'a'));

@@ -81,6 +81,8 @@ typedef struct {
     int shape;   /* SHAPE_ kind, or -1: the glyph cp in font */
     uint32_t cp;
     int font;
+    const char *symbol; /* a glyph that is a symbol: its name ("left", "plus"); NULL for
+                           letters and digits */
 } SceneSpec;
 /* Whether objects of colour show on ground bg (no black on dark grounds, no
  * white or yellow on light ones). */
@@ -88,8 +90,8 @@ int synth_scene_valid(int bg, int colour);
 const char *synth_scene_bg_name(int bg);
 TdStatus synth_scene(uint8_t *out, int S, SynthFonts *f, const SceneSpec *sp, TdRng *r);
 /* "1 red star on stripes", "3 blue circles on light", "a white letter k on dark",
- * "a green digit 7 on grid" (glyphs lower-cased; the digit or letter is a word;
- * shapes are counted, glyphs are one). */
+ * "a green digit 7 on grid", "a black symbol left on light" (letters lower-cased;
+ * the digit, letter or symbol name is a word; shapes are counted, glyphs are one). */
 void synth_scene_caption(const SceneSpec *sp, char *buf, size_t cap);
 
 #endif
