@@ -229,6 +229,26 @@ static TdStatus build_one(const TdConfig *cfg, const VitModel *theta0, HeadSet *
     return TD_OK;
 }
 
+TdStatus heads_build_text(const TdConfig *cfg, const char *task_path, const char *task, int C,
+                          int E, float *w, int *built)
+{
+    *built = strcmp(cfg->heads.source, "zeroshot") == 0;
+    if (!*built)
+        return TD_OK;
+    ZsText z;
+    memset(&z, 0, sizeof z);
+    TdStatus s = TD_OK;
+    if (g_rt.rank == 0) {
+        s = zs_load(cfg, &z);
+        if (s == TD_OK)
+            s = zeroshot_head(cfg, &z, task_path, task, C, E, w);
+        zs_free(&z);
+    }
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    MPI_Bcast(w, C * E, MPI_FLOAT, 0, g_rt.comm);
+    return TD_OK;
+}
+
 TdStatus heads_build(const TdConfig *cfg, const VitModel *theta0, HeadSet *h)
 {
     ZsText z;

@@ -33,6 +33,13 @@ typedef struct {
 TdStatus heads_build(const TdConfig *cfg, const VitModel *theta0, HeadSet *h);
 void heads_free(HeadSet *h);
 
+/* The head (C,E) of a task outside data.tasks (the negation's control) when
+ * heads.source = zeroshot: its class names through the prompt templates and
+ * the text tower, as every task's; *built = 0 for the other sources (the
+ * caller fits its own). Collective: rank 0 builds it, every rank gets it. */
+TdStatus heads_build_text(const TdConfig *cfg, const char *task_path, const char *task, int C,
+                          int E, float *w, int *built);
+
 /* Rank 0 writes path (atomic); others return TD_OK. Status agreed over WORLD. */
 TdStatus heads_write(const char *path, const TdConfig *cfg, const VitModel *theta0,
                      const HeadSet *h);

@@ -14,8 +14,9 @@
 /* ---- negation ---- */
 
 /* The control task: data.tasks member (its frozen head), else a task file
- * (negation.control as a path, or <data.dir>/<control>.h5) whose head is the
- * prototypes of theta0's train features. */
+ * (negation.control as a path, or <data.dir>/<control>.h5) whose head is a
+ * zero-shot head when heads.source = zeroshot (ImageNet's role in the paper),
+ * else the prototypes of theta0's train features. */
 static TdStatus control_setup(ModeRun *r, float **own_head)
 {
     const TdConfig *cfg = r->cfg;
@@ -58,14 +59,23 @@ static TdStatus control_head(ModeRun *r, float **own)
     int C = r->ntasks, E = r->m.arch.out_dim;
     if (r->head[C])
         return TD_OK;
+    *own = calloc((size_t)r->classes[C] * E, sizeof **own);
+    int built = 0;
+    TdStatus s = *own ? TD_OK : td_fail(TD_ERR_NOMEM, "negation: out of memory");
+    s = runtime_agree(g_rt.comm, s);
+    if (s == TD_OK)
+        s = heads_build_text(r->cfg, r->paths[C], r->cfg->negation.control, r->classes[C], E,
+                             *own, &built);
+    if (s != TD_OK || built) {
+        r->head[C] = *own;
+        return s;
+    }
     EvalEncoder enc = {&r->m, NULL, NULL, NULL};
     float *f = NULL;
     int32_t *y = NULL;
     int64_t n = 0;
-    TD_TRY(eval_features(g_rt.comm, &enc, r->paths[C], TASK_TRAIN, r->cfg->eval.batch,
-                         r->cfg->eval.limit, &f, &y, &n));
-    *own = calloc((size_t)r->classes[C] * E, sizeof **own);
-    TdStatus s = *own ? TD_OK : td_fail(TD_ERR_NOMEM, "negation: out of memory");
+    s = eval_features(g_rt.comm, &enc, r->paths[C], TASK_TRAIN, r->cfg->eval.batch,
+                      r->cfg->eval.limit, &f, &y, &n);
     if (s == TD_OK)
         mode_protos(f, y, n, E, r->classes[C], *own);
     free(f);
