@@ -91,3 +91,18 @@ add_test(NAME ptc_zeroshot COMMAND $<TARGET_FILE:tadist> zeroshot --model ${PTC}
          -o ${PTC}/heads.h5)
 set_tests_properties(ptc_zeroshot PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
                      FIXTURES_REQUIRED ptc_run_np2 TIMEOUT 30)
+
+# A pre-training stopped after 16 of its 32 steps (pretrain.stop_after, as if
+# killed) leaves its checkpoint; the rerun resumes there and writes the same
+# model, bit for bit, as the uninterrupted np2 run; the checkpoint is then gone.
+set(run ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe
+    $<TARGET_FILE:tadist> ${PT_CFG} --set data.dir=${PTC}/data --set run.out_dir=${PTC}/runs_resume
+    --set model.path=${PTC}/resume/theta0.h5 --set pretrain.task=scenes
+    --set data.tasks=scenes --set pretrain.text_arch=text_demo --set pretrain.steps=32 --set pretrain.batch=64
+    --set heads.vocab=${PROJECT_SOURCE_DIR}/config/text/vocab.json
+    --set heads.merges=${PROJECT_SOURCE_DIR}/config/text/merges.txt)
+string(REPLACE ";" " " run "${run}")
+add_test(NAME ptc_resume COMMAND sh -c
+         "rm -rf ${PTC}/resume ${PTC}/runs_resume; ${run} --set pretrain.stop_after=16 > ${PTC}/resume1.log 2>&1; rc=$?; cat ${PTC}/resume1.log; [ $rc -ne 0 ] || { echo 'FAIL: the stopped run exited 0'; exit 1; }; grep -q 'stopped after step 16' ${PTC}/resume1.log || exit 1; [ -f ${PTC}/runs_resume/tiny/ckpt/pretrain.h5 ] || { echo 'FAIL: no checkpoint'; exit 1; }; ${run} > ${PTC}/resume2.log 2>&1 || { cat ${PTC}/resume2.log; exit 1; }; cat ${PTC}/resume2.log; grep -q 'resumed from its checkpoint at step 16 of 32' ${PTC}/resume2.log || exit 1; [ ! -e ${PTC}/runs_resume/tiny/ckpt/pretrain.h5 ] || { echo 'FAIL: checkpoint left behind'; exit 1; }; $<TARGET_FILE:test_pretrain> same ${PTC}/resume/theta0.h5 ${PTC}/np2/theta0.h5 0")
+set_tests_properties(ptc_resume PROPERTIES ENVIRONMENT "${TADIST_TEST_ENV}"
+                     FIXTURES_REQUIRED "ptc_data;ptc_run_np2" TIMEOUT 120)

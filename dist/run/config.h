@@ -118,6 +118,12 @@ typedef double TdCfgNum3[3];
     X(pretrain, FLOAT, scale, "20", "(0,inf)",                                                  \
       "cosine classifier: logits = scale * cos(feature, class embedding), class embeddings "   \
       "learned with the encoder")                                                              \
+    X(pretrain, INT, checkpoint_every, "500", "[0,inf)",                                       \
+      "save a checkpoint (parameters, AdamW moments, head, step) in <run dir>/ckpt/pretrain.h5 " \
+      "every N steps, so that a killed pre-training resumes (a SIGTERM or SIGUSR1 always saves " \
+      "one); it is deleted once the model is written; 0 = off")                                  \
+    X(pretrain, INT, stop_after, "0", "[0,inf)",                                                \
+      "testing: end pre-training after N steps as if killed (resume test); 0 = off")          \
     X(pretrain, STR, text_arch, "", NULL,                                                       \
       "\"\" = a learned embedding per class; a text tower (text_demo) = CLIP-style: the class "   \
       "names are captions, each embedded by a text tower of this architecture (random trunk, "  \

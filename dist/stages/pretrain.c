@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "clip_tokenizer.h"
 #include "evaluate.h"
@@ -16,6 +17,8 @@
 #include "rng.h"
 #include "runtime.h"
 #include "task_io.h"
+#include "task_merge.h"
+#include "train_ckpt.h"
 #include "text_io.h"
 #include "train_step.h"
 #include "trainable.h"
@@ -306,6 +309,87 @@ static double head_sumsq(const float *g, size_t n)
     return s;
 }
 
+/* ---- checkpoints (train_ckpt.h: written collectively by every rank) ---- */
+
+static void pt_ckpt_path(const TdConfig *cfg, char *buf, size_t n)
+{
+    char dir[700];
+    merge_run_dir(cfg, dir, sizeof dir);
+    snprintf(buf, n, "%s/ckpt/pretrain.h5", dir);
+}
+
+/* What the trajectory depends on: the source string (task, steps, seed, text
+ * tower) and every optimisation setting. */
+static void pt_ckpt_key(const TdConfig *cfg, int C, char out[20])
+{
+    const TdPretrainConfig *pc = &cfg->pretrain;
+    const TdFinetuneConfig *f = &cfg->finetune;
+    char src[256], buf[1024];
+    expected_source(cfg, src, sizeof src);
+    int n = snprintf(buf, sizeof buf, "%s|%s|%d|%.17g|%d|%d|%.17g|%.17g|%.17g|%.17g|%.17g|%.17g|%d|%d",
+                     src, cfg->model.arch, C, pc->lr, pc->batch, pc->warmup, pc->weight_decay,
+                     pc->scale, f->beta1, f->beta2, f->eps, f->grad_clip, cfg->data.augment,
+                     g_rt.micro_batch);
+    if (n >= (int)sizeof buf)
+        n = (int)sizeof buf - 1;
+    snprintf(out, 20, "%016llx", (unsigned long long)XXH64(buf, (size_t)n, 0));
+}
+
+/* Collective over the run communicator. */
+static TdStatus pt_ckpt_save(const TdConfig *cfg, const Pretrainer *p, const char *key, size_t nh,
+                             long step)
+{
+    char path[800];
+    pt_ckpt_path(cfg, path, sizeof path);
+    TdStatus s = TD_OK;
+    if (g_rt.rank == 0) {
+        char dir[800];
+        snprintf(dir, sizeof dir, "%s", path);
+        *strrchr(dir, '/') = '\0';
+        s = fs_mkdir_p(dir);
+    }
+    TD_TRY(runtime_agree(g_rt.comm, s));
+    CkptWriter w;
+    ckpt_write_begin(&w, g_rt.comm, path, key, step);
+    const size_t total = p->m.table.total;
+    ckpt_write_vec(&w, "theta", p->m.params, total);
+    ckpt_write_vec(&w, "adam_m", p->o.m, total);
+    ckpt_write_vec(&w, "adam_v", p->o.v, total);
+    ckpt_write_vec(&w, "head", p->w, nh);
+    ckpt_write_vec(&w, "head_adam_m", p->oh.m, nh);
+    ckpt_write_vec(&w, "head_adam_v", p->oh.v, nh);
+    return ckpt_write_end(&w, NULL);
+}
+
+/* Resumes from the checkpoint when there is one made with these settings;
+ * *step = 0 otherwise. Every rank reads it alone. */
+static TdStatus pt_ckpt_load(const TdConfig *cfg, Pretrainer *p, const char *key, size_t nh,
+                             long *step)
+{
+    char path[800];
+    pt_ckpt_path(cfg, path, sizeof path);
+    *step = 0;
+    CkptReader rd;
+    long st = 0;
+    int found = 0;
+    TD_TRY(ckpt_read_open(&rd, path, key, &st, &found));
+    if (!found)
+        return TD_OK;
+    const size_t total = p->m.table.total;
+    int e = st > cfg->pretrain.steps ||
+            ckpt_read_vec(&rd, "theta", p->m.params, total) < 0 ||
+            ckpt_read_vec(&rd, "adam_m", p->o.m, total) < 0 ||
+            ckpt_read_vec(&rd, "adam_v", p->o.v, total) < 0 ||
+            ckpt_read_vec(&rd, "head", p->w, nh) < 0 ||
+            ckpt_read_vec(&rd, "head_adam_m", p->oh.m, nh) < 0 ||
+            ckpt_read_vec(&rd, "head_adam_v", p->oh.v, nh) < 0;
+    ckpt_read_close(&rd);
+    if (e)
+        return td_fail(TD_ERR_FORMAT, "checkpoint '%s' is damaged; delete it to start over", path);
+    *step = p->o.step = p->oh.step = st;
+    return TD_OK;
+}
+
 static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int C, double *secs)
 {
     const TdPretrainConfig *pc = &cfg->pretrain;
@@ -333,10 +417,28 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
            "rank(s), lr %g, scale %g",
            cfg->model.arch, spec.ntrain, path, C, pc->steps, pc->batch, g_rt.size, pc->lr,
            pc->scale);
+    char key[20];
+    pt_ckpt_key(cfg, C, key);
+    long step = 0, saved = 0;
+    TD_TRY(runtime_agree(g_rt.comm, pt_ckpt_load(cfg, p, key, nh, &step)));
+    if (step > 0) {
+        loader_seek(&p->T.L, (int)(step / p->T.L.batches), step % p->T.L.batches);
+        td_log("pretrain: resumed from its checkpoint at step %ld of %d", step, pc->steps);
+    }
+    saved = step;
+    CkptClock clk;
+    ckpt_clock_start(&clk, pc->checkpoint_every, 0.0);
     double t_start = td_wall(), t_last = t_start, loss = 0, first = NAN;
-    long step = 0, step_last = 0;
+    long step0 = step, step_last = step;
     int every = cfg->finetune.log_every;
     while (step < pc->steps) {
+        if (runtime_stop_requested(g_rt.comm)) { /* between steps: the agreed safe point */
+            if (step > saved)
+                TD_TRY(pt_ckpt_save(cfg, p, key, nh, step));
+            return runtime_stop("while pre-training, at step %ld of %d (checkpoint written: "
+                                "rerun to resume)",
+                                step, pc->steps);
+        }
         head_forward(p, C, E);
         TD_TRY(dp_step(&p->T, g_rt.comm, &spec, p->m.params, p->hn, (float)pc->scale,
                        &loss));
@@ -352,7 +454,7 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
                                          "pretrain: loss became %s at step %ld: stopped (lower "
                                          "pretrain.lr?)",
                                          isnan(loss) || isnan(norm) ? "NaN" : "Inf", step + 1));
-        if (step == 0)
+        if (step == step0)
             first = loss;
         const float clip = optim_clip_factor(norm, (float)cfg->finetune.grad_clip);
         float lr = dp_schedule_lr("cosine", pc->lr, step, pc->warmup, pc->steps);
@@ -369,9 +471,24 @@ static TdStatus train(const TdConfig *cfg, Pretrainer *p, const char *path, int 
             t_last = now;
             step_last = step;
         }
+        if (step < pc->steps && ckpt_clock_due(&clk, g_rt.comm, step, pc->steps)) {
+            TD_TRY(pt_ckpt_save(cfg, p, key, nh, step));
+            ckpt_clock_reset(&clk);
+            saved = step;
+        }
+        if (pc->stop_after > 0 && step == pc->stop_after && step < pc->steps) {
+            if (step > saved)
+                TD_TRY(pt_ckpt_save(cfg, p, key, nh, step));
+            return runtime_agree(g_rt.comm,
+                                 td_fail(TD_ERR_INTERNAL,
+                                         "pre-training stopped after step %ld "
+                                         "(pretrain.stop_after), as if killed; rerun to resume "
+                                         "from the checkpoint",
+                                         step));
+        }
     }
     *secs = td_wall() - t_start;
-    td_log("pretrain: %ld steps in %.1f s, loss %.4f -> %.4f", step, *secs, first, loss);
+    td_log("pretrain: %ld steps in %.1f s, loss %.4f -> %.4f", step - step0, *secs, first, loss);
     return TD_OK;
 }
 
@@ -427,6 +544,11 @@ TdStatus pretrain_stage(const TdConfig *cfg)
             }
         }
         s = runtime_agree(g_rt.comm, w);
+        if (s == TD_OK && g_rt.rank == 0) { /* the model is the result: its checkpoint goes */
+            char ck[800];
+            pt_ckpt_path(cfg, ck, sizeof ck);
+            unlink(ck);
+        }
         if (s == TD_OK)
             td_log("pretrain: wrote %s (checksum %s, %.1f s of training)", cfg->model.path,
                    p.m.checksum, secs);
