@@ -4,6 +4,6 @@
 #   mpirun -np 8 tadist config/demo.cfg
 # The pre-trained CLIP-style encoder, models/demo_clip.h5, ships in the
 # repository (jobs/pretrain_demo.sh recreates it; if it is missing, the job
-# trains it, about 18 minutes more). Extra arguments go to tadist (e.g. --set
+# trains it, about 21 minutes more). Extra arguments go to tadist (e.g. --set
 # finetune.steps=100). Results: runs/demo/report.md.
 exec bash "$(dirname "$0")/suite_job.sh" config/demo.cfg "$@"

@@ -6,7 +6,7 @@
 # text tower's projection when there is one) with the shipped file's.
 #   bash jobs/pretrain_demo.sh                     config/demo.cfg: models/demo_clip.h5
 #                                                  (CLIP-style on the captioned scenes,
-#                                                  5000 steps: about 12 minutes on 2 cores)
+#                                                  8000 steps: about 21 minutes on 2 cores)
 #   bash jobs/pretrain_demo.sh config/study.cfg    models/demo_vit.h5 (class labels,
 #                                                  1000 steps: about 3 minutes)
 #   bash jobs/pretrain_demo.sh CONFIG OUT
