@@ -22,8 +22,8 @@ bash jobs/setup.sh
 bash jobs/build.sh tadist
 source jobs/env.sh
 value() { # SECTION KEY: an effective string value of $cfg
-    ./build/tadist "$cfg" --print-config 2>/dev/null |
-        awk -v s="$1" -v k="$2" '$1 == s && $2 == "=" {m = 1} m && $1 == k {print; exit}' |
+    ./build/tadist "$cfg" --print-config --check 2>/dev/null |
+        awk -v s="$1" -v k="$2" '$1 == s && $2 == "=" {m = 1} m && !done && $1 == k {print; done = 1}' |
         sed 's/.*"\(.*\)".*/\1/'
 }
 shipped=$(value model path)
