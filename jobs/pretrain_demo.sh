@@ -41,7 +41,7 @@ mpirun -np 8 --oversubscribe ./build/tadist "$cfg" --set run.stages=pretrain \
     --set model.path="$out" --set run.out_dir=runs/pretrain_demo
 sums() { # the vision checksum, and an md5 of the text projection's values if any
     h5dump -a checksum "$1" | sed -n 's/.*(0): "\(.*\)".*/\1/p'
-    if h5dump -n "$1" | grep -q '/text/text_projection'; then
+    if h5dump -n "$1" | grep '/text/text_projection' > /dev/null; then
         local tmp
         tmp=$(mktemp)
         h5dump -d /text/text_projection -b LE -o "$tmp" "$1" > /dev/null
