@@ -275,6 +275,26 @@ static TdStatus build_mnist(Ctx *c, TaskData *t)
 /* Pre-training pool: glyphs A-Z, 0-9 (train fonts), Fashion-MNIST train
  * images (after fashion_mnist's val is carved out, so none of its val or test)
  * with coarse labels, and four shapes the shapes task does not have. */
+/* Copies the first nf Fashion-MNIST train images of each coarse class, in file
+ * order, into t's train split from slot at (gray to RGB), labelled label0 + the
+ * coarse class; taken[q] counts them. Returns the next free slot. */
+static int64_t take_fmnist_coarse(TaskData *t, const TaskData *fm, int64_t nf, int64_t at,
+                                  int label0, int64_t taken[5])
+{
+    const TaskSplit *ft = &fm->split[TASK_TRAIN];
+    const int64_t ib = task_image_bytes(t);
+    for (int64_t i = 0; i < ft->n; i++) {
+        int q = k_fmnist_coarse[ft->labels[i]];
+        if (taken[q] >= nf)
+            continue;
+        taken[q]++;
+        for (int p = 0; p < SIDE * SIDE; p++)
+            memset(t->split[TASK_TRAIN].images + at * ib + 3 * p, ft->images[i * SIDE * SIDE + p], 3);
+        t->split[TASK_TRAIN].labels[at++] = label0 + q;
+    }
+    return at;
+}
+
 static TdStatus build_pretrain(Ctx *c, const SuiteTask *st, int index, TaskData *t)
 {
     const SuiteOpts *o = c->o;
@@ -302,16 +322,8 @@ static TdStatus build_pretrain(Ctx *c, const SuiteTask *st, int index, TaskData 
         }
     }
     int64_t taken[5] = {0};
-    const TaskSplit *ft = &fm.split[TASK_TRAIN];
-    for (int64_t i = 0; i < ft->n && s == TD_OK; i++) {
-        int q = k_fmnist_coarse[ft->labels[i]];
-        if (taken[q] >= nf)
-            continue;
-        taken[q]++;
-        for (int p = 0; p < SIDE * SIDE; p++)
-            memset(t->split[TASK_TRAIN].images + at * ib + 3 * p, ft->images[i * SIDE * SIDE + p], 3);
-        t->split[TASK_TRAIN].labels[at++] = PRE_GLYPHS + q;
-    }
+    if (s == TD_OK)
+        at = take_fmnist_coarse(t, &fm, nf, at, PRE_GLYPHS, taken);
     for (int q = 0; q < 5 && s == TD_OK; q++) {
         snprintf(t->classes[PRE_GLYPHS + q], TASK_CLASS_LEN, "%s", k_coarse_names[q]);
         if (taken[q] < nf)
@@ -416,16 +428,8 @@ static TdStatus build_scenes(Ctx *c, const SuiteTask *st, int index, TaskData *t
         t->split[TASK_TRAIN].labels[at] = scene_class(&sp, g);
     }
     int64_t taken[5] = {0};
-    const TaskSplit *ft = &fm.split[TASK_TRAIN];
-    for (int64_t i = 0; i < ft->n && s == TD_OK; i++) {
-        int q = k_fmnist_coarse[ft->labels[i]];
-        if (taken[q] >= nf)
-            continue;
-        taken[q]++;
-        for (int p = 0; p < SIDE * SIDE; p++)
-            memset(t->split[TASK_TRAIN].images + at * ib + 3 * p, ft->images[i * SIDE * SIDE + p], 3);
-        t->split[TASK_TRAIN].labels[at++] = SCN_GLYPH_CLASSES + SCN_SHAPE_CLASSES + q;
-    }
+    if (s == TD_OK)
+        at = take_fmnist_coarse(t, &fm, nf, at, SCN_GLYPH_CLASSES + SCN_SHAPE_CLASSES, taken);
     task_free(&fm);
     if (s == TD_OK && at != total)
         s = td_fail(TD_ERR_FORMAT, "scenes: %lld images for %lld slots (too few Fashion-MNIST "
